@@ -1,0 +1,385 @@
+//! `Runtime` (the owner: run, shut down) and `Handle` (what everything
+//! else holds: schedule, timers, I/O registration, blocking work, hooks).
+//!
+//! Owns: the lifecycle (idle → running → shutting down → stopped) and the
+//! shutdown sequence: `Before` hooks, `During` hooks, `After` hooks, then the
+//! workers stop and are joined, then the blocking pool. Invariant: the
+//! sequence runs once, on one thread; whoever else asks for it waits for it.
+//! Must not touch: actor types (upper layers keep their per-runtime state in
+//! the `layer_state` slot and hook into the phases).
+
+use std::any::Any;
+use std::io;
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::event::Source;
+use mio::Interest;
+use parking_lot::{Condvar, Mutex};
+
+use crate::blocking::{BlockingPool, BlockingStats};
+use crate::builder::{Builder, Signals};
+use crate::error::RuntimeError;
+use crate::events::{run_hook, Phase, SystemEvents};
+use crate::reactor::{IoToken, ReadySink, Reactor};
+use crate::scheduler::{spawn_workers, Scheduler};
+use crate::task::Task;
+use crate::time::{Clock, MissedTicks, TimerKey, Timers};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lifecycle {
+    Idle,
+    Running,
+    ShutdownRequested,
+    ShuttingDown,
+    Stopped,
+}
+
+struct Shared {
+    scheduler: Arc<Scheduler>,
+    reactor: Arc<Reactor>,
+    timers: Arc<Timers>,
+    blocking: Arc<BlockingPool>,
+    events: SystemEvents,
+    lifecycle: Mutex<Lifecycle>,
+    changed: Condvar,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    layer: OnceLock<Arc<dyn Any + Send + Sync>>,
+    signals: Signals,
+    shutdown_timeout: Duration,
+}
+
+/// A weft runtime: worker threads, the reactor, timers, the blocking pool.
+///
+/// Workers start in [`Builder::build`]; actors can be spawned at once.
+/// [`Runtime::run`] runs the start-up hooks and blocks until a shutdown is
+/// requested (from any thread with [`Handle::shutdown`], or by SIGINT or
+/// SIGTERM), then shuts down in order. Dropping a runtime that did not run
+/// shuts it down too, so no thread is left behind.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_runtime::Runtime;
+///
+/// let rt = Runtime::builder().workers(1).build().unwrap();
+/// let handle = rt.handle().clone();
+/// rt.handle().on_startup(move || handle.shutdown());
+/// rt.run().unwrap(); // returns once the hook asked for shutdown
+/// ```
+pub struct Runtime {
+    handle: Handle,
+}
+
+/// A cheap, cloneable, `Send + Sync` reference to a runtime.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("workers", &self.workers())
+            .finish_non_exhaustive()
+    }
+}
+
+fn os(what: &'static str) -> impl FnOnce(io::Error) -> RuntimeError {
+    move |source| RuntimeError::Os { what, source }
+}
+
+impl Runtime {
+    /// A builder with the default settings.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn start(b: Builder, clock: Clock) -> Result<Runtime, RuntimeError> {
+        let reactor = Arc::new(Reactor::new().map_err(os("create the reactor"))?);
+        let timers = Timers::new(clock, reactor.waker.clone());
+        let scheduler = Arc::new(Scheduler::new(
+            b.workers,
+            b.budget,
+            reactor.clone(),
+            timers.clone(),
+        ));
+        let blocking = BlockingPool::new(
+            b.blocking_threads,
+            b.blocking_queue,
+            b.blocking_keep_alive,
+            b.name.clone(),
+        );
+        let shared = Arc::new(Shared {
+            scheduler: scheduler.clone(),
+            reactor,
+            timers,
+            blocking,
+            events: SystemEvents::new(),
+            lifecycle: Mutex::new(Lifecycle::Idle),
+            changed: Condvar::new(),
+            workers: Mutex::new(Vec::new()),
+            layer: OnceLock::new(),
+            signals: b.signals,
+            shutdown_timeout: b.shutdown_timeout,
+        });
+        let weak = Arc::downgrade(&shared);
+        let on_signal: Box<dyn Fn() + Send + Sync> = Box::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                tracing::info!("signal received: shutting down");
+                Handle { shared }.shutdown();
+            }
+        });
+        let _ = scheduler.on_signal.set(on_signal);
+        let handles = spawn_workers(&scheduler, &b.name).map_err(os("spawn a worker thread"))?;
+        *shared.workers.lock() = handles;
+        Ok(Runtime {
+            handle: Handle { shared },
+        })
+    }
+
+    /// The runtime's handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Runs start-up hooks, then blocks until shutdown is requested and the
+    /// shutdown sequence has completed.
+    pub fn run(&self) -> Result<(), RuntimeError> {
+        let shared = &self.handle.shared;
+        {
+            let mut state = shared.lifecycle.lock();
+            match *state {
+                Lifecycle::Idle => *state = Lifecycle::Running,
+                Lifecycle::ShutdownRequested => {}
+                _ => return Err(RuntimeError::AlreadyRan),
+            }
+        }
+        let guard = match shared.signals {
+            Signals::GracefulShutdown => crate::signal::install(&shared.reactor)
+                .map_err(os("install signal handlers"))?,
+            Signals::Ignore => None,
+        };
+        shared.events.run_startup();
+        {
+            let mut state = shared.lifecycle.lock();
+            while *state == Lifecycle::Running {
+                shared.changed.wait(&mut state);
+            }
+        }
+        if let Some(guard) = guard {
+            guard.uninstall(&shared.reactor);
+        }
+        self.handle.complete_shutdown();
+        Ok(())
+    }
+
+    /// Shuts down now (hooks, actors, workers, pool) and waits for it.
+    pub fn shutdown_and_wait(self) {
+        self.handle.complete_shutdown();
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.handle.complete_shutdown();
+    }
+}
+
+impl Handle {
+    /// Makes a task runnable (see [`Task`] for the contract).
+    pub fn schedule(&self, task: Arc<dyn Task>) {
+        self.shared.scheduler.schedule(task);
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.shared.scheduler.workers
+    }
+
+    /// Messages an actor may handle per turn.
+    pub fn turn_budget(&self) -> usize {
+        self.shared.scheduler.budget
+    }
+
+    /// Whether `other` is a handle to the same runtime.
+    pub fn same_runtime(&self, other: &Handle) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    // ---- time ----
+
+    /// The runtime's clock.
+    pub fn clock(&self) -> &Clock {
+        self.shared.timers.clock()
+    }
+
+    /// Time since the runtime's clock started.
+    pub fn now(&self) -> Duration {
+        self.shared.timers.clock().now()
+    }
+
+    /// Runs `f` once, `delay` from now, on a worker thread. `f` should only
+    /// hand work on (send a message); it must not block.
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + Send + 'static) -> TimerKey {
+        self.shared.timers.once(delay, Box::new(f))
+    }
+
+    /// Runs `f` every `period` (at least one tick), first one period from
+    /// now; `missed` says what happens when it runs late.
+    pub fn call_every(
+        &self,
+        period: Duration,
+        missed: MissedTicks,
+        f: impl Fn() + Send + Sync + 'static,
+    ) -> TimerKey {
+        self.shared.timers.every(period, missed, Arc::new(f))
+    }
+
+    /// Cancels a timer; false if it already fired or was cancelled.
+    pub fn cancel_timer(&self, key: TimerKey) -> bool {
+        self.shared.timers.cancel(key)
+    }
+
+    /// Moves a pending timer to `delay` from now; false if it is gone.
+    pub fn reset_timer(&self, key: TimerKey, delay: Duration) -> bool {
+        self.shared.timers.reset(key, delay)
+    }
+
+    /// Pushes a pending timer's deadline back by `by`; false if it is gone.
+    pub fn delay_timer(&self, key: TimerKey, by: Duration) -> bool {
+        self.shared.timers.delay(key, by)
+    }
+
+    /// A pending timer's deadline on the runtime's clock.
+    pub fn timer_deadline(&self, key: TimerKey) -> Option<Duration> {
+        self.shared.timers.deadline_of(key)
+    }
+
+    /// How many timers are pending.
+    pub fn pending_timers(&self) -> usize {
+        self.shared.timers.pending()
+    }
+
+    // ---- I/O ----
+
+    /// Registers `source` with the reactor; its readiness goes to `sink`.
+    pub fn register(
+        &self,
+        source: &mut dyn Source,
+        interest: Interest,
+        sink: Arc<dyn ReadySink>,
+    ) -> io::Result<IoToken> {
+        self.shared.reactor.register(source, interest, sink)
+    }
+
+    /// Changes the interest of a registered source.
+    pub fn reregister(
+        &self,
+        source: &mut dyn Source,
+        token: &IoToken,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.shared.reactor.reregister(source, token, interest)
+    }
+
+    /// Removes a source; its sink is dropped and gets no more readiness.
+    pub fn deregister(&self, source: &mut dyn Source, token: IoToken) -> io::Result<()> {
+        self.shared.reactor.deregister(source, token)
+    }
+
+    // ---- blocking work ----
+
+    /// Runs `job` on the blocking pool. Refused with `BlockingPoolFull`
+    /// when the pool is at its thread limit and its queue is full, with
+    /// `ShuttingDown` after shutdown, with `Os` if no thread could start.
+    pub fn spawn_blocking(&self, job: impl FnOnce() + Send + 'static) -> Result<(), RuntimeError> {
+        self.shared.blocking.spawn(Box::new(job))
+    }
+
+    /// A snapshot of the blocking pool.
+    pub fn blocking_stats(&self) -> BlockingStats {
+        self.shared.blocking.stats()
+    }
+
+    // ---- lifecycle ----
+
+    /// Runs `hook` when `run` starts (at once if it already has).
+    pub fn on_startup(&self, hook: impl FnOnce() + Send + 'static) {
+        if let Some(hook) = self.shared.events.on_startup(Box::new(hook)) {
+            run_hook(hook);
+        }
+    }
+
+    /// Runs `hook` in `phase` of shutdown.
+    pub fn on_shutdown(&self, phase: Phase, hook: impl FnOnce() + Send + 'static) {
+        self.shared.events.on_shutdown(phase, Box::new(hook));
+    }
+
+    /// Asks for a graceful shutdown; returns at once. `run` then performs
+    /// it. Callable from any thread, including from inside an actor.
+    pub fn shutdown(&self) {
+        let mut state = self.shared.lifecycle.lock();
+        if matches!(*state, Lifecycle::Idle | Lifecycle::Running) {
+            *state = Lifecycle::ShutdownRequested;
+            self.shared.changed.notify_all();
+        }
+    }
+
+    /// Whether shutdown was asked for or has happened.
+    pub fn is_shutting_down(&self) -> bool {
+        !matches!(
+            *self.shared.lifecycle.lock(),
+            Lifecycle::Idle | Lifecycle::Running
+        )
+    }
+
+    /// How long the `During` phase gives actors to stop.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shared.shutdown_timeout
+    }
+
+    /// The per-runtime state of the layer above (weft-actors keeps its
+    /// bookkeeping here), created by `init` on first use.
+    ///
+    /// Invariant: one layer type per runtime; a second type gets `None`.
+    pub fn layer_state<T: Any + Send + Sync>(&self, init: impl FnOnce(&Handle) -> T) -> Option<&T> {
+        self.shared
+            .layer
+            .get_or_init(|| Arc::new(init(self)))
+            .downcast_ref::<T>()
+    }
+
+    fn complete_shutdown(&self) {
+        let shared = &self.shared;
+        {
+            let mut state = shared.lifecycle.lock();
+            loop {
+                match *state {
+                    Lifecycle::Stopped => return,
+                    Lifecycle::ShuttingDown => shared.changed.wait(&mut state),
+                    _ => break,
+                }
+            }
+            *state = Lifecycle::ShuttingDown;
+        }
+        shared.events.run_phase(Phase::Before);
+        shared.events.run_phase(Phase::During);
+        shared.events.run_phase(Phase::After);
+        shared.scheduler.shutdown();
+        let me = std::thread::current().id();
+        let workers = std::mem::take(&mut *shared.workers.lock());
+        for w in workers {
+            if w.thread().id() != me {
+                let _ = w.join();
+            }
+        }
+        shared.blocking.shutdown();
+        // Break the cycles runtime -> queued task/timer/sink -> handle.
+        shared.scheduler.drain_injector();
+        shared.timers.clear();
+        shared.reactor.clear_sinks();
+        *shared.lifecycle.lock() = Lifecycle::Stopped;
+        shared.changed.notify_all();
+    }
+}

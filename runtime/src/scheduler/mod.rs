@@ -1,0 +1,150 @@
+//! The scheduler: worker threads, run queues, stealing, and the idle path.
+//!
+//! Owns: the global injector, each worker's stealer, the sleeper list and
+//! the shutdown flag. Each worker's own deque and LIFO slot live in a
+//! thread-local (`worker.rs`), so scheduling from a worker touches no shared
+//! line.
+//!
+//! Invariants (see ARCHITECTURE.md, "Scheduler"):
+//! * A sleeper is listed with its mode (driving the reactor, or parked)
+//!   under the `sleepers` mutex; `notify_one` wakes it the way its mode says.
+//! * Before sleeping, a worker lists itself, issues a SeqCst fence and
+//!   re-checks every queue; a notifier pushes, fences, then reads
+//!   `sleeping`. One of the two always sees the other: no lost wake-up.
+//!
+//! Must not touch: what a task is (it only calls `Task::run`).
+
+mod worker;
+
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+
+use crossbeam_deque::{Injector, Stealer};
+use parking_lot::Mutex;
+
+use crate::reactor::Reactor;
+use crate::task::Task;
+use crate::time::Timers;
+
+pub(crate) use worker::{spawn_workers, try_schedule_local};
+
+pub(crate) type TaskRef = Arc<dyn Task>;
+
+struct Sleeper {
+    index: usize,
+    thread: Thread,
+    driving: bool,
+}
+
+pub(crate) struct Scheduler {
+    injector: Injector<TaskRef>,
+    stealers: OnceLock<Vec<Stealer<TaskRef>>>,
+    sleepers: Mutex<Vec<Sleeper>>,
+    sleeping: AtomicUsize,
+    shutdown: AtomicBool,
+    pub(crate) budget: usize,
+    pub(crate) workers: usize,
+    pub(crate) reactor: Arc<Reactor>,
+    pub(crate) timers: Arc<Timers>,
+    /// Called by the driving worker when SIGINT/SIGTERM arrived.
+    pub(crate) on_signal: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(
+        workers: usize,
+        budget: usize,
+        reactor: Arc<Reactor>,
+        timers: Arc<Timers>,
+    ) -> Self {
+        Scheduler {
+            injector: Injector::new(),
+            stealers: OnceLock::new(),
+            sleepers: Mutex::new(Vec::with_capacity(workers)),
+            sleeping: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            budget,
+            workers,
+            reactor,
+            timers,
+            on_signal: OnceLock::new(),
+        }
+    }
+
+    /// Makes `task` runnable: on this worker's LIFO slot when called from
+    /// one of this scheduler's workers, else on the injector.
+    pub(crate) fn schedule(&self, task: TaskRef) {
+        if let Err(task) = try_schedule_local(self, task) {
+            self.injector.push(task);
+            self.notify_one();
+        }
+    }
+
+    /// Wakes one sleeping worker, if any.
+    pub(crate) fn notify_one(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let sleeper = {
+            let mut sleepers = self.sleepers.lock();
+            let s = sleepers.pop();
+            self.sleeping.store(sleepers.len(), Ordering::SeqCst);
+            s
+        };
+        if let Some(s) = sleeper {
+            self.wake(&s);
+        }
+    }
+
+    fn wake(&self, s: &Sleeper) {
+        if s.driving {
+            if let Err(e) = self.reactor.waker.wake() {
+                tracing::error!(error = %e, "failed to wake the reactor");
+            }
+        } else {
+            s.thread.unpark();
+        }
+    }
+
+    fn add_sleeper(&self, index: usize, driving: bool) {
+        let mut sleepers = self.sleepers.lock();
+        sleepers.push(Sleeper {
+            index,
+            thread: std::thread::current(),
+            driving,
+        });
+        self.sleeping.store(sleepers.len(), Ordering::SeqCst);
+        drop(sleepers);
+        fence(Ordering::SeqCst);
+    }
+
+    fn remove_sleeper(&self, index: usize) {
+        let mut sleepers = self.sleepers.lock();
+        sleepers.retain(|s| s.index != index);
+        self.sleeping.store(sleepers.len(), Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Drops every task left in the injector (after the workers stopped).
+    pub(crate) fn drain_injector(&self) {
+        while !self.injector.steal().is_empty() {}
+    }
+
+    /// Tells every worker to exit after its current task, and wakes them.
+    pub(crate) fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        let sleepers = std::mem::take(&mut *self.sleepers.lock());
+        self.sleeping.store(0, Ordering::SeqCst);
+        for s in &sleepers {
+            self.wake(s);
+        }
+        // A worker between listing itself and sleeping re-checks the flag;
+        // the reactor wake covers a driver that is not listed yet.
+        let _ = self.reactor.waker.wake();
+    }
+}

@@ -1,0 +1,249 @@
+//! One worker thread: find a task, run it; when there is none, drive the
+//! reactor or park.
+//!
+//! Owns: the thread-local deque and LIFO slot of each worker. Order of
+//! search: LIFO slot (at most `LIFO_LIMIT` times in a row), own deque,
+//! injector, other workers' deques. Every `MAINTENANCE_INTERVAL` turns the
+//! injector is served first and the reactor and timers are polled without
+//! blocking, so neither starves behind a busy local queue.
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_deque::{Steal, Worker};
+
+use super::{Scheduler, TaskRef};
+
+const LIFO_LIMIT: u32 = 32;
+const MAINTENANCE_INTERVAL: u32 = 61;
+/// Spins on the queues before going to sleep: a reply that is about to
+/// arrive is picked up without a futex round trip.
+const IDLE_SPINS: u32 = 64;
+
+struct Local {
+    scheduler: *const Scheduler,
+    deque: Worker<TaskRef>,
+    lifo: Option<TaskRef>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+}
+
+/// Puts `task` on this thread's LIFO slot if this thread is a worker of
+/// `scheduler`; otherwise hands the task back.
+pub(crate) fn try_schedule_local(scheduler: &Scheduler, task: TaskRef) -> Result<(), TaskRef> {
+    LOCAL.with(|local| {
+        let mut local = match local.try_borrow_mut() {
+            Ok(l) => l,
+            Err(_) => return Err(task),
+        };
+        match local.as_mut() {
+            Some(l) if std::ptr::eq(l.scheduler, scheduler) => {
+                if let Some(previous) = l.lifo.replace(task) {
+                    l.deque.push(previous);
+                    drop(local);
+                    scheduler.notify_one();
+                }
+                Ok(())
+            }
+            _ => Err(task),
+        }
+    })
+}
+
+/// Starts the worker threads.
+pub(crate) fn spawn_workers(
+    scheduler: &Arc<Scheduler>,
+    name: &str,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let deques: Vec<Worker<TaskRef>> = (0..scheduler.workers)
+        .map(|_| Worker::new_fifo())
+        .collect();
+    let stealers = deques.iter().map(Worker::stealer).collect();
+    if scheduler.stealers.set(stealers).is_err() {
+        return Err(io::Error::other("workers already started"));
+    }
+    let mut handles = Vec::with_capacity(deques.len());
+    for (index, deque) in deques.into_iter().enumerate() {
+        let shared = scheduler.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-{index}"))
+            .spawn(move || run(shared, index, deque));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                scheduler.shutdown();
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(handles)
+}
+
+fn run(scheduler: Arc<Scheduler>, index: usize, deque: Worker<TaskRef>) {
+    LOCAL.with(|l| {
+        *l.borrow_mut() = Some(Local {
+            scheduler: Arc::as_ptr(&scheduler),
+            deque,
+            lifo: None,
+        })
+    });
+    let mut tick: u32 = 0;
+    let mut lifo_streak: u32 = 0;
+    while !scheduler.is_shutdown() {
+        tick = tick.wrapping_add(1);
+        let mut task = None;
+        if tick % MAINTENANCE_INTERVAL == 0 {
+            maintenance(&scheduler);
+            task = steal_injector(&scheduler);
+        }
+        if task.is_none() {
+            task = find_task(&scheduler, index, &mut lifo_streak);
+        }
+        match task {
+            Some(task) => task.run(),
+            None => idle(&scheduler, index),
+        }
+    }
+    // Tasks still queued at shutdown are dropped with the worker.
+    LOCAL.with(|l| l.borrow_mut().take());
+}
+
+fn maintenance(scheduler: &Scheduler) {
+    if scheduler.reactor.registered() > 0 {
+        if let Some(mut driver) = scheduler.reactor.driver.try_lock() {
+            scheduler.reactor.poll(&mut driver, Some(Duration::ZERO));
+            let turn = scheduler.reactor.dispatch(&mut driver);
+            drop(driver);
+            if turn.signalled {
+                signalled(scheduler);
+            }
+        }
+    }
+    scheduler.timers.fire_if_due();
+}
+
+fn signalled(scheduler: &Scheduler) {
+    crate::signal::drain();
+    if let Some(on_signal) = scheduler.on_signal.get() {
+        on_signal();
+    }
+}
+
+fn steal_injector(scheduler: &Scheduler) -> Option<TaskRef> {
+    LOCAL.with(|l| {
+        let l = l.borrow();
+        let l = l.as_ref()?;
+        loop {
+            match scheduler.injector.steal_batch_and_pop(&l.deque) {
+                Steal::Success(t) => return Some(t),
+                Steal::Retry => continue,
+                Steal::Empty => return None,
+            }
+        }
+    })
+}
+
+fn find_task(scheduler: &Scheduler, index: usize, lifo_streak: &mut u32) -> Option<TaskRef> {
+    let local_task = LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        let l = l.as_mut()?;
+        if let Some(t) = l.lifo.take() {
+            if *lifo_streak < LIFO_LIMIT {
+                *lifo_streak += 1;
+                return Some(t);
+            }
+            // Let the deque's head go first; the LIFO task waits its turn.
+            l.deque.push(t);
+        }
+        *lifo_streak = 0;
+        l.deque.pop()
+    });
+    if local_task.is_some() {
+        return local_task;
+    }
+    if let Some(t) = steal_injector(scheduler) {
+        return Some(t);
+    }
+    steal_others(scheduler, index)
+}
+
+fn steal_others(scheduler: &Scheduler, index: usize) -> Option<TaskRef> {
+    let stealers = scheduler.stealers.get()?;
+    let n = stealers.len();
+    LOCAL.with(|l| {
+        let l = l.borrow();
+        let l = l.as_ref()?;
+        for k in 1..n {
+            let victim = &stealers[(index + k) % n];
+            loop {
+                match victim.steal_batch_and_pop(&l.deque) {
+                    Steal::Success(t) => return Some(t),
+                    Steal::Retry => continue,
+                    Steal::Empty => break,
+                }
+            }
+        }
+        None
+    })
+}
+
+fn has_work(scheduler: &Scheduler, index: usize) -> bool {
+    if !scheduler.injector.is_empty() {
+        return true;
+    }
+    let own = LOCAL.with(|l| {
+        l.borrow()
+            .as_ref()
+            .is_some_and(|l| l.lifo.is_some() || !l.deque.is_empty())
+    });
+    if own {
+        return true;
+    }
+    scheduler.stealers.get().is_some_and(|stealers| {
+        stealers
+            .iter()
+            .enumerate()
+            .any(|(i, s)| i != index && !s.is_empty())
+    })
+}
+
+fn idle(scheduler: &Scheduler, index: usize) {
+    for _ in 0..IDLE_SPINS {
+        if has_work(scheduler, index) || scheduler.is_shutdown() {
+            return;
+        }
+        std::hint::spin_loop();
+    }
+    let driver = scheduler.reactor.driver.try_lock();
+    scheduler.add_sleeper(index, driver.is_some());
+    if has_work(scheduler, index) || scheduler.shutdown.load(Ordering::SeqCst) {
+        scheduler.remove_sleeper(index);
+        return;
+    }
+    match driver {
+        Some(mut driver) => {
+            let timeout = scheduler.timers.sleep_timeout();
+            scheduler.reactor.poll(&mut driver, timeout);
+            scheduler.remove_sleeper(index);
+            let turn = scheduler.reactor.dispatch(&mut driver);
+            drop(driver);
+            scheduler.timers.fire_due();
+            if turn.signalled {
+                signalled(scheduler);
+            }
+        }
+        None => {
+            std::thread::park();
+            scheduler.remove_sleeper(index);
+        }
+    }
+}

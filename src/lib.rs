@@ -1,0 +1,1 @@
+//! weft facade (filled in below).
