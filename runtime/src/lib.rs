@@ -39,6 +39,7 @@ pub use error::RuntimeError;
 pub use events::Phase;
 pub use reactor::{IoToken, Readiness, ReadySink};
 pub use runtime::{Handle, Runtime};
+pub use scheduler::on_worker_thread;
 pub use task::Task;
 pub use time::{Clock, ManualClock, MissedTicks, TimerKey, TICK};
 

@@ -27,6 +27,7 @@ use crate::reactor::Reactor;
 use crate::task::Task;
 use crate::time::Timers;
 
+pub use worker::on_worker_thread;
 pub(crate) use worker::{spawn_workers, try_schedule_local};
 
 pub(crate) type TaskRef = Arc<dyn Task>;

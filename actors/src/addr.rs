@@ -1,0 +1,201 @@
+//! `Addr<A>`: the address of an actor, usable from any thread.
+//!
+//! Owns: sending from outside an actor (non-blocking `send`, thread-blocking
+//! `send_timeout`), asks from plain threads, stop and kill requests.
+//! Must not touch: the actor's state (only the cell's mailbox API).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::actor::Actor;
+use crate::ask::{AskError, Pending, ReplyTo, Slot};
+use crate::cell::{AnyCell, Cell, Signal, Waiter};
+use crate::exit::{ActorId, ExitReason};
+use crate::recipient::Recipient;
+
+/// Why a message was not accepted; the message is handed back.
+#[derive(thiserror::Error)]
+pub enum SendError<M> {
+    /// The mailbox is at its capacity. Nothing was queued.
+    #[error("the mailbox is full")]
+    Full(M),
+    /// The actor has stopped. Nothing was queued.
+    #[error("the actor has stopped")]
+    Stopped(M),
+    /// `send_timeout` waited its whole timeout for room.
+    #[error("timed out waiting for room in the mailbox")]
+    Timeout(M),
+}
+
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Full(_) => "Full(..)",
+            SendError::Stopped(_) => "Stopped(..)",
+            SendError::Timeout(_) => "Timeout(..)",
+        })
+    }
+}
+
+impl<M> SendError<M> {
+    /// The message that was not accepted.
+    pub fn into_inner(self) -> M {
+        match self {
+            SendError::Full(m) | SendError::Stopped(m) | SendError::Timeout(m) => m,
+        }
+    }
+
+    /// Whether the actor has stopped (as opposed to being busy).
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, SendError::Stopped(_))
+    }
+}
+
+/// The address of an actor of type `A`: `Send + Sync + Clone`, usable from
+/// any thread, inside or outside a runtime.
+///
+/// `send` never blocks: a full mailbox hands the message back
+/// (`SendError::Full`), a stopped actor hands it back with
+/// `SendError::Stopped`. A plain thread that would rather wait uses
+/// `send_timeout`; an actor uses `Ctx::send`, which holds the message and
+/// mutes the sending actor until there is room.
+pub struct Addr<A: Actor> {
+    pub(crate) cell: Arc<Cell<A>>,
+}
+
+impl<A: Actor> Clone for Addr<A> {
+    fn clone(&self) -> Self {
+        Addr {
+            cell: self.cell.clone(),
+        }
+    }
+}
+
+impl<A: Actor> fmt::Debug for Addr<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Addr{}", self.cell.actor_id())
+    }
+}
+
+impl<A: Actor> PartialEq for Addr<A> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.cell, &other.cell)
+    }
+}
+
+impl<A: Actor> Eq for Addr<A> {}
+
+impl<A: Actor> Addr<A> {
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.cell.actor_id()
+    }
+
+    /// Whether the actor has exited.
+    pub fn is_stopped(&self) -> bool {
+        self.cell.dead()
+    }
+
+    /// The mailbox capacity (user messages).
+    pub fn capacity(&self) -> usize {
+        self.cell.capacity()
+    }
+
+    /// User messages queued or being handled right now (a snapshot).
+    pub fn queued(&self) -> usize {
+        self.cell.queued()
+    }
+
+    /// Queues `msg` without blocking.
+    pub fn send(&self, msg: A::Msg) -> Result<(), SendError<A::Msg>> {
+        self.cell.push_with(msg, |m| m)
+    }
+
+    /// Queues `msg`, waiting up to `timeout` for room if the mailbox is
+    /// full. On a runtime worker thread it never waits (a worker must not
+    /// block): a full mailbox is `SendError::Full` at once.
+    pub fn send_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<(), SendError<A::Msg>> {
+        let deadline = Instant::now() + timeout;
+        let mut msg = msg;
+        loop {
+            match self.send(msg) {
+                Err(SendError::Full(m)) => msg = m,
+                other => return other,
+            }
+            if weft_runtime::on_worker_thread() {
+                return Err(SendError::Full(msg));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(SendError::Timeout(msg));
+            }
+            if self
+                .cell
+                .wait_for_room(Waiter::Thread(std::thread::current()))
+            {
+                std::thread::park_timeout(deadline - now);
+            }
+        }
+    }
+
+    /// Sends a request built around a fresh reply handle; the reply is
+    /// waited for with [`Pending::wait`].
+    pub fn ask<R: Send + 'static>(
+        &self,
+        make: impl FnOnce(ReplyTo<R>) -> A::Msg,
+    ) -> Result<Pending<R>, AskError> {
+        let slot = Slot::new();
+        let reply = ReplyTo::new(slot.clone());
+        match self.cell.push_with(reply, make) {
+            Ok(()) => Ok(Pending::new(slot)),
+            Err(SendError::Stopped(_)) => Err(AskError::Stopped),
+            Err(_) => Err(AskError::Full),
+        }
+    }
+
+    /// Asks and blocks this (non-worker) thread for the reply, at most
+    /// `timeout` (Twisted's `blockingCallFromThread`).
+    pub fn ask_wait<R: Send + 'static>(
+        &self,
+        make: impl FnOnce(ReplyTo<R>) -> A::Msg,
+        timeout: Duration,
+    ) -> Result<R, AskError> {
+        self.ask(make)?.wait(timeout)
+    }
+
+    /// Asks the actor to stop after the messages already queued
+    /// (reason `Normal`). False if it had already stopped.
+    pub fn stop(&self) -> bool {
+        self.cell.push_stop(ExitReason::Normal)
+    }
+
+    /// Stops the actor before its next message, dropping what is queued
+    /// (reason `Killed`). A handler already running finishes first: weft
+    /// never interrupts a handler. False if it had already stopped.
+    pub fn kill(&self) -> bool {
+        self.cell.clone().signal(Signal::Kill(ExitReason::Killed))
+    }
+
+    /// Stops the actor before its next message with `reason`.
+    pub fn stop_with(&self, reason: ExitReason) -> bool {
+        self.cell.clone().signal(Signal::Kill(reason))
+    }
+
+    /// A type-erased address that accepts `A::Msg`.
+    pub fn recipient(&self) -> Recipient<A::Msg> {
+        Recipient::new(self.cell.clone(), |m| m)
+    }
+
+    /// A type-erased address that accepts `M` and converts it.
+    pub fn recipient_map<M: Send + 'static>(
+        &self,
+        f: impl Fn(M) -> A::Msg + Send + Sync + 'static,
+    ) -> Recipient<M> {
+        Recipient::new(self.cell.clone(), f)
+    }
+
+    pub(crate) fn any_cell(&self) -> Arc<dyn AnyCell> {
+        self.cell.clone()
+    }
+}

@@ -1,0 +1,183 @@
+//! Ask and reply: a one-shot slot between an asker and the asked actor.
+//!
+//! Owns: `ReplyTo<R>` (the asked side) and `Pending<R>` (the asking side).
+//! Invariant: a slot completes exactly once: with the reply, with
+//! `Dropped` when the `ReplyTo` is dropped unanswered (including when the
+//! asked actor stops with the request still queued), or with `Timeout`.
+//! Nothing waits forever: `Pending::wait` takes a timeout, and an actor's
+//! ask arms a timer.
+//! Must not touch: cells (an actor's completion is a boxed callback).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Why an ask ended without a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AskError {
+    /// No reply within the timeout.
+    #[error("no reply within the timeout")]
+    Timeout,
+    /// The reply handle was dropped unanswered (the asked actor stopped,
+    /// or forgot to reply).
+    #[error("the asked actor dropped the reply handle (it stopped or did not answer)")]
+    Dropped,
+    /// The asked actor had already stopped.
+    #[error("the asked actor has stopped")]
+    Stopped,
+    /// The asked actor's mailbox was full.
+    #[error("the asked actor's mailbox is full")]
+    Full,
+    /// `wait` was called on a runtime worker thread, which must not block;
+    /// ask from an actor with `Ctx::ask` instead.
+    #[error("cannot block a runtime worker thread waiting for a reply; use Ctx::ask")]
+    WouldBlockWorker,
+}
+
+type Callback<R> = Box<dyn FnOnce(Result<R, AskError>) + Send>;
+
+enum State<R> {
+    Empty,
+    Waiting(Thread),
+    Callback(Callback<R>),
+    Done(Result<R, AskError>),
+    Closed,
+}
+
+pub(crate) struct Slot<R> {
+    ready: AtomicBool,
+    state: Mutex<State<R>>,
+}
+
+impl<R> Slot<R> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Slot {
+            ready: AtomicBool::new(false),
+            state: Mutex::new(State::Empty),
+        })
+    }
+
+    /// Completes the slot; later completions are ignored.
+    pub(crate) fn complete(&self, result: Result<R, AskError>) {
+        let mut st = self.state.lock();
+        match std::mem::replace(&mut *st, State::Closed) {
+            State::Empty => *st = State::Done(result),
+            State::Waiting(thread) => {
+                *st = State::Done(result);
+                self.ready.store(true, Ordering::Release);
+                drop(st);
+                thread.unpark();
+                return;
+            }
+            State::Callback(f) => {
+                drop(st);
+                f(result);
+                return;
+            }
+            done @ State::Done(_) => *st = done,
+            State::Closed => {}
+        }
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Hands the result to `f` when it comes (at once if it has).
+    pub(crate) fn on_complete(&self, f: Callback<R>) {
+        let mut st = self.state.lock();
+        match std::mem::replace(&mut *st, State::Closed) {
+            State::Done(result) => {
+                drop(st);
+                f(result);
+            }
+            State::Closed => {}
+            _ => *st = State::Callback(f),
+        }
+    }
+}
+
+/// The asked actor's handle for answering one request. Dropping it
+/// unanswered ends the ask with [`AskError::Dropped`].
+pub struct ReplyTo<R> {
+    slot: Option<Arc<Slot<R>>>,
+}
+
+impl<R> std::fmt::Debug for ReplyTo<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplyTo")
+    }
+}
+
+impl<R> ReplyTo<R> {
+    pub(crate) fn new(slot: Arc<Slot<R>>) -> Self {
+        ReplyTo { slot: Some(slot) }
+    }
+
+    /// Sends the reply. If the asker gave up (timeout), it is dropped.
+    pub fn send(mut self, value: R) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(Ok(value));
+        }
+    }
+}
+
+impl<R> Drop for ReplyTo<R> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(Err(AskError::Dropped));
+        }
+    }
+}
+
+/// The asking side of an ask made from a plain thread.
+pub struct Pending<R> {
+    slot: Arc<Slot<R>>,
+}
+
+/// How many times `wait` checks for a reply before parking the thread.
+const SPINS: u32 = 200;
+
+impl<R> Pending<R> {
+    pub(crate) fn new(slot: Arc<Slot<R>>) -> Self {
+        Pending { slot }
+    }
+
+    /// Blocks this (non-worker) thread until the reply, an error, or
+    /// `timeout` (Twisted's `blockingCallFromThread`).
+    pub fn wait(self, timeout: Duration) -> Result<R, AskError> {
+        if weft_runtime::on_worker_thread() {
+            return Err(AskError::WouldBlockWorker);
+        }
+        for _ in 0..SPINS {
+            if self.slot.ready.load(Ordering::Acquire) {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let deadline = Instant::now() + timeout;
+        let mut st = self.slot.state.lock();
+        loop {
+            match std::mem::replace(&mut *st, State::Closed) {
+                State::Done(result) => return result,
+                State::Empty | State::Waiting(_) => {
+                    *st = State::Waiting(std::thread::current());
+                }
+                State::Callback(_) | State::Closed => return Err(AskError::Dropped),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                *st = State::Closed;
+                return Err(AskError::Timeout);
+            }
+            drop(st);
+            std::thread::park_timeout(deadline - now);
+            st = self.slot.state.lock();
+        }
+    }
+
+    /// Whether the reply (or an error) has arrived.
+    pub fn is_ready(&self) -> bool {
+        self.slot.ready.load(Ordering::Acquire)
+    }
+}

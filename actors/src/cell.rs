@@ -1,0 +1,672 @@
+//! `Cell<A>`: one actor's home: its mailbox, its scheduling state machine
+//! and one turn of its run loop. A cell *is* the runtime's `Task`.
+//!
+//! State machine (one `AtomicU8`, see ARCHITECTURE.md "Cell state
+//! machine"): `NOTIFIED` (queued or must run again), `RUNNING`, `SIGNAL`
+//! (an urgent signal is pending), `WAITERS` (blocked senders wait for room),
+//! `DEAD` (exited; never scheduled again).
+//!
+//! Invariants:
+//! * Exactly one party schedules the cell per idle → notified transition:
+//!   the one whose `fetch_or(NOTIFIED)` saw neither `NOTIFIED`, `RUNNING`
+//!   nor `DEAD`.
+//! * `inner` (the actor, its turn buffer, its `Ctx` state) is touched only
+//!   by the thread that moved the cell into `RUNNING`; it gives `RUNNING` up
+//!   (idle CAS, or yield) before anyone else can take it.
+//! * A message is accepted under the mailbox lock only while the mailbox is
+//!   open and (for user messages) `len < capacity`; once `closed` is set no
+//!   message is accepted, so none can be stranded in a dead cell.
+//!
+//! Must not touch: sockets, supervisors, or the scheduler's internals
+//! (scheduling goes through `Handle::schedule`).
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::Thread;
+
+use parking_lot::Mutex;
+use weft_runtime::{Handle, Task, TimerKey};
+
+use crate::actor::Actor;
+use crate::addr::SendError;
+use crate::ctx::Ctx;
+use crate::exit::{ActorId, Down, ExitReason, ExitSignal};
+use crate::system::System;
+
+pub(crate) const NOTIFIED: u8 = 1;
+pub(crate) const RUNNING: u8 = 2;
+pub(crate) const SIGNAL: u8 = 4;
+pub(crate) const WAITERS: u8 = 8;
+pub(crate) const DEAD: u8 = 16;
+
+pub(crate) enum Envelope<M> {
+    /// A message from a sender: counts against the capacity.
+    User(M),
+    /// A runtime delivery the actor asked for (timer, reply, readiness,
+    /// monitor notice, blocking result): not counted.
+    Internal(M),
+    /// A graceful stop, after the messages queued before it.
+    Stop(ExitReason),
+}
+
+/// Urgent, out-of-band requests, handled before the next message.
+pub(crate) enum Signal {
+    Kill(ExitReason),
+    LinkExit(ExitSignal),
+}
+
+pub(crate) enum Watcher {
+    Monitor(Box<dyn FnOnce(Down) + Send>),
+    Link(Weak<dyn AnyCell>),
+}
+
+pub(crate) enum Waiter {
+    Thread(Thread),
+    Actor(Arc<dyn AnyCell>),
+}
+
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Thread(t) => t.unpark(),
+            Waiter::Actor(cell) => cell.wake(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Rare {
+    waiters: Vec<Waiter>,
+    watchers: Vec<Watcher>,
+    signals: Vec<Signal>,
+    exit: Option<ExitReason>,
+}
+
+struct Mailbox<M> {
+    queue: VecDeque<Envelope<M>>,
+    closed: bool,
+    rare: Option<Box<Rare>>,
+}
+
+impl<M> Mailbox<M> {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+}
+
+/// Where a cell runs: on the runtime's workers, or on its own thread.
+pub(crate) struct ThreadHome {
+    runnable: AtomicBool,
+    pub(crate) thread: OnceLock<Thread>,
+}
+
+impl ThreadHome {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(ThreadHome {
+            runnable: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        })
+    }
+
+    fn notify(&self) {
+        self.runnable.store(true, Ordering::Release);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// Blocks the home thread until the cell is runnable.
+    pub(crate) fn wait_runnable(&self) {
+        while !self.runnable.swap(false, Ordering::AcqRel) {
+            std::thread::park();
+        }
+    }
+}
+
+/// A boxed send waiting in a muted actor's outbox.
+pub(crate) type Outgoing = Box<dyn FnMut(&Arc<dyn AnyCell>) -> Flush + Send>;
+
+pub(crate) enum Flush {
+    Sent,
+    Full,
+    Dead,
+}
+
+/// The parts of `Ctx` that persist between turns.
+pub(crate) struct CtxState<A: Actor> {
+    pub(crate) stop: Option<ExitReason>,
+    pub(crate) rare: Option<Box<CtxRare<A>>>,
+}
+
+pub(crate) struct CtxRare<A: Actor> {
+    pub(crate) outbox: VecDeque<Outgoing>,
+    pub(crate) children: Vec<Weak<dyn AnyCell>>,
+    pub(crate) trap: Option<Box<dyn Fn(ExitSignal) -> A::Msg + Send>>,
+    pub(crate) intervals: Vec<TimerKey>,
+}
+
+impl<A: Actor> CtxState<A> {
+    pub(crate) fn rare(&mut self) -> &mut CtxRare<A> {
+        self.rare.get_or_insert_with(|| {
+            Box::new(CtxRare {
+                outbox: VecDeque::new(),
+                children: Vec::new(),
+                trap: None,
+                intervals: Vec::new(),
+            })
+        })
+    }
+
+    pub(crate) fn muted(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| !r.outbox.is_empty())
+    }
+}
+
+struct Inner<A: Actor> {
+    actor: Option<A>,
+    batch: VecDeque<Envelope<A::Msg>>,
+    started: bool,
+    ctx: CtxState<A>,
+}
+
+/// One actor. See the module doc for the state machine.
+pub(crate) struct Cell<A: Actor> {
+    state: AtomicU8,
+    len: AtomicUsize,
+    capacity: usize,
+    id: ActorId,
+    pub(crate) handle: Handle,
+    home: Option<Arc<ThreadHome>>,
+    mailbox: Mutex<Mailbox<A::Msg>>,
+    inner: UnsafeCell<Inner<A>>,
+}
+
+// SAFETY: `inner` is only accessed by the thread that owns the `RUNNING`
+// bit (module invariant 2), so sharing `&Cell` across threads never gives
+// two threads access to `inner` at once; everything else is atomics or
+// behind a mutex. `A: Send` lets the actor move between worker threads.
+unsafe impl<A: Actor> Sync for Cell<A> {}
+
+/// The type-erased face of a cell, for links, monitors, waiters, children
+/// and the runtime-wide registry.
+pub(crate) trait AnyCell: Send + Sync + 'static {
+    fn is_dead(&self) -> bool;
+    /// Delivers an urgent signal; false if the actor already exited.
+    fn signal(self: Arc<Self>, signal: Signal) -> bool;
+    /// Adds a watcher; hands it back with the exit reason if already dead.
+    fn add_watcher(&self, w: Watcher) -> Result<(), (Watcher, ExitReason)>;
+    /// Makes the cell run a turn (a muted sender retries its outbox).
+    fn wake(self: Arc<Self>);
+}
+
+pub(crate) enum Outcome {
+    Idle,
+    Yield,
+    Exit(ExitReason),
+}
+
+impl<A: Actor> Cell<A> {
+    pub(crate) fn new(
+        actor: A,
+        handle: Handle,
+        capacity: usize,
+        home: Option<Arc<ThreadHome>>,
+    ) -> Arc<Self> {
+        Arc::new(Cell {
+            state: AtomicU8::new(0),
+            len: AtomicUsize::new(0),
+            capacity,
+            id: ActorId::next(),
+            handle,
+            home,
+            mailbox: Mutex::new(Mailbox {
+                queue: VecDeque::new(),
+                closed: false,
+                rare: None,
+            }),
+            inner: UnsafeCell::new(Inner {
+                actor: Some(actor),
+                batch: VecDeque::new(),
+                started: false,
+                ctx: CtxState {
+                    stop: None,
+                    rare: None,
+                },
+            }),
+        })
+    }
+
+    pub(crate) fn actor_id(&self) -> ActorId {
+        self.id
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn dead(&self) -> bool {
+        self.state.load(Ordering::Acquire) & DEAD != 0
+    }
+
+    fn schedule(self: &Arc<Self>) {
+        match &self.home {
+            None => self.handle.schedule(self.clone()),
+            Some(home) => home.notify(),
+        }
+    }
+
+    /// Sets `NOTIFIED | extra`; schedules the cell if it was idle.
+    fn notify(self: &Arc<Self>, extra: u8) {
+        let prev = self.state.fetch_or(NOTIFIED | extra, Ordering::AcqRel);
+        if prev & (NOTIFIED | RUNNING | DEAD) == 0 {
+            self.schedule();
+        }
+    }
+
+    /// Makes the cell runnable for its first turn (`started`).
+    pub(crate) fn start(self: &Arc<Self>) {
+        self.notify(0);
+    }
+
+    /// Accepts a user message built by `f` from `value`, if the mailbox is
+    /// open and has room; otherwise hands `value` back.
+    pub(crate) fn push_with<T>(
+        self: &Arc<Self>,
+        value: T,
+        f: impl FnOnce(T) -> A::Msg,
+    ) -> Result<(), SendError<T>> {
+        {
+            let mut mb = self.mailbox.lock();
+            if mb.closed {
+                return Err(SendError::Stopped(value));
+            }
+            if self.len.load(Ordering::SeqCst) >= self.capacity {
+                return Err(SendError::Full(value));
+            }
+            self.len.fetch_add(1, Ordering::SeqCst);
+            mb.queue.push_back(Envelope::User(f(value)));
+        }
+        self.notify(0);
+        Ok(())
+    }
+
+    /// Delivers a runtime-internal message (not counted against the
+    /// capacity). Returns false if the actor has exited.
+    pub(crate) fn push_internal(self: &Arc<Self>, msg: A::Msg) -> bool {
+        {
+            let mut mb = self.mailbox.lock();
+            if mb.closed {
+                return false;
+            }
+            mb.queue.push_back(Envelope::Internal(msg));
+        }
+        self.notify(0);
+        true
+    }
+
+    /// Queues a graceful stop behind the messages already queued.
+    pub(crate) fn push_stop(self: &Arc<Self>, reason: ExitReason) -> bool {
+        {
+            let mut mb = self.mailbox.lock();
+            if mb.closed {
+                return false;
+            }
+            mb.queue.push_back(Envelope::Stop(reason));
+        }
+        self.notify(0);
+        true
+    }
+
+    /// Registers `w` to be woken when the mailbox has room again. Returns
+    /// false (and registers nothing) if there is room now or the actor is
+    /// gone: the caller should retry at once.
+    pub(crate) fn wait_for_room(&self, w: Waiter) -> bool {
+        let mut mb = self.mailbox.lock();
+        if mb.closed {
+            return false;
+        }
+        mb.rare().waiters.push(w);
+        self.state.fetch_or(WAITERS, Ordering::SeqCst);
+        if self.len.load(Ordering::SeqCst) < self.capacity {
+            // Room appeared meanwhile; the stale waiter is harmless.
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, handled_user: usize) {
+        let before = self.len.fetch_sub(handled_user, Ordering::SeqCst);
+        let now = before - handled_user;
+        if self.state.load(Ordering::SeqCst) & WAITERS != 0 && now <= self.capacity / 2 {
+            self.wake_waiters();
+        }
+    }
+
+    fn wake_waiters(&self) {
+        let waiters = {
+            let mut mb = self.mailbox.lock();
+            self.state.fetch_and(!WAITERS, Ordering::SeqCst);
+            match mb.rare.as_mut() {
+                Some(r) => std::mem::take(&mut r.waiters),
+                None => Vec::new(),
+            }
+        };
+        waiters.into_iter().for_each(Waiter::wake);
+    }
+
+    fn refill(&self, batch: &mut VecDeque<Envelope<A::Msg>>) -> bool {
+        debug_assert!(batch.is_empty());
+        let mut mb = self.mailbox.lock();
+        if mb.queue.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut mb.queue, batch);
+        true
+    }
+
+    fn take_signals(&self) -> Vec<Signal> {
+        let mut mb = self.mailbox.lock();
+        self.state.fetch_and(!SIGNAL, Ordering::AcqRel);
+        match mb.rare.as_mut() {
+            Some(r) => std::mem::take(&mut r.signals),
+            None => Vec::new(),
+        }
+    }
+
+    /// Handles pending signals; returns the exit reason if one is fatal.
+    fn handle_signals(
+        self: &Arc<Self>,
+        actor: &mut A,
+        cs: &mut CtxState<A>,
+    ) -> Result<(), ExitReason> {
+        for signal in self.take_signals() {
+            match signal {
+                Signal::Kill(reason) => return Err(reason),
+                Signal::LinkExit(exit) => {
+                    let trap = cs.rare.as_ref().and_then(|r| r.trap.as_ref());
+                    if let Some(trap) = trap {
+                        let msg = trap(exit);
+                        actor
+                            .handle(msg, &mut Ctx::new(self, cs))
+                            .map_err(|e| ExitReason::Error(e.into()))?;
+                    } else if exit.reason.is_abnormal() {
+                        return Err(ExitReason::Linked {
+                            from: exit.from,
+                            reason: Box::new(exit.reason),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tries to deliver what a muted actor holds; true when the outbox is
+    /// empty (the actor may handle messages again).
+    fn flush_outbox(self: &Arc<Self>, cs: &mut CtxState<A>) -> bool {
+        let Some(rare) = cs.rare.as_mut() else {
+            return true;
+        };
+        if rare.outbox.is_empty() {
+            return true;
+        }
+        let me: Arc<dyn AnyCell> = self.clone();
+        while let Some(item) = rare.outbox.front_mut() {
+            match item(&me) {
+                Flush::Sent => {}
+                Flush::Dead => {
+                    tracing::debug!(actor = %self.id, "held message dropped: its receiver stopped");
+                }
+                Flush::Full => return false,
+            }
+            rare.outbox.pop_front();
+        }
+        true
+    }
+
+    /// One turn: `started` if not yet run, then up to `budget` messages.
+    fn turn(self: &Arc<Self>, inner: &mut Inner<A>, budget: usize) -> Outcome {
+        let Inner {
+            actor,
+            batch,
+            started,
+            ctx: cs,
+        } = inner;
+        let Some(actor) = actor.as_mut() else {
+            return Outcome::Idle;
+        };
+        if !*started {
+            *started = true;
+            if let Err(e) = actor.started(&mut Ctx::new(self, cs)) {
+                return Outcome::Exit(ExitReason::Error(e.into()));
+            }
+            if let Some(reason) = cs.stop.take() {
+                return Outcome::Exit(reason);
+            }
+        }
+        if self.state.load(Ordering::Acquire) & SIGNAL != 0 {
+            if let Err(reason) = self.handle_signals(actor, cs) {
+                return Outcome::Exit(reason);
+            }
+        }
+        if !self.flush_outbox(cs) {
+            return Outcome::Idle;
+        }
+        let mut handled = 0;
+        let mut user = 0;
+        let outcome = loop {
+            if self.state.load(Ordering::Acquire) & SIGNAL != 0 {
+                if let Err(reason) = self.handle_signals(actor, cs) {
+                    break Outcome::Exit(reason);
+                }
+                if let Some(reason) = cs.stop.take() {
+                    break Outcome::Exit(reason);
+                }
+            }
+            if batch.is_empty() && !self.refill(batch) {
+                break Outcome::Idle;
+            }
+            if handled == budget {
+                break Outcome::Yield;
+            }
+            let Some(envelope) = batch.pop_front() else {
+                break Outcome::Idle;
+            };
+            handled += 1;
+            let result = match envelope {
+                Envelope::User(msg) => {
+                    user += 1;
+                    actor.handle(msg, &mut Ctx::new(self, cs))
+                }
+                Envelope::Internal(msg) => actor.handle(msg, &mut Ctx::new(self, cs)),
+                Envelope::Stop(reason) => break Outcome::Exit(reason),
+            };
+            if let Err(e) = result {
+                break Outcome::Exit(ExitReason::Error(e.into()));
+            }
+            if let Some(reason) = cs.stop.take() {
+                break Outcome::Exit(reason);
+            }
+            if cs.muted() {
+                break Outcome::Idle;
+            }
+        };
+        if user > 0 {
+            self.release(user);
+        }
+        outcome
+    }
+
+    /// Gives up `RUNNING`; runs again if something arrived meanwhile.
+    fn go_idle(self: &Arc<Self>) {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if s & (NOTIFIED | SIGNAL) != 0 {
+                self.yield_now();
+                return;
+            }
+            match self.state.compare_exchange_weak(
+                s,
+                s & !RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    fn yield_now(self: &Arc<Self>) {
+        self.state.fetch_or(NOTIFIED, Ordering::AcqRel);
+        self.state.fetch_and(!RUNNING, Ordering::AcqRel);
+        self.schedule();
+    }
+
+    /// The actor's last act: close the mailbox, drop what is queued, run
+    /// `stopped`, stop children, tell watchers, wake blocked senders.
+    fn exit(self: &Arc<Self>, inner: &mut Inner<A>, reason: ExitReason) {
+        let (queue, rare) = {
+            let mut mb = self.mailbox.lock();
+            mb.closed = true;
+            let queue = std::mem::take(&mut mb.queue);
+            let rare = mb.rare.take();
+            mb.rare = Some(Box::new(Rare {
+                exit: Some(reason.clone()),
+                ..Rare::default()
+            }));
+            (queue, rare)
+        };
+        self.state.fetch_or(DEAD, Ordering::AcqRel);
+        drop(queue);
+        inner.batch = VecDeque::new();
+        if let Some(mut actor) = inner.actor.take() {
+            let cs = &mut inner.ctx;
+            let stopped = catch_unwind(AssertUnwindSafe(|| {
+                actor.stopped(&reason, &mut Ctx::new(self, cs));
+                drop(actor);
+            }));
+            if stopped.is_err() {
+                tracing::error!(actor = %self.id, "`stopped` panicked");
+            }
+        }
+        if reason.is_abnormal() {
+            tracing::warn!(actor = %self.id, %reason, "actor exited");
+        } else {
+            tracing::debug!(actor = %self.id, %reason, "actor exited");
+        }
+        if let Some(ctx_rare) = inner.ctx.rare.take() {
+            for key in &ctx_rare.intervals {
+                self.handle.cancel_timer(*key);
+            }
+            for child in ctx_rare.children.iter().filter_map(Weak::upgrade) {
+                child.signal(Signal::Kill(ExitReason::Shutdown));
+            }
+        }
+        if let Some(rare) = rare {
+            let Rare {
+                waiters, watchers, ..
+            } = *rare;
+            for w in watchers {
+                match w {
+                    Watcher::Monitor(deliver) => deliver(Down {
+                        id: self.id,
+                        reason: reason.clone(),
+                    }),
+                    Watcher::Link(cell) => {
+                        if let Some(cell) = cell.upgrade() {
+                            cell.signal(Signal::LinkExit(ExitSignal {
+                                from: self.id,
+                                reason: reason.clone(),
+                            }));
+                        }
+                    }
+                }
+            }
+            waiters.into_iter().for_each(Waiter::wake);
+        }
+        if let Some(system) = System::of(&self.handle) {
+            system.exited(self.id);
+        }
+    }
+}
+
+impl<A: Actor> Task for Cell<A> {
+    fn run(self: Arc<Self>) {
+        // NOTIFIED -> RUNNING in one step; the flag bits stay.
+        let prev = self.state.fetch_xor(NOTIFIED | RUNNING, Ordering::AcqRel);
+        debug_assert!(
+            prev & NOTIFIED != 0 && prev & RUNNING == 0,
+            "a cell ran without being notified, or twice at once"
+        );
+        // SAFETY: this thread just set RUNNING, which no other thread sets
+        // while it is set (senders only set NOTIFIED when RUNNING is set,
+        // and only schedule from the idle state), so it has sole access
+        // to `inner` until it clears RUNNING in `go_idle`/`yield_now`, or
+        // forever once DEAD is set.
+        let inner = unsafe { &mut *self.inner.get() };
+        let budget = self.handle.turn_budget();
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.turn(inner, budget)))
+            .unwrap_or_else(|panic| Outcome::Exit(ExitReason::from_panic(panic)));
+        match outcome {
+            Outcome::Idle => self.go_idle(),
+            Outcome::Yield => self.yield_now(),
+            Outcome::Exit(reason) => self.exit(inner, reason),
+        }
+    }
+}
+
+impl<A: Actor> AnyCell for Cell<A> {
+    fn is_dead(&self) -> bool {
+        self.dead()
+    }
+
+    fn signal(self: Arc<Self>, signal: Signal) -> bool {
+        {
+            let mut mb = self.mailbox.lock();
+            if mb.closed {
+                return false;
+            }
+            mb.rare().signals.push(signal);
+            self.state.fetch_or(SIGNAL, Ordering::AcqRel);
+        }
+        self.notify(SIGNAL);
+        true
+    }
+
+    fn add_watcher(&self, w: Watcher) -> Result<(), (Watcher, ExitReason)> {
+        let mut mb = self.mailbox.lock();
+        if mb.closed {
+            let reason = mb
+                .rare
+                .as_ref()
+                .and_then(|r| r.exit.clone())
+                .unwrap_or(ExitReason::Normal);
+            return Err((w, reason));
+        }
+        mb.rare().watchers.push(w);
+        Ok(())
+    }
+
+    fn wake(self: Arc<Self>) {
+        self.notify(0);
+    }
+}
+
+/// Runs a thread-worker actor's cell on the calling thread until it exits.
+pub(crate) fn run_on_thread<A: Actor>(cell: Arc<Cell<A>>, home: Arc<ThreadHome>) {
+    loop {
+        home.wait_runnable();
+        cell.clone().run();
+        if cell.dead() {
+            break;
+        }
+    }
+}

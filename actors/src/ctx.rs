@@ -1,0 +1,326 @@
+//! `Ctx<A>`: what a running actor can do besides changing its own state.
+//!
+//! Owns: sends with back-pressure (the outbox and muting), children,
+//! timers as messages, blocking work with the result as a message, asks
+//! whose reply arrives as a message, monitors, links, exit trapping, and
+//! readiness of I/O sources as messages.
+//! Invariant: every runtime delivery the actor asked for (timer, reply,
+//! readiness, notice, blocking result) arrives as an internal message of
+//! the actor's own type, exactly once per event, and never when the actor
+//! has exited.
+//! Must not touch: other actors' state (only their cells' mailbox API).
+
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use weft_runtime::mio::event::Source;
+use weft_runtime::mio::Interest;
+use weft_runtime::{Handle, IoToken, MissedTicks, Readiness, ReadySink, RuntimeError};
+
+use crate::actor::Actor;
+use crate::addr::{Addr, SendError};
+use crate::ask::{AskError, ReplyTo, Slot};
+use crate::cell::{AnyCell, Cell, CtxState, Flush, Signal, Waiter, Watcher};
+use crate::exit::{ActorId, Down, ExitReason, ExitSignal};
+use crate::system::{spawn_cell, DEFAULT_CAPACITY};
+use crate::timer::TimerHandle;
+
+/// A blocking job panicked; its message.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("blocking job panicked: {0}")]
+pub struct JobPanicked(pub Arc<str>);
+
+/// The context of a running actor, passed to every handler.
+pub struct Ctx<'a, A: Actor> {
+    cell: &'a Arc<Cell<A>>,
+    state: &'a mut CtxState<A>,
+}
+
+impl<'a, A: Actor> Ctx<'a, A> {
+    pub(crate) fn new(cell: &'a Arc<Cell<A>>, state: &'a mut CtxState<A>) -> Self {
+        Ctx { cell, state }
+    }
+
+    /// This actor's address.
+    pub fn address(&self) -> Addr<A> {
+        Addr {
+            cell: self.cell.clone(),
+        }
+    }
+
+    /// This actor's id.
+    pub fn id(&self) -> ActorId {
+        self.cell.actor_id()
+    }
+
+    /// The runtime this actor runs on.
+    pub fn runtime(&self) -> &Handle {
+        &self.cell.handle
+    }
+
+    /// Stops this actor (reason `Normal`) when the current handler returns.
+    pub fn stop(&mut self) {
+        self.stop_with(ExitReason::Normal);
+    }
+
+    /// Stops this actor with `reason` when the current handler returns.
+    pub fn stop_with(&mut self, reason: ExitReason) {
+        self.state.stop = Some(reason);
+    }
+
+    /// Spawns a child actor: it is stopped (reason `Shutdown`) when this
+    /// actor exits.
+    pub fn spawn<B: Actor>(&mut self, actor: B) -> Addr<B> {
+        let addr = spawn_cell(&self.cell.handle, actor, DEFAULT_CAPACITY, None);
+        let children = &mut self.state.rare().children;
+        if children.len() >= 16 && children.len().is_power_of_two() {
+            children.retain(|c| c.upgrade().is_some_and(|c| !c.is_dead()));
+        }
+        children.push(Arc::downgrade(&addr.any_cell()));
+        addr
+    }
+
+    /// Spawns a child and links to it (see [`Ctx::link`]).
+    pub fn spawn_linked<B: Actor>(&mut self, actor: B) -> Addr<B> {
+        let addr = self.spawn(actor);
+        self.link(&addr);
+        addr
+    }
+
+    /// Sends `msg` to `to`. If `to`'s mailbox is full, the message is held
+    /// and this actor is *muted*: it handles nothing more until the held
+    /// message (and any sent after it) has been delivered, so an overloaded
+    /// actor slows its senders instead of growing. Per-receiver order is
+    /// kept. `Err(Stopped)` if `to` has exited; a held message whose
+    /// receiver exits before there is room is dropped.
+    pub fn send<B: Actor>(&mut self, to: &Addr<B>, msg: B::Msg) -> Result<(), SendError<B::Msg>> {
+        if self.state.muted() {
+            if to.cell.dead() {
+                return Err(SendError::Stopped(msg));
+            }
+            self.state.rare().outbox.push_back(held(to.cell.clone(), msg));
+            return Ok(());
+        }
+        match to.cell.push_with(msg, |m| m) {
+            Err(SendError::Full(msg)) => {
+                let mut item = held(to.cell.clone(), msg);
+                let me: Arc<dyn AnyCell> = self.cell.clone();
+                match item(&me) {
+                    Flush::Sent | Flush::Dead => {}
+                    Flush::Full => self.state.rare().outbox.push_back(item),
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Sends `msg` to this actor itself, bypassing the capacity (it is
+    /// bounded by what the actor itself sends). Safe in `started`.
+    pub fn send_self(&mut self, msg: A::Msg) {
+        self.cell.push_internal(msg);
+    }
+
+    /// Sends `msg` to this actor after `delay` (Twisted's `callLater`).
+    pub fn send_later(&mut self, delay: Duration, msg: A::Msg) -> TimerHandle {
+        let cell = Arc::downgrade(self.cell);
+        let key = self.cell.handle.call_later(delay, move || {
+            if let Some(cell) = cell.upgrade() {
+                cell.push_internal(msg);
+            }
+        });
+        TimerHandle::new(self.cell.handle.clone(), key)
+    }
+
+    /// Sends `make()` to this actor every `period` (Twisted's
+    /// `LoopingCall`); `missed` says what happens when it runs late. The
+    /// interval is cancelled when the actor exits.
+    pub fn send_interval(
+        &mut self,
+        period: Duration,
+        missed: MissedTicks,
+        make: impl Fn() -> A::Msg + Send + Sync + 'static,
+    ) -> TimerHandle {
+        let cell = Arc::downgrade(self.cell);
+        let key = self.cell.handle.call_every(period, missed, move || {
+            if let Some(cell) = cell.upgrade() {
+                cell.push_internal(make());
+            }
+        });
+        self.state.rare().intervals.push(key);
+        TimerHandle::new(self.cell.handle.clone(), key)
+    }
+
+    /// Runs `job` on the runtime's blocking pool and sends `map(result)` to
+    /// this actor when it ends (Twisted's `deferToThread`). A panicking job
+    /// yields `Err(JobPanicked)`. Refused if the pool is full.
+    pub fn spawn_blocking<R: Send + 'static>(
+        &mut self,
+        job: impl FnOnce() -> R + Send + 'static,
+        map: impl FnOnce(Result<R, JobPanicked>) -> A::Msg + Send + 'static,
+    ) -> Result<(), RuntimeError> {
+        let cell = Arc::downgrade(self.cell);
+        self.cell.handle.spawn_blocking(move || {
+            let result = catch_unwind(AssertUnwindSafe(job)).map_err(|p| {
+                match ExitReason::from_panic(p) {
+                    ExitReason::Panic(text) => JobPanicked(text),
+                    other => JobPanicked(other.to_string().into()),
+                }
+            });
+            if let Some(cell) = cell.upgrade() {
+                cell.push_internal(map(result));
+            }
+        })
+    }
+
+    /// Asks `to` and receives `map(reply)` as a message: the reply, or
+    /// `Timeout` after `timeout`, or `Dropped`/`Stopped` if `to` stops or
+    /// drops the reply handle. Exactly one message always arrives.
+    pub fn ask<B: Actor, R: Send + 'static>(
+        &mut self,
+        to: &Addr<B>,
+        make: impl FnOnce(ReplyTo<R>) -> B::Msg,
+        timeout: Duration,
+        map: impl FnOnce(Result<R, AskError>) -> A::Msg + Send + 'static,
+    ) {
+        let slot = Slot::<R>::new();
+        let handle = self.cell.handle.clone();
+        let timer_slot = slot.clone();
+        let timer = handle.call_later(timeout, move || {
+            timer_slot.complete(Err(AskError::Timeout));
+        });
+        let me = Arc::downgrade(self.cell);
+        slot.on_complete(Box::new(move |result| {
+            handle.cancel_timer(timer);
+            if let Some(me) = me.upgrade() {
+                me.push_internal(map(result));
+            }
+        }));
+        let request = make(ReplyTo::new(slot.clone()));
+        if let Err(SendError::Stopped(request)) = self.send(to, request) {
+            slot.complete(Err(AskError::Stopped));
+            drop(request);
+        }
+    }
+
+    /// Watches `to`: when it exits (or if it already has), this actor
+    /// receives `map(Down)` with the reason.
+    pub fn monitor<B: Actor>(
+        &mut self,
+        to: &Addr<B>,
+        map: impl FnOnce(Down) -> A::Msg + Send + 'static,
+    ) {
+        let me = Arc::downgrade(self.cell);
+        let deliver: Box<dyn FnOnce(Down) + Send> = Box::new(move |down| {
+            if let Some(me) = me.upgrade() {
+                me.push_internal(map(down));
+            }
+        });
+        if let Err((Watcher::Monitor(deliver), reason)) =
+            to.cell.add_watcher(Watcher::Monitor(deliver))
+        {
+            deliver(Down {
+                id: to.id(),
+                reason,
+            });
+        }
+    }
+
+    /// Links this actor and `to`: when either exits abnormally, the other
+    /// exits too (reason `Linked`), unless it traps exits. Linking to an
+    /// actor that has already exited delivers its exit at once.
+    pub fn link<B: Actor>(&mut self, to: &Addr<B>) {
+        let me: Arc<dyn AnyCell> = self.cell.clone();
+        let watcher = Watcher::Link(Arc::downgrade(&me));
+        match to.cell.add_watcher(watcher) {
+            Ok(()) => {
+                let other: Arc<dyn AnyCell> = to.cell.clone();
+                let _ = self
+                    .cell
+                    .add_watcher(Watcher::Link(Arc::downgrade(&other)));
+            }
+            Err((_, reason)) => {
+                me.signal(Signal::LinkExit(ExitSignal {
+                    from: to.id(),
+                    reason,
+                }));
+            }
+        }
+    }
+
+    /// Turns exit signals from linked actors into messages `map(signal)`
+    /// instead of exiting (Erlang's `trap_exit`).
+    pub fn trap_exits(&mut self, map: impl Fn(ExitSignal) -> A::Msg + Send + 'static) {
+        self.state.rare().trap = Some(Box::new(map));
+    }
+
+    /// Registers an I/O source with the reactor; each readiness event
+    /// arrives as `map(readiness)`. Readiness is edge-triggered: read or
+    /// write until `WouldBlock` before expecting the next one.
+    pub fn register_io(
+        &mut self,
+        source: &mut dyn Source,
+        interest: Interest,
+        map: impl Fn(Readiness) -> A::Msg + Send + Sync + 'static,
+    ) -> io::Result<IoToken> {
+        let sink = Arc::new(IoSink {
+            cell: Arc::downgrade(self.cell),
+            map,
+        });
+        self.cell.handle.register(source, interest, sink)
+    }
+
+    /// Changes the interest of a source registered with `register_io`.
+    pub fn reregister_io(
+        &mut self,
+        source: &mut dyn Source,
+        token: &IoToken,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.cell.handle.reregister(source, token, interest)
+    }
+
+    /// Removes a source registered with `register_io`.
+    pub fn deregister_io(&mut self, source: &mut dyn Source, token: IoToken) -> io::Result<()> {
+        self.cell.handle.deregister(source, token)
+    }
+}
+
+/// A held send: retried by the muted actor until delivered or dead.
+fn held<B: Actor>(target: Arc<Cell<B>>, msg: B::Msg) -> crate::cell::Outgoing {
+    let mut slot = Some(msg);
+    Box::new(move |me: &Arc<dyn AnyCell>| loop {
+        let Some(msg) = slot.take() else {
+            return Flush::Sent;
+        };
+        match target.push_with(msg, |m| m) {
+            Ok(()) => return Flush::Sent,
+            Err(SendError::Full(msg)) => {
+                slot = Some(msg);
+                if target.wait_for_room(Waiter::Actor(me.clone())) {
+                    return Flush::Full;
+                }
+            }
+            Err(_) => return Flush::Dead,
+        }
+    })
+}
+
+struct IoSink<A: Actor, F> {
+    cell: Weak<Cell<A>>,
+    map: F,
+}
+
+impl<A, F> ReadySink for IoSink<A, F>
+where
+    A: Actor,
+    F: Fn(Readiness) -> A::Msg + Send + Sync + 'static,
+{
+    fn ready(&self, readiness: Readiness) {
+        if let Some(cell) = self.cell.upgrade() {
+            cell.push_internal((self.map)(readiness));
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Per-runtime actor bookkeeping: spawning, the set of live actors, and
+//! stopping them all in the `During` phase of shutdown.
+//!
+//! Owns: the live-actor table (sharded by id), the live count, the join
+//! handles of thread-worker actors, and the name table (see `registry.rs`).
+//! Invariant: an actor is in the table from spawn until its exit completes;
+//! shutdown stops every actor in it (repeatedly, until none is left or the
+//! runtime's shutdown timeout passes) and joins thread-worker threads.
+//! Must not touch: cells' internals (only the `AnyCell` face).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use parking_lot::{Condvar, Mutex};
+use weft_runtime::{Handle, Phase};
+
+use crate::actor::Actor;
+use crate::addr::Addr;
+use crate::cell::{run_on_thread, AnyCell, Cell, Signal, ThreadHome};
+use crate::exit::{ActorId, ExitReason};
+
+/// The mailbox capacity of actors spawned without options.
+pub const DEFAULT_CAPACITY: usize = 1024;
+
+const SHARDS: usize = 32;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Strong references: an actor lives until it exits, whether or not anyone
+/// holds its address (Erlang's semantics), so its timers and I/O keep
+/// reaching it.
+type Table = HashMap<u64, Arc<dyn AnyCell>, BuildHasherDefault<IdHasher>>;
+
+pub(crate) struct System {
+    shards: Box<[Mutex<Table>]>,
+    live: AtomicUsize,
+    none_live: Condvar,
+    none_live_lock: Mutex<()>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) names: DashMap<Box<str>, (ActorId, Box<dyn std::any::Any + Send + Sync>)>,
+}
+
+/// Options for [`Spawn::spawn_with`].
+#[derive(Clone, Debug)]
+pub struct SpawnOptions {
+    capacity: usize,
+}
+
+impl Default for SpawnOptions {
+    fn default() -> Self {
+        SpawnOptions {
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+}
+
+impl SpawnOptions {
+    /// Default options (capacity [`DEFAULT_CAPACITY`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The mailbox capacity: how many user messages may wait (at least 1).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+}
+
+/// Why an actor could not be spawned.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// A mailbox needs room for at least one message.
+    #[error("mailbox capacity must be at least 1")]
+    ZeroCapacity,
+    /// The OS refused the thread of a thread-worker actor.
+    #[error("could not start the actor's thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Spawning actors on a runtime: implemented for `weft_runtime::Handle`.
+pub trait Spawn {
+    /// Spawns `actor` on the runtime's workers with default options.
+    fn spawn<A: Actor>(&self, actor: A) -> Addr<A>;
+
+    /// Spawns `actor` with `options`.
+    fn spawn_with<A: Actor>(&self, actor: A, options: SpawnOptions) -> Result<Addr<A>, SpawnError>;
+
+    /// Spawns a thread-worker actor: it runs on its own OS thread (for a
+    /// library that blocks), with the same `Addr` and messages as any
+    /// other actor. The thread ends when the actor stops.
+    fn spawn_thread<A: Actor>(&self, actor: A, options: SpawnOptions) -> Result<Addr<A>, SpawnError>;
+}
+
+impl Spawn for Handle {
+    fn spawn<A: Actor>(&self, actor: A) -> Addr<A> {
+        spawn_cell(self, actor, DEFAULT_CAPACITY, None)
+    }
+
+    fn spawn_with<A: Actor>(&self, actor: A, options: SpawnOptions) -> Result<Addr<A>, SpawnError> {
+        if options.capacity == 0 {
+            return Err(SpawnError::ZeroCapacity);
+        }
+        Ok(spawn_cell(self, actor, options.capacity, None))
+    }
+
+    fn spawn_thread<A: Actor>(&self, actor: A, options: SpawnOptions) -> Result<Addr<A>, SpawnError> {
+        if options.capacity == 0 {
+            return Err(SpawnError::ZeroCapacity);
+        }
+        let home = ThreadHome::new();
+        let cell = Cell::new(actor, self.clone(), options.capacity, Some(home.clone()));
+        let (thread_cell, thread_home) = (cell.clone(), home.clone());
+        let join = std::thread::Builder::new()
+            .name(format!("weft-actor{}", cell.actor_id()))
+            .spawn(move || run_on_thread(thread_cell, thread_home))
+            .map_err(SpawnError::Thread)?;
+        let _ = home.thread.set(join.thread().clone());
+        let system = System::get(self);
+        system.threads.lock().push(join);
+        system.spawned(&cell);
+        cell.start();
+        Ok(Addr { cell })
+    }
+}
+
+pub(crate) fn spawn_cell<A: Actor>(
+    handle: &Handle,
+    actor: A,
+    capacity: usize,
+    home: Option<Arc<ThreadHome>>,
+) -> Addr<A> {
+    let cell = Cell::new(actor, handle.clone(), capacity, home);
+    System::get(handle).spawned(&cell);
+    cell.start();
+    Addr { cell }
+}
+
+impl System {
+    fn new(handle: &Handle) -> Self {
+        let hook_handle = handle.clone();
+        handle.on_shutdown(Phase::During, move || {
+            if let Some(system) = System::of(&hook_handle) {
+                system.stop_all(&hook_handle);
+            }
+        });
+        System {
+            shards: (0..SHARDS).map(|_| Mutex::new(Table::default())).collect(),
+            live: AtomicUsize::new(0),
+            none_live: Condvar::new(),
+            none_live_lock: Mutex::new(()),
+            threads: Mutex::new(Vec::new()),
+            names: DashMap::new(),
+        }
+    }
+
+    /// The actor layer's state of `handle`'s runtime.
+    pub(crate) fn of(handle: &Handle) -> Option<&System> {
+        handle.layer_state(System::new)
+    }
+
+    pub(crate) fn get(handle: &Handle) -> &System {
+        Self::of(handle).expect("weft-actors is the only layer that stores runtime state")
+    }
+
+    fn shard(&self, id: ActorId) -> &Mutex<Table> {
+        &self.shards[(id.0 as usize) % SHARDS]
+    }
+
+    fn spawned<A: Actor>(&self, cell: &Arc<Cell<A>>) {
+        let any: Arc<dyn AnyCell> = cell.clone();
+        self.live.fetch_add(1, Ordering::AcqRel);
+        self.shard(cell.actor_id())
+            .lock()
+            .insert(cell.actor_id().0, any);
+    }
+
+    pub(crate) fn exited(&self, id: ActorId) {
+        self.shard(id).lock().remove(&id.0);
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _guard = self.none_live_lock.lock();
+            self.none_live.notify_all();
+        }
+    }
+
+    /// How many actors are alive on this runtime.
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    fn stop_all(&self, handle: &Handle) {
+        let deadline = Instant::now() + handle.shutdown_timeout();
+        loop {
+            let cells: Vec<Arc<dyn AnyCell>> = self
+                .shards
+                .iter()
+                .flat_map(|s| s.lock().values().cloned().collect::<Vec<_>>())
+                .collect();
+            for cell in cells {
+                cell.signal(Signal::Kill(ExitReason::Shutdown));
+            }
+            // Wait a little, then look again: actors may spawn others while
+            // they stop, and those must be stopped too.
+            let mut guard = self.none_live_lock.lock();
+            if self.live() > 0 {
+                let step = (Instant::now() + Duration::from_millis(20)).min(deadline);
+                self.none_live.wait_until(&mut guard, step);
+            }
+            drop(guard);
+            if self.live() == 0 || Instant::now() >= deadline {
+                break;
+            }
+        }
+        if self.live() > 0 {
+            tracing::error!(
+                live = self.live(),
+                "actors still running after the shutdown timeout"
+            );
+        }
+        // Whatever did not stop is let go, so the runtime can be freed.
+        for shard in self.shards.iter() {
+            shard.lock().clear();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
+            if t.is_finished() || self.live() == 0 {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// How many actors are alive on `handle`'s runtime (spawned and not yet
+/// exited).
+pub fn live_actors(handle: &Handle) -> usize {
+    System::get(handle).live()
+}
