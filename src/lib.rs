@@ -1,1 +1,55 @@
-//! weft facade (filled in below).
+//! weft: an actor-model reactor runtime.
+//!
+//! Everything Twisted's reactor gives a Python program, rebuilt around one
+//! idea: every connection, listener, timer, process and thread worker is an
+//! actor with a mailbox. The reactor (mio) turns OS readiness into
+//! messages, a scheduler runs actors on a few worker threads, and
+//! supervision trees restart what fails.
+//!
+//! This facade re-exports the layers; `use weft::prelude::*` brings in
+//! what most programs need.
+//!
+//! ```
+//! use std::time::Duration;
+//! use weft::prelude::*;
+//!
+//! struct Doubler;
+//! impl Actor for Doubler {
+//!     type Msg = (u64, ReplyTo<u64>);
+//!     fn handle(&mut self, (n, reply): Self::Msg, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+//!         reply.send(n * 2);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let rt = Runtime::builder().build()?;
+//! let doubler = rt.handle().spawn(Doubler);
+//! assert_eq!(doubler.ask_wait(|r| (21, r), Duration::from_secs(5))?, 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Layers (each its own crate, dependencies pointing down only):
+//! [`runtime`] (scheduler, reactor, timers, clock, blocking pool, system
+//! events) ← [`actors`] ← [`supervisor`] ← [`io`].
+
+#![deny(missing_docs)]
+
+pub use weft_actors as actors;
+pub use weft_io as io;
+pub use weft_runtime as runtime;
+pub use weft_supervisor as supervisor;
+
+pub use weft_actors::{
+    Actor, ActorResult, Addr, AskError, Ctx, Down, ExitReason, ExitSignal, Recipient, ReplyTo,
+    SendError, Spawn, SpawnOptions, TimerHandle,
+};
+pub use weft_runtime::{Builder, Handle, ManualClock, MissedTicks, Phase, Runtime, RuntimeError};
+
+/// What most weft programs import.
+pub mod prelude {
+    pub use weft_actors::{
+        Actor, ActorResult, Addr, AskError, Ctx, Down, ExitReason, ExitSignal, Recipient, ReplyTo,
+        SendError, Spawn, SpawnOptions, TimerHandle,
+    };
+    pub use weft_runtime::{Handle, ManualClock, MissedTicks, Phase, Runtime};
+}

@@ -100,7 +100,10 @@ impl<'a, A: Actor> Ctx<'a, A> {
             if to.cell.dead() {
                 return Err(SendError::Stopped(msg));
             }
-            self.state.rare().outbox.push_back(held(to.cell.clone(), msg));
+            self.state
+                .rare()
+                .outbox
+                .push_back(held(to.cell.clone(), msg));
             return Ok(());
         }
         match to.cell.push_with(msg, |m| m) {
@@ -163,12 +166,11 @@ impl<'a, A: Actor> Ctx<'a, A> {
     ) -> Result<(), RuntimeError> {
         let cell = Arc::downgrade(self.cell);
         self.cell.handle.spawn_blocking(move || {
-            let result = catch_unwind(AssertUnwindSafe(job)).map_err(|p| {
-                match ExitReason::from_panic(p) {
+            let result =
+                catch_unwind(AssertUnwindSafe(job)).map_err(|p| match ExitReason::from_panic(p) {
                     ExitReason::Panic(text) => JobPanicked(text),
                     other => JobPanicked(other.to_string().into()),
-                }
-            });
+                });
             if let Some(cell) = cell.upgrade() {
                 cell.push_internal(map(result));
             }
@@ -237,9 +239,7 @@ impl<'a, A: Actor> Ctx<'a, A> {
         match to.cell.add_watcher(watcher) {
             Ok(()) => {
                 let other: Arc<dyn AnyCell> = to.cell.clone();
-                let _ = self
-                    .cell
-                    .add_watcher(Watcher::Link(Arc::downgrade(&other)));
+                let _ = self.cell.add_watcher(Watcher::Link(Arc::downgrade(&other)));
             }
             Err((_, reason)) => {
                 me.signal(Signal::LinkExit(ExitSignal {

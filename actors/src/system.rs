@@ -109,7 +109,11 @@ pub trait Spawn {
     /// Spawns a thread-worker actor: it runs on its own OS thread (for a
     /// library that blocks), with the same `Addr` and messages as any
     /// other actor. The thread ends when the actor stops.
-    fn spawn_thread<A: Actor>(&self, actor: A, options: SpawnOptions) -> Result<Addr<A>, SpawnError>;
+    fn spawn_thread<A: Actor>(
+        &self,
+        actor: A,
+        options: SpawnOptions,
+    ) -> Result<Addr<A>, SpawnError>;
 }
 
 impl Spawn for Handle {
@@ -124,7 +128,11 @@ impl Spawn for Handle {
         Ok(spawn_cell(self, actor, options.capacity, None))
     }
 
-    fn spawn_thread<A: Actor>(&self, actor: A, options: SpawnOptions) -> Result<Addr<A>, SpawnError> {
+    fn spawn_thread<A: Actor>(
+        &self,
+        actor: A,
+        options: SpawnOptions,
+    ) -> Result<Addr<A>, SpawnError> {
         if options.capacity == 0 {
             return Err(SpawnError::ZeroCapacity);
         }

@@ -26,6 +26,7 @@ struct State {
     queue: VecDeque<Job>,
     threads: usize,
     idle: usize,
+    busy: usize,
     busiest: usize,
     shutdown: bool,
     handles: Vec<JoinHandle<()>>,
@@ -65,6 +66,7 @@ impl BlockingPool {
                 queue: VecDeque::new(),
                 threads: 0,
                 idle: 0,
+                busy: 0,
                 busiest: 0,
                 shutdown: false,
                 handles: Vec::new(),
@@ -122,7 +124,10 @@ impl BlockingPool {
             }
             return Ok(());
         }
-        if st.queue.len() >= self.queue_capacity {
+        // Threads that are not busy (idle, or just started) will each take
+        // a queued job; only the rest are waiting.
+        let waiting = st.queue.len().saturating_sub(st.threads - st.busy);
+        if waiting >= self.queue_capacity {
             return Err(RuntimeError::BlockingPoolFull {
                 queued: st.queue.len(),
                 threads: st.threads,
@@ -136,11 +141,13 @@ impl BlockingPool {
         let mut st = self.state.lock();
         loop {
             if let Some(job) = st.queue.pop_front() {
+                st.busy += 1;
                 drop(st);
                 if catch_unwind(AssertUnwindSafe(job)).is_err() {
                     tracing::error!("a blocking-pool job panicked");
                 }
                 st = self.state.lock();
+                st.busy -= 1;
                 continue;
             }
             if st.shutdown {

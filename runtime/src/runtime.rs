@@ -22,7 +22,7 @@ use crate::blocking::{BlockingPool, BlockingStats};
 use crate::builder::{Builder, Signals};
 use crate::error::RuntimeError;
 use crate::events::{run_hook, Phase, SystemEvents};
-use crate::reactor::{IoToken, ReadySink, Reactor};
+use crate::reactor::{IoToken, Reactor, ReadySink};
 use crate::scheduler::{spawn_workers, Scheduler};
 use crate::task::Task;
 use crate::time::{Clock, MissedTicks, TimerKey, Timers};
@@ -156,8 +156,9 @@ impl Runtime {
             }
         }
         let guard = match shared.signals {
-            Signals::GracefulShutdown => crate::signal::install(&shared.reactor)
-                .map_err(os("install signal handlers"))?,
+            Signals::GracefulShutdown => {
+                crate::signal::install(&shared.reactor).map_err(os("install signal handlers"))?
+            }
             Signals::Ignore => None,
         };
         shared.events.run_startup();

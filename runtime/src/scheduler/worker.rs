@@ -67,9 +67,7 @@ pub(crate) fn spawn_workers(
     scheduler: &Arc<Scheduler>,
     name: &str,
 ) -> io::Result<Vec<JoinHandle<()>>> {
-    let deques: Vec<Worker<TaskRef>> = (0..scheduler.workers)
-        .map(|_| Worker::new_fifo())
-        .collect();
+    let deques: Vec<Worker<TaskRef>> = (0..scheduler.workers).map(|_| Worker::new_fifo()).collect();
     let stealers = deques.iter().map(Worker::stealer).collect();
     if scheduler.stealers.set(stealers).is_err() {
         return Err(io::Error::other("workers already started"));

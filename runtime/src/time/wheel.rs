@@ -135,7 +135,8 @@ impl<T> Wheel<T> {
 
     /// The deadline of a live entry.
     pub fn when(&self, key: Key) -> Option<u64> {
-        self.live(key).then(|| self.entries[key.index as usize].when)
+        self.live(key)
+            .then(|| self.entries[key.index as usize].when)
     }
 
     /// Mutable access to a live entry's value.

@@ -1,0 +1,163 @@
+//! Back-pressure between actors (muting) and thread-worker actors.
+
+mod common;
+
+use std::sync::mpsc;
+
+use common::*;
+use weft::prelude::*;
+
+/// Slow consumer with a tiny mailbox; checks its own queue never exceeds
+/// the capacity and that items arrive in order.
+struct Sink {
+    next: u32,
+    max_queued: usize,
+    tx: mpsc::Sender<(u32, usize)>,
+    total: u32,
+}
+impl Actor for Sink {
+    type Msg = u32;
+    fn handle(&mut self, item: u32, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if item != self.next {
+            return Err(format!("out of order: {item} after {}", self.next).into());
+        }
+        self.next += 1;
+        self.max_queued = self.max_queued.max(ctx.address().queued());
+        // Simulate slow work without blocking the worker for long.
+        std::hint::black_box((0..200).sum::<u64>());
+        if self.next == self.total {
+            self.tx.send((self.next, self.max_queued))?;
+        }
+        Ok(())
+    }
+}
+
+/// Forwards each `Produce` as one item to the sink, via `Ctx::send`.
+struct Producer {
+    sink: Addr<Sink>,
+    sent: u32,
+}
+impl Actor for Producer {
+    type Msg = ();
+    fn handle(&mut self, _m: (), ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        ctx.send(&self.sink, self.sent)
+            .map_err(|e| format!("sink gone: {e}"))?;
+        self.sent += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn an_overloaded_actor_mutes_its_sender_and_nothing_is_lost() {
+    let rt = runtime(2);
+    let total = 20_000;
+    let (tx, rx) = mpsc::channel();
+    let sink = rt
+        .handle()
+        .spawn_with(
+            Sink {
+                next: 0,
+                max_queued: 0,
+                tx,
+                total,
+            },
+            SpawnOptions::new().capacity(4),
+        )
+        .unwrap();
+    let producer = rt
+        .handle()
+        .spawn_with(
+            Producer {
+                sink: sink.clone(),
+                sent: 0,
+            },
+            SpawnOptions::new().capacity(64),
+        )
+        .unwrap();
+    let mut refused_full = 0;
+    for _ in 0..total {
+        // The producer's own mailbox fills while it is muted: the test
+        // thread is slowed down in turn (back-pressure end to end).
+        match producer.send_timeout((), WAIT) {
+            Ok(()) => {}
+            Err(SendError::Timeout(_)) => panic!("producer never drained"),
+            Err(_) => refused_full += 1,
+        }
+    }
+    assert_eq!(refused_full, 0);
+    let (received, max_queued) = recv(&rx);
+    assert_eq!(received, total);
+    assert!(max_queued <= 4, "sink queue grew to {max_queued}");
+}
+
+#[test]
+fn sending_to_a_stopped_actor_from_an_actor_is_an_error() {
+    let rt = runtime(1);
+    let (tx, _rx) = mpsc::channel();
+    let sink = rt.handle().spawn(Sink {
+        next: 0,
+        max_queued: 0,
+        tx,
+        total: 1,
+    });
+    sink.stop();
+    while !sink.is_stopped() {
+        std::thread::yield_now();
+    }
+    let producer = rt.handle().spawn(Producer { sink, sent: 0 });
+    let (otx, orx) = mpsc::channel();
+    let obs = rt.handle().spawn(DownReporter { tx: otx });
+    obs.send(DownMsg::Watch(producer.clone())).unwrap();
+    obs.ask_wait(DownMsg::Sync, WAIT).unwrap();
+    producer.send(()).unwrap();
+    assert_eq!(recv(&orx), "error: sink gone: the actor has stopped");
+}
+
+struct DownReporter {
+    tx: mpsc::Sender<String>,
+}
+enum DownMsg {
+    Watch(Addr<Producer>),
+    Down(Down),
+    Sync(ReplyTo<()>),
+}
+impl Actor for DownReporter {
+    type Msg = DownMsg;
+    fn handle(&mut self, msg: DownMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        match msg {
+            DownMsg::Watch(a) => ctx.monitor(&a, DownMsg::Down),
+            DownMsg::Down(d) => self.tx.send(d.reason.to_string())?,
+            DownMsg::Sync(r) => r.send(()),
+        }
+        Ok(())
+    }
+}
+
+/// Runs on its own thread and may block there.
+struct Blocker;
+impl Actor for Blocker {
+    type Msg = ReplyTo<String>;
+    fn handle(&mut self, reply: ReplyTo<String>, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        reply.send(std::thread::current().name().unwrap_or("").to_string());
+        Ok(())
+    }
+}
+
+#[test]
+fn thread_worker_actors_run_on_their_own_thread() {
+    let rt = runtime(1);
+    let b = rt
+        .handle()
+        .spawn_thread(Blocker, SpawnOptions::new())
+        .unwrap();
+    let name = b.ask_wait(|r| r, WAIT).unwrap();
+    assert!(name.starts_with("weft-actor"), "{name}");
+    // A worker-pool actor can still talk to it while it blocks.
+    for _ in 0..10 {
+        assert_eq!(b.ask_wait(|r| r, WAIT).unwrap(), name);
+    }
+    b.stop();
+    drop(rt); // joins the actor's thread
+    assert!(b.is_stopped());
+}

@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use weft::prelude::*;
+
+/// The bound on every wait in the tests: generous, so a slow CI machine
+/// never fails a test, but a hang becomes a failure instead of a stall.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn runtime(workers: usize) -> Runtime {
+    Runtime::builder()
+        .workers(workers)
+        .shutdown_timeout(WAIT)
+        .build()
+        .expect("runtime builds")
+}
+
+pub fn manual_runtime(workers: usize) -> (Runtime, ManualClock) {
+    let clock = ManualClock::new();
+    let rt = Runtime::builder()
+        .workers(workers)
+        .manual_clock(clock.clone())
+        .shutdown_timeout(WAIT)
+        .build()
+        .expect("runtime builds");
+    (rt, clock)
+}
+
+/// Receives one value or fails the test after `WAIT`.
+pub fn recv<T>(rx: &Receiver<T>) -> T {
+    match rx.recv_timeout(WAIT) {
+        Ok(v) => v,
+        Err(RecvTimeoutError::Timeout) => panic!("timed out waiting for a message"),
+        Err(RecvTimeoutError::Disconnected) => panic!("sender dropped"),
+    }
+}
+
+/// Asserts nothing arrives within a short grace period.
+pub fn assert_silent<T: std::fmt::Debug>(rx: &Receiver<T>) {
+    if let Ok(v) = rx.recv_timeout(Duration::from_millis(50)) {
+        panic!("unexpected message: {v:?}");
+    }
+}
+
+/// An actor that records what it is sent and answers with the record.
+pub struct Recorder<T> {
+    pub seen: Vec<T>,
+}
+
+pub enum RecMsg<T> {
+    Record(T),
+    Get(ReplyTo<Vec<T>>),
+}
+
+impl<T: Send + Clone + 'static> Actor for Recorder<T> {
+    type Msg = RecMsg<T>;
+    fn handle(&mut self, msg: RecMsg<T>, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        match msg {
+            RecMsg::Record(v) => self.seen.push(v),
+            RecMsg::Get(r) => r.send(self.seen.clone()),
+        }
+        Ok(())
+    }
+}
+
+pub fn recorder<T: Send + Clone + 'static>(rt: &Runtime) -> Addr<Recorder<T>> {
+    rt.handle().spawn(Recorder { seen: Vec::new() })
+}
+
+pub fn recorded<T: Send + Clone + 'static>(addr: &Addr<Recorder<T>>) -> Vec<T> {
+    addr.ask_wait(RecMsg::Get, WAIT).expect("recorder answers")
+}
