@@ -1,0 +1,288 @@
+//! weft's benchmark harness: the workloads of `shared/BENCHMARKS.md`, run for
+//! weft and its peers (actix, ractor, tokio, crossbeam-channel) in one run.
+//!
+//! `cargo run --release --manifest-path bench/Cargo.toml -- actors [WORKLOAD] [--runs N]`
+//!
+//! Every (workload, system, run) executes in a fresh child process (this
+//! binary re-executed with `--child`), so one system's threads, allocator
+//! state or leaked memory never disturb the next measurement, and memory
+//! figures are the child's own peak RSS growth. The parent prints a table
+//! (workloads down, systems across, weft/peer ratios) and one JSON line per
+//! cell: `{"group":..,"workload":..,"system":..,"median":..,"unit":..,"runs":..}`.
+
+mod actix_w;
+mod crossbeam_w;
+mod mem;
+mod ractor_w;
+mod tokio_w;
+mod weft_w;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Systems in table order.
+const SYSTEMS: [&str; 5] = ["weft", "actix", "ractor", "tokio", "crossbeam"];
+
+/// The actor jobs. A job may emit several figures (e.g. spawn -> spawn,
+/// spawn-bytes).
+const ACTOR_JOBS: [&str; 9] = [
+    "ping-pong",
+    "ping-pong-2w",
+    "thread-ring",
+    "counting",
+    "fan-in",
+    "spawn",
+    "ask",
+    "ask-actor",
+    "timers",
+];
+
+/// A child's answer for one figure.
+pub fn emit(workload: &str, unit: &str, value: f64) {
+    println!("RESULT {workload} {unit} {value}");
+}
+
+/// Sizes, exactly as `shared/BENCHMARKS.md` gives them.
+pub mod sizes {
+    pub const PING_PONG: u64 = 1_000_000;
+    pub const RING_ACTORS: usize = 503;
+    pub const RING_HOPS: u64 = 10_000_000;
+    pub const COUNTING: u64 = 10_000_000;
+    pub const FAN_IN_PER_SENDER: u64 = 5_000_000;
+    pub const SPAWN: usize = 1_000_000;
+    pub const ASK: u64 = 1_000_000;
+    pub const TIMERS: usize = 1_000_000;
+    /// Deadlines are spread over this span.
+    pub const TIMER_SPAN_MS: u64 = 1_000;
+}
+
+/// One worker per core, as the peers are configured.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn run_child(job: &str, system: &str) -> bool {
+    let ran = match system {
+        "weft" => weft_w::run(job),
+        "actix" => actix_w::run(job),
+        "ractor" => ractor_w::run(job),
+        "tokio" => tokio_w::run(job),
+        "crossbeam" => crossbeam_w::run(job),
+        _ => false,
+    };
+    if !ran {
+        println!("NA");
+    }
+    ran
+}
+
+struct Cell {
+    unit: String,
+    values: Vec<f64>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn spawn_child(
+    job: &str,
+    system: &str,
+    timeout: Duration,
+) -> Result<Vec<(String, String, f64)>, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .args(["--child", job, system])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line == "NA" => {
+                let _ = child.wait();
+                return Err("n/a".into());
+            }
+            Ok(line) => {
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                if parts.len() == 4 && parts[0] == "RESULT" {
+                    if let Ok(v) = parts[3].parse() {
+                        out.push((parts[1].to_string(), parts[2].to_string(), v));
+                    }
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("timeout after {}s", timeout.as_secs()));
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("child failed: {status}"));
+    }
+    Ok(out)
+}
+
+fn fmt_value(v: f64, unit: &str) -> String {
+    match unit {
+        "per_s" if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
+        "per_s" if v >= 1e3 => format!("{:.1} k/s", v / 1e3),
+        "per_s" => format!("{v:.0} /s"),
+        "bytes" => format!("{v:.0} B"),
+        "us" if v >= 1e6 => format!("{:.3} s", v / 1e6),
+        "us" => format!("{v:.1} us"),
+        _ => format!("{v:.2} {unit}"),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        let (job, system) = (&args[1], &args[2]);
+        run_child(job, system);
+        return;
+    }
+    let group = args.first().cloned().unwrap_or_else(|| "actors".into());
+    let mut runs = 5;
+    let mut only: Vec<String> = Vec::new();
+    let mut systems: Vec<String> = SYSTEMS.iter().map(|s| s.to_string()).collect();
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--runs" => {
+                runs = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(5);
+                i += 1;
+            }
+            "--systems" => {
+                systems = args
+                    .get(i + 1)
+                    .map(|s| s.split(',').map(String::from).collect())
+                    .unwrap_or_default();
+                i += 1;
+            }
+            other => only.push(other.to_string()),
+        }
+        i += 1;
+    }
+    if group != "actors" {
+        eprintln!("unknown group `{group}`: this harness has `actors` (the `net` group comes with the TCP issue)");
+        std::process::exit(2);
+    }
+    let jobs: Vec<&str> = ACTOR_JOBS
+        .iter()
+        .copied()
+        .filter(|j| only.is_empty() || only.iter().any(|o| o == j))
+        .collect();
+    eprintln!(
+        "weft bench: group {group}, {runs} runs each, {} cores, jobs {:?}",
+        cores(),
+        jobs
+    );
+    // workload -> system -> cell
+    let mut table: BTreeMap<String, BTreeMap<String, Cell>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut notes: BTreeMap<(String, String), String> = BTreeMap::new();
+    for job in &jobs {
+        for system in &systems {
+            for run in 0..runs {
+                eprint!("\r{job:>14} {system:<10} run {}/{runs}   ", run + 1);
+                match spawn_child(job, system, Duration::from_secs(180)) {
+                    Ok(figures) => {
+                        for (workload, unit, v) in figures {
+                            if !order.contains(&workload) {
+                                order.push(workload.clone());
+                            }
+                            table
+                                .entry(workload)
+                                .or_default()
+                                .entry(system.clone())
+                                .or_insert_with(|| Cell {
+                                    unit: unit.clone(),
+                                    values: Vec::new(),
+                                })
+                                .values
+                                .push(v);
+                        }
+                    }
+                    Err(e) => {
+                        notes.insert((job.to_string(), system.clone()), e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!();
+    // Table.
+    let peers: Vec<&String> = systems.iter().filter(|s| *s != "weft").collect();
+    let mut header = format!("{:<14}", "workload");
+    for s in &systems {
+        header += &format!(" | {s:>12}");
+    }
+    for p in &peers {
+        header += &format!(" | {:>10}", format!("weft/{p}"));
+    }
+    println!("{header}");
+    println!("{}", "-".repeat(header.len()));
+    let mut json = Vec::new();
+    for workload in &order {
+        let row = table.get_mut(workload).expect("row exists");
+        let mut line = format!("{workload:<14}");
+        let mut medians: BTreeMap<String, f64> = BTreeMap::new();
+        for s in &systems {
+            match row.get_mut(s) {
+                Some(cell) => {
+                    let m = median(&mut cell.values);
+                    medians.insert(s.clone(), m);
+                    line += &format!(" | {:>12}", fmt_value(m, &cell.unit));
+                    json.push(format!(
+                        "{{\"group\":\"{group}\",\"workload\":\"{workload}\",\"system\":\"{s}\",\"median\":{m:.1},\"unit\":\"{}\",\"runs\":{}}}",
+                        cell.unit,
+                        cell.values.len()
+                    ));
+                }
+                None => line += &format!(" | {:>12}", "n/a"),
+            }
+        }
+        for p in &peers {
+            match (medians.get("weft"), medians.get(*p)) {
+                (Some(w), Some(v)) if *v > 0.0 => line += &format!(" | {:>9.2}x", w / v),
+                _ => line += &format!(" | {:>10}", "-"),
+            }
+        }
+        println!("{line}");
+    }
+    if !notes.is_empty() {
+        println!();
+        for ((job, system), why) in &notes {
+            println!("note: {job} / {system}: {why}");
+        }
+    }
+    println!();
+    for j in json {
+        println!("{j}");
+    }
+}

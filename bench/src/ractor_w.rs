@@ -1,0 +1,380 @@
+//! ractor: actors on tokio (current-thread runtime for one worker,
+//! multi-thread with one worker per core otherwise).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::{oneshot, Notify};
+
+use crate::{emit, mem, sizes};
+
+pub fn run(job: &str) -> bool {
+    match job {
+        "ping-pong" => {
+            current().block_on(ring("ping-pong", 2, sizes::PING_PONG * 2, sizes::PING_PONG))
+        }
+        "ping-pong-2w" => multi(2).block_on(ring(
+            "ping-pong-2w",
+            2,
+            sizes::PING_PONG * 2,
+            sizes::PING_PONG,
+        )),
+        "thread-ring" => multi(crate::cores()).block_on(ring(
+            "thread-ring",
+            sizes::RING_ACTORS,
+            sizes::RING_HOPS,
+            sizes::RING_HOPS,
+        )),
+        "counting" => count(1, sizes::COUNTING, "counting"),
+        "fan-in" => count(crate::cores(), sizes::FAN_IN_PER_SENDER, "fan-in"),
+        "spawn" => multi(crate::cores()).block_on(spawn()),
+        "ask" => ask_thread(),
+        "ask-actor" => multi(crate::cores()).block_on(ask_actor()),
+        "timers" => multi(crate::cores()).block_on(timers()),
+        _ => return false,
+    }
+    true
+}
+
+fn current() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn multi(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct Hop;
+enum HopMsg {
+    Next(ActorRef<HopMsg>, Option<oneshot::Sender<()>>),
+    Token(u64),
+}
+#[derive(Default)]
+struct HopState {
+    next: Option<ActorRef<HopMsg>>,
+    done: Option<oneshot::Sender<()>>,
+}
+impl Actor for Hop {
+    type Msg = HopMsg;
+    type State = HopState;
+    type Arguments = ();
+    async fn pre_start(
+        &self,
+        _me: ActorRef<HopMsg>,
+        _a: (),
+    ) -> Result<HopState, ActorProcessingErr> {
+        Ok(HopState::default())
+    }
+    async fn handle(
+        &self,
+        _me: ActorRef<HopMsg>,
+        msg: HopMsg,
+        st: &mut HopState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            HopMsg::Next(a, d) => {
+                st.next = Some(a);
+                if d.is_some() {
+                    st.done = d;
+                }
+            }
+            HopMsg::Token(0) => {
+                if let Some(d) = st.done.take() {
+                    let _ = d.send(());
+                }
+            }
+            HopMsg::Token(n) => {
+                if let Some(next) = &st.next {
+                    next.cast(HopMsg::Token(n - 1))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn ring(name: &str, n: usize, hops: u64, count: u64) {
+    let mut actors = Vec::new();
+    for _ in 0..n {
+        actors.push(Actor::spawn(None, Hop, ()).await.unwrap().0);
+    }
+    let (done_tx, done_rx) = oneshot::channel();
+    let last = (hops as usize) % n;
+    let mut done_tx = Some(done_tx);
+    for (i, a) in actors.iter().enumerate() {
+        let d = if i == last { done_tx.take() } else { None };
+        a.cast(HopMsg::Next(actors[(i + 1) % n].clone(), d))
+            .unwrap();
+    }
+    let start = Instant::now();
+    actors[0].cast(HopMsg::Token(hops)).unwrap();
+    done_rx.await.unwrap();
+    emit(name, "per_s", count as f64 / start.elapsed().as_secs_f64());
+    for a in actors {
+        a.stop(None);
+    }
+}
+
+struct Counter;
+enum CountMsg {
+    Add(u64),
+    Get(RpcReplyPort<u64>),
+}
+impl Actor for Counter {
+    type Msg = CountMsg;
+    type State = u64;
+    type Arguments = ();
+    async fn pre_start(&self, _me: ActorRef<CountMsg>, _a: ()) -> Result<u64, ActorProcessingErr> {
+        Ok(0)
+    }
+    async fn handle(
+        &self,
+        _me: ActorRef<CountMsg>,
+        msg: CountMsg,
+        n: &mut u64,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CountMsg::Add(v) => *n += v & 1,
+            CountMsg::Get(r) => {
+                let _ = r.send(*n);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn count(senders: usize, per_sender: u64, name: &str) {
+    let rt = multi(crate::cores());
+    let counter = rt.block_on(async { Actor::spawn(None, Counter, ()).await.unwrap().0 });
+    let start = Instant::now();
+    let threads: Vec<_> = (0..senders)
+        .map(|_| {
+            let c = counter.clone();
+            std::thread::spawn(move || {
+                for i in 0..per_sender {
+                    c.cast(CountMsg::Add(i | 1)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let n = rt
+        .block_on(counter.call(CountMsg::Get, None))
+        .unwrap()
+        .success_or(())
+        .unwrap();
+    assert_eq!(n, per_sender * senders as u64);
+    emit(name, "per_s", n as f64 / start.elapsed().as_secs_f64());
+}
+
+struct Acker;
+struct AckArgs {
+    acks: Arc<AtomicUsize>,
+    all: Arc<Notify>,
+}
+impl Actor for Acker {
+    type Msg = ();
+    type State = AckArgs;
+    type Arguments = AckArgs;
+    async fn pre_start(
+        &self,
+        _me: ActorRef<()>,
+        a: AckArgs,
+    ) -> Result<AckArgs, ActorProcessingErr> {
+        Ok(a)
+    }
+    async fn handle(
+        &self,
+        _me: ActorRef<()>,
+        _m: (),
+        st: &mut AckArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        if st.acks.fetch_add(1, Ordering::AcqRel) + 1 == sizes::SPAWN {
+            st.all.notify_one();
+        }
+        Ok(())
+    }
+}
+
+async fn spawn() {
+    let acks = Arc::new(AtomicUsize::new(0));
+    let all = Arc::new(Notify::new());
+    let base = mem::rss();
+    let start = Instant::now();
+    let mut actors = Vec::with_capacity(sizes::SPAWN);
+    for _ in 0..sizes::SPAWN {
+        let (a, h) = Actor::spawn(
+            None,
+            Acker,
+            AckArgs {
+                acks: acks.clone(),
+                all: all.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        a.cast(()).unwrap();
+        actors.push((a, h));
+    }
+    all.notified().await;
+    let peak = mem::peak_rss();
+    let mut handles = Vec::with_capacity(sizes::SPAWN);
+    for (a, h) in actors {
+        a.stop(None);
+        handles.push(h);
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    emit(
+        "spawn",
+        "per_s",
+        sizes::SPAWN as f64 / start.elapsed().as_secs_f64(),
+    );
+    let harness = (sizes::SPAWN
+        * (std::mem::size_of::<ActorRef<()>>()
+            + std::mem::size_of::<tokio::task::JoinHandle<()>>())) as u64;
+    emit(
+        "spawn-bytes",
+        "bytes",
+        peak.saturating_sub(base).saturating_sub(harness) as f64 / sizes::SPAWN as f64,
+    );
+}
+
+struct Echo;
+impl Actor for Echo {
+    type Msg = (u64, RpcReplyPort<u64>);
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(&self, _me: ActorRef<Self::Msg>, _a: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        (n, r): Self::Msg,
+        _st: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = r.send(n + 1);
+        Ok(())
+    }
+}
+
+fn ask_thread() {
+    let rt = multi(crate::cores());
+    let echo = rt.block_on(async { Actor::spawn(None, Echo, ()).await.unwrap().0 });
+    let start = Instant::now();
+    for i in 0..sizes::ASK {
+        let got = rt
+            .block_on(echo.call(|r| (i, r), None))
+            .unwrap()
+            .success_or(())
+            .unwrap();
+        assert_eq!(got, i + 1);
+    }
+    emit(
+        "ask",
+        "per_s",
+        sizes::ASK as f64 / start.elapsed().as_secs_f64(),
+    );
+}
+
+async fn ask_actor() {
+    let echo = Actor::spawn(None, Echo, ()).await.unwrap().0;
+    let start = Instant::now();
+    tokio::spawn(async move {
+        for i in 0..sizes::ASK {
+            let got = echo
+                .call(|r| (i, r), None)
+                .await
+                .unwrap()
+                .success_or(())
+                .unwrap();
+            assert_eq!(got, i + 1);
+        }
+    })
+    .await
+    .unwrap();
+    emit(
+        "ask-actor",
+        "per_s",
+        sizes::ASK as f64 / start.elapsed().as_secs_f64(),
+    );
+}
+
+struct Timed;
+struct TimedState {
+    fired: usize,
+    expected: usize,
+    all: Arc<Notify>,
+}
+impl Actor for Timed {
+    type Msg = bool;
+    type State = TimedState;
+    type Arguments = TimedState;
+    async fn pre_start(
+        &self,
+        _me: ActorRef<bool>,
+        a: TimedState,
+    ) -> Result<TimedState, ActorProcessingErr> {
+        Ok(a)
+    }
+    async fn handle(
+        &self,
+        _me: ActorRef<bool>,
+        counts: bool,
+        st: &mut TimedState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.fired += usize::from(counts);
+        if st.fired == st.expected && counts {
+            st.all.notify_one();
+        }
+        Ok(())
+    }
+}
+
+async fn timers() {
+    let n = sizes::TIMERS;
+    let all = Arc::new(Notify::new());
+    let actor = Actor::spawn(
+        None,
+        Timed,
+        TimedState {
+            fired: 0,
+            expected: n - n / 2,
+            all: all.clone(),
+        },
+    )
+    .await
+    .unwrap()
+    .0;
+    let base = mem::rss();
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let delay = Duration::from_micros((i as u64 * sizes::TIMER_SPAN_MS * 1000) / n as u64);
+        handles.push(actor.send_after(delay, move || i % 2 == 1));
+    }
+    let bytes = mem::rss().saturating_sub(base)
+        - (n * std::mem::size_of::<tokio::task::JoinHandle<()>>()) as u64;
+    for h in handles.iter().step_by(2) {
+        h.abort();
+    }
+    let ops = (n + n / 2) as f64 / start.elapsed().as_secs_f64();
+    all.notified().await;
+    let last = start.elapsed().as_secs_f64();
+    emit("timers", "per_s", ops);
+    emit("timers-last", "us", last * 1e6);
+    emit("timer-bytes", "bytes", (bytes / n as u64) as f64);
+}
