@@ -48,8 +48,47 @@ pub(crate) enum Envelope<M> {
     /// A runtime delivery the actor asked for (timer, reply, readiness,
     /// monitor notice, blocking result): not counted.
     Internal(M),
-    /// A graceful stop, after the messages queued before it.
-    Stop(ExitReason),
+    /// A graceful stop, after the messages queued before it (boxed: keeps
+    /// the envelope, and so every queue slot, small).
+    Stop(Box<ExitReason>),
+}
+
+/// A FIFO of envelopes with the first one held inline: an actor that
+/// receives one message at a time (the common case) never touches the
+/// heap buffer, and an idle actor that received a message holds none.
+pub(crate) struct Queue<M> {
+    first: Option<Envelope<M>>,
+    rest: VecDeque<Envelope<M>>,
+}
+
+impl<M> Queue<M> {
+    const fn new() -> Self {
+        Queue {
+            first: None,
+            rest: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, e: Envelope<M>) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(e);
+        } else {
+            self.rest.push_back(e);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Envelope<M>> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.rest = VecDeque::new();
+    }
 }
 
 /// Urgent, out-of-band requests, handled before the next message.
@@ -86,7 +125,7 @@ struct Rare {
 }
 
 struct Mailbox<M> {
-    queue: VecDeque<Envelope<M>>,
+    queue: Queue<M>,
     closed: bool,
     rare: Option<Box<Rare>>,
 }
@@ -137,7 +176,7 @@ pub(crate) enum Flush {
 
 /// The parts of `Ctx` that persist between turns.
 pub(crate) struct CtxState<A: Actor> {
-    pub(crate) stop: Option<ExitReason>,
+    pub(crate) stop: Option<Box<ExitReason>>,
     pub(crate) rare: Option<Box<CtxRare<A>>>,
 }
 
@@ -167,7 +206,7 @@ impl<A: Actor> CtxState<A> {
 
 struct Inner<A: Actor> {
     actor: Option<A>,
-    batch: VecDeque<Envelope<A::Msg>>,
+    batch: Queue<A::Msg>,
     started: bool,
     ctx: CtxState<A>,
 }
@@ -223,13 +262,13 @@ impl<A: Actor> Cell<A> {
             handle,
             home,
             mailbox: Mutex::new(Mailbox {
-                queue: VecDeque::new(),
+                queue: Queue::new(),
                 closed: false,
                 rare: None,
             }),
             inner: UnsafeCell::new(Inner {
                 actor: Some(actor),
-                batch: VecDeque::new(),
+                batch: Queue::new(),
                 started: false,
                 ctx: CtxState {
                     stop: None,
@@ -263,7 +302,21 @@ impl<A: Actor> Cell<A> {
     }
 
     /// Sets `NOTIFIED | extra`; schedules the cell if it was idle.
+    ///
+    /// Called after the message was pushed under the mailbox lock. If
+    /// `NOTIFIED` is already set, the runner has yet to clear it and will
+    /// take the mailbox after clearing it, so the push is seen without an
+    /// RMW on the state line (the lock orders the push before that take).
     fn notify(self: &Arc<Self>, extra: u8) {
+        if extra == 0 && self.state.load(Ordering::Acquire) & NOTIFIED != 0 {
+            return;
+        }
+        self.notify_always(extra);
+    }
+
+    /// Sets `NOTIFIED | extra` with an RMW; schedules the cell if it was
+    /// idle. Used where no push precedes (waking a muted sender).
+    fn notify_always(self: &Arc<Self>, extra: u8) {
         let prev = self.state.fetch_or(NOTIFIED | extra, Ordering::AcqRel);
         if prev & (NOTIFIED | RUNNING | DEAD) == 0 {
             self.schedule();
@@ -291,7 +344,7 @@ impl<A: Actor> Cell<A> {
                 return Err(SendError::Full(value));
             }
             self.len.fetch_add(1, Ordering::SeqCst);
-            mb.queue.push_back(Envelope::User(f(value)));
+            mb.queue.push(Envelope::User(f(value)));
         }
         self.notify(0);
         Ok(())
@@ -305,7 +358,7 @@ impl<A: Actor> Cell<A> {
             if mb.closed {
                 return false;
             }
-            mb.queue.push_back(Envelope::Internal(msg));
+            mb.queue.push(Envelope::Internal(msg));
         }
         self.notify(0);
         true
@@ -318,7 +371,7 @@ impl<A: Actor> Cell<A> {
             if mb.closed {
                 return false;
             }
-            mb.queue.push_back(Envelope::Stop(reason));
+            mb.queue.push(Envelope::Stop(Box::new(reason)));
         }
         self.notify(0);
         true
@@ -361,7 +414,7 @@ impl<A: Actor> Cell<A> {
         waiters.into_iter().for_each(Waiter::wake);
     }
 
-    fn refill(&self, batch: &mut VecDeque<Envelope<A::Msg>>) -> bool {
+    fn refill(&self, batch: &mut Queue<A::Msg>) -> bool {
         debug_assert!(batch.is_empty());
         let mut mb = self.mailbox.lock();
         if mb.queue.is_empty() {
@@ -448,7 +501,7 @@ impl<A: Actor> Cell<A> {
                 return Outcome::Exit(ExitReason::Error(e.into()));
             }
             if let Some(reason) = cs.stop.take() {
-                return Outcome::Exit(reason);
+                return Outcome::Exit(*reason);
             }
         }
         if self.state.load(Ordering::Acquire) & SIGNAL != 0 {
@@ -461,23 +514,36 @@ impl<A: Actor> Cell<A> {
         }
         let mut handled = 0;
         let mut user = 0;
+        // Messages sent before this turn began are in the mailbox; any sent
+        // since then set NOTIFIED, so the mailbox is only locked again when
+        // that flag says there is something to take.
+        let mut look = true;
         let outcome = loop {
             if self.state.load(Ordering::Acquire) & SIGNAL != 0 {
                 if let Err(reason) = self.handle_signals(actor, cs) {
                     break Outcome::Exit(reason);
                 }
                 if let Some(reason) = cs.stop.take() {
-                    break Outcome::Exit(reason);
+                    break Outcome::Exit(*reason);
                 }
             }
-            if batch.is_empty() && !self.refill(batch) {
-                break Outcome::Idle;
+            if batch.is_empty() {
+                if !look {
+                    if self.state.load(Ordering::Acquire) & NOTIFIED == 0 {
+                        break Outcome::Idle;
+                    }
+                    self.state.fetch_and(!NOTIFIED, Ordering::AcqRel);
+                }
+                look = false;
+                if !self.refill(batch) {
+                    continue;
+                }
             }
             if handled == budget {
                 break Outcome::Yield;
             }
-            let Some(envelope) = batch.pop_front() else {
-                break Outcome::Idle;
+            let Some(envelope) = batch.pop() else {
+                continue;
             };
             handled += 1;
             let result = match envelope {
@@ -486,13 +552,13 @@ impl<A: Actor> Cell<A> {
                     actor.handle(msg, &mut Ctx::new(self, cs))
                 }
                 Envelope::Internal(msg) => actor.handle(msg, &mut Ctx::new(self, cs)),
-                Envelope::Stop(reason) => break Outcome::Exit(reason),
+                Envelope::Stop(reason) => break Outcome::Exit(*reason),
             };
             if let Err(e) = result {
                 break Outcome::Exit(ExitReason::Error(e.into()));
             }
             if let Some(reason) = cs.stop.take() {
-                break Outcome::Exit(reason);
+                break Outcome::Exit(*reason);
             }
             if cs.muted() {
                 break Outcome::Idle;
@@ -536,7 +602,7 @@ impl<A: Actor> Cell<A> {
         let (queue, rare) = {
             let mut mb = self.mailbox.lock();
             mb.closed = true;
-            let queue = std::mem::take(&mut mb.queue);
+            let queue = std::mem::replace(&mut mb.queue, Queue::new());
             let rare = mb.rare.take();
             mb.rare = Some(Box::new(Rare {
                 exit: Some(reason.clone()),
@@ -546,7 +612,7 @@ impl<A: Actor> Cell<A> {
         };
         self.state.fetch_or(DEAD, Ordering::AcqRel);
         drop(queue);
-        inner.batch = VecDeque::new();
+        inner.batch.clear();
         if let Some(mut actor) = inner.actor.take() {
             let cs = &mut inner.ctx;
             let stopped = catch_unwind(AssertUnwindSafe(|| {
@@ -656,7 +722,7 @@ impl<A: Actor> AnyCell for Cell<A> {
     }
 
     fn wake(self: Arc<Self>) {
-        self.notify(0);
+        self.notify_always(0);
     }
 }
 

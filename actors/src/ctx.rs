@@ -67,7 +67,7 @@ impl<'a, A: Actor> Ctx<'a, A> {
 
     /// Stops this actor with `reason` when the current handler returns.
     pub fn stop_with(&mut self, reason: ExitReason) {
-        self.state.stop = Some(reason);
+        self.state.stop = Some(Box::new(reason));
     }
 
     /// Spawns a child actor: it is stopped (reason `Shutdown`) when this

@@ -11,6 +11,10 @@
 //! * Before sleeping, a worker lists itself, issues a SeqCst fence and
 //!   re-checks every queue; a notifier pushes, fences, then reads
 //!   `sleeping`. One of the two always sees the other: no lost wake-up.
+//! * A notifier that sees a worker `spinning` wakes nobody: the spinner
+//!   leaves `spinning` (SeqCst) before it lists itself and re-checks the
+//!   queues, so the same fence argument covers it. A spinner that finds
+//!   work while more is queued wakes another worker.
 //!
 //! Must not touch: what a task is (it only calls `Task::run`).
 
@@ -43,6 +47,9 @@ pub(crate) struct Scheduler {
     stealers: OnceLock<Vec<Stealer<TaskRef>>>,
     sleepers: Mutex<Vec<Sleeper>>,
     sleeping: AtomicUsize,
+    /// Workers spinning on the queues before they sleep: a notifier leaves
+    /// them to find the work instead of waking a sleeper.
+    pub(crate) spinning: AtomicUsize,
     shutdown: AtomicBool,
     pub(crate) budget: usize,
     pub(crate) workers: usize,
@@ -64,6 +71,7 @@ impl Scheduler {
             stealers: OnceLock::new(),
             sleepers: Mutex::new(Vec::with_capacity(workers)),
             sleeping: AtomicUsize::new(0),
+            spinning: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             budget,
             workers,
@@ -85,7 +93,7 @@ impl Scheduler {
     /// Wakes one sleeping worker, if any.
     pub(crate) fn notify_one(&self) {
         fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) == 0 {
+        if self.spinning.load(Ordering::SeqCst) > 0 || self.sleeping.load(Ordering::SeqCst) == 0 {
             return;
         }
         let sleeper = {

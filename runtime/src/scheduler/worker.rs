@@ -221,12 +221,19 @@ fn has_work(scheduler: &Scheduler, index: usize) -> bool {
 }
 
 fn idle(scheduler: &Scheduler, index: usize) {
+    scheduler.spinning.fetch_add(1, Ordering::SeqCst);
     for _ in 0..IDLE_SPINS {
         if has_work(scheduler, index) || scheduler.is_shutdown() {
+            scheduler.spinning.fetch_sub(1, Ordering::SeqCst);
+            if !scheduler.injector.is_empty() {
+                // Take one; let another worker have the rest.
+                scheduler.notify_one();
+            }
             return;
         }
         std::hint::spin_loop();
     }
+    scheduler.spinning.fetch_sub(1, Ordering::SeqCst);
     let driver = scheduler.reactor.driver.try_lock();
     scheduler.add_sleeper(index, driver.is_some());
     if has_work(scheduler, index) || scheduler.shutdown.load(Ordering::SeqCst) {
