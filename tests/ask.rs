@@ -73,6 +73,12 @@ fn ask_ends_with_an_error_when_the_actor_drops_the_handle_or_stops() {
         o.ask_wait(OracleMsg::DropAndStop, WAIT),
         Err(AskError::Dropped)
     );
+    // The handle is dropped before the actor has finished exiting; once it
+    // has, asks fail at once.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !o.is_stopped() && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
     assert_eq!(
         o.ask_wait(|r| OracleMsg::Answer(1, r), WAIT),
         Err(AskError::Stopped)

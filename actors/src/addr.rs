@@ -116,16 +116,16 @@ impl<A: Actor> Addr<A> {
     /// full. On a runtime worker thread it never waits (a worker must not
     /// block): a full mailbox is `SendError::Full` at once.
     pub fn send_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<(), SendError<A::Msg>> {
+        // The common case (room) reads no clock.
+        let mut msg = match self.send(msg) {
+            Err(SendError::Full(m)) => m,
+            other => return other,
+        };
+        if weft_runtime::on_worker_thread() {
+            return Err(SendError::Full(msg));
+        }
         let deadline = Instant::now() + timeout;
-        let mut msg = msg;
         loop {
-            match self.send(msg) {
-                Err(SendError::Full(m)) => msg = m,
-                other => return other,
-            }
-            if weft_runtime::on_worker_thread() {
-                return Err(SendError::Full(msg));
-            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(SendError::Timeout(msg));
@@ -136,6 +136,10 @@ impl<A: Actor> Addr<A> {
             {
                 std::thread::park_timeout(deadline - now);
             }
+            msg = match self.send(msg) {
+                Err(SendError::Full(m)) => m,
+                other => return other,
+            };
         }
     }
 

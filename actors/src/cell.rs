@@ -14,7 +14,7 @@
 //!   by the thread that moved the cell into `RUNNING`; it gives `RUNNING` up
 //!   (idle CAS, or yield) before anyone else can take it.
 //! * A message is accepted under the mailbox lock only while the mailbox is
-//!   open and (for user messages) `len < capacity`; once `closed` is set no
+//!   open and (for user messages) `len < capacity`; once `CLOSED` is set no
 //!   message is accepted, so none can be stranded in a dead cell.
 //!
 //! Must not touch: sockets, supervisors, or the scheduler's internals
@@ -23,7 +23,7 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::Thread;
 
@@ -41,6 +41,8 @@ pub(crate) const RUNNING: u8 = 2;
 pub(crate) const SIGNAL: u8 = 4;
 pub(crate) const WAITERS: u8 = 8;
 pub(crate) const DEAD: u8 = 16;
+/// The mailbox accepts nothing more; set and read under the mailbox lock.
+pub(crate) const CLOSED: u8 = 32;
 
 pub(crate) enum Envelope<M> {
     /// A message from a sender: counts against the capacity.
@@ -126,7 +128,6 @@ struct Rare {
 
 struct Mailbox<M> {
     queue: Queue<M>,
-    closed: bool,
     rare: Option<Box<Rare>>,
 }
 
@@ -204,18 +205,26 @@ impl<A: Actor> CtxState<A> {
     }
 }
 
+/// Where an actor is in its life; one tag for "started yet?" and "gone?".
+enum Life<A> {
+    Fresh(A),
+    Running(A),
+    Gone,
+}
+
 struct Inner<A: Actor> {
-    actor: Option<A>,
+    life: Life<A>,
     batch: Queue<A::Msg>,
-    started: bool,
     ctx: CtxState<A>,
 }
 
 /// One actor. See the module doc for the state machine.
 pub(crate) struct Cell<A: Actor> {
     state: AtomicU8,
-    len: AtomicUsize,
-    capacity: usize,
+    len: AtomicU32,
+    capacity: u32,
+    /// This cell's slot in the runtime's live-actor table.
+    slot: u32,
     id: ActorId,
     pub(crate) handle: Handle,
     home: Option<Arc<ThreadHome>>,
@@ -251,25 +260,26 @@ impl<A: Actor> Cell<A> {
     pub(crate) fn new(
         actor: A,
         handle: Handle,
-        capacity: usize,
+        capacity: u32,
         home: Option<Arc<ThreadHome>>,
+        id: ActorId,
+        slot: u32,
     ) -> Arc<Self> {
         Arc::new(Cell {
             state: AtomicU8::new(0),
-            len: AtomicUsize::new(0),
+            len: AtomicU32::new(0),
             capacity,
-            id: ActorId::next(),
+            slot,
+            id,
             handle,
             home,
             mailbox: Mutex::new(Mailbox {
                 queue: Queue::new(),
-                closed: false,
                 rare: None,
             }),
             inner: UnsafeCell::new(Inner {
-                actor: Some(actor),
+                life: Life::Fresh(actor),
                 batch: Queue::new(),
-                started: false,
                 ctx: CtxState {
                     stop: None,
                     rare: None,
@@ -282,12 +292,22 @@ impl<A: Actor> Cell<A> {
         self.id
     }
 
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
     pub(crate) fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity as usize
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.len.load(Ordering::Relaxed) as usize
+    }
+
+    /// Whether the mailbox is closed; callers hold the mailbox lock, which
+    /// orders this read with the exit that set the bit.
+    fn closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
     pub(crate) fn dead(&self) -> bool {
@@ -337,7 +357,7 @@ impl<A: Actor> Cell<A> {
     ) -> Result<(), SendError<T>> {
         {
             let mut mb = self.mailbox.lock();
-            if mb.closed {
+            if self.closed() {
                 return Err(SendError::Stopped(value));
             }
             if self.len.load(Ordering::SeqCst) >= self.capacity {
@@ -355,7 +375,7 @@ impl<A: Actor> Cell<A> {
     pub(crate) fn push_internal(self: &Arc<Self>, msg: A::Msg) -> bool {
         {
             let mut mb = self.mailbox.lock();
-            if mb.closed {
+            if self.closed() {
                 return false;
             }
             mb.queue.push(Envelope::Internal(msg));
@@ -368,7 +388,7 @@ impl<A: Actor> Cell<A> {
     pub(crate) fn push_stop(self: &Arc<Self>, reason: ExitReason) -> bool {
         {
             let mut mb = self.mailbox.lock();
-            if mb.closed {
+            if self.closed() {
                 return false;
             }
             mb.queue.push(Envelope::Stop(Box::new(reason)));
@@ -382,7 +402,7 @@ impl<A: Actor> Cell<A> {
     /// gone: the caller should retry at once.
     pub(crate) fn wait_for_room(&self, w: Waiter) -> bool {
         let mut mb = self.mailbox.lock();
-        if mb.closed {
+        if self.closed() {
             return false;
         }
         mb.rare().waiters.push(w);
@@ -394,7 +414,7 @@ impl<A: Actor> Cell<A> {
         true
     }
 
-    fn release(&self, handled_user: usize) {
+    fn release(&self, handled_user: u32) {
         let before = self.len.fetch_sub(handled_user, Ordering::SeqCst);
         let now = before - handled_user;
         if self.state.load(Ordering::SeqCst) & WAITERS != 0 && now <= self.capacity / 2 {
@@ -487,16 +507,18 @@ impl<A: Actor> Cell<A> {
     /// One turn: `started` if not yet run, then up to `budget` messages.
     fn turn(self: &Arc<Self>, inner: &mut Inner<A>, budget: usize) -> Outcome {
         let Inner {
-            actor,
+            life,
             batch,
-            started,
             ctx: cs,
         } = inner;
-        let Some(actor) = actor.as_mut() else {
-            return Outcome::Idle;
-        };
-        if !*started {
-            *started = true;
+        if let Life::Fresh(_) = life {
+            let Life::Fresh(actor) = std::mem::replace(life, Life::Gone) else {
+                unreachable!("matched Fresh above")
+            };
+            *life = Life::Running(actor);
+            let Life::Running(actor) = life else {
+                unreachable!("just set")
+            };
             if let Err(e) = actor.started(&mut Ctx::new(self, cs)) {
                 return Outcome::Exit(ExitReason::Error(e.into()));
             }
@@ -504,6 +526,9 @@ impl<A: Actor> Cell<A> {
                 return Outcome::Exit(*reason);
             }
         }
+        let Life::Running(actor) = life else {
+            return Outcome::Idle;
+        };
         if self.state.load(Ordering::Acquire) & SIGNAL != 0 {
             if let Err(reason) = self.handle_signals(actor, cs) {
                 return Outcome::Exit(reason);
@@ -513,7 +538,7 @@ impl<A: Actor> Cell<A> {
             return Outcome::Idle;
         }
         let mut handled = 0;
-        let mut user = 0;
+        let mut user: u32 = 0;
         // Messages sent before this turn began are in the mailbox; any sent
         // since then set NOTIFIED, so the mailbox is only locked again when
         // that flag says there is something to take.
@@ -601,7 +626,7 @@ impl<A: Actor> Cell<A> {
     fn exit(self: &Arc<Self>, inner: &mut Inner<A>, reason: ExitReason) {
         let (queue, rare) = {
             let mut mb = self.mailbox.lock();
-            mb.closed = true;
+            self.state.fetch_or(CLOSED, Ordering::AcqRel);
             let queue = std::mem::replace(&mut mb.queue, Queue::new());
             let rare = mb.rare.take();
             mb.rare = Some(Box::new(Rare {
@@ -613,7 +638,9 @@ impl<A: Actor> Cell<A> {
         self.state.fetch_or(DEAD, Ordering::AcqRel);
         drop(queue);
         inner.batch.clear();
-        if let Some(mut actor) = inner.actor.take() {
+        if let Life::Running(mut actor) | Life::Fresh(mut actor) =
+            std::mem::replace(&mut inner.life, Life::Gone)
+        {
             let cs = &mut inner.ctx;
             let stopped = catch_unwind(AssertUnwindSafe(|| {
                 actor.stopped(&reason, &mut Ctx::new(self, cs));
@@ -659,7 +686,7 @@ impl<A: Actor> Cell<A> {
             waiters.into_iter().for_each(Waiter::wake);
         }
         if let Some(system) = System::of(&self.handle) {
-            system.exited(self.id);
+            system.exited(self.id, self.slot);
         }
     }
 }
@@ -697,7 +724,7 @@ impl<A: Actor> AnyCell for Cell<A> {
     fn signal(self: Arc<Self>, signal: Signal) -> bool {
         {
             let mut mb = self.mailbox.lock();
-            if mb.closed {
+            if self.closed() {
                 return false;
             }
             mb.rare().signals.push(signal);
@@ -709,7 +736,7 @@ impl<A: Actor> AnyCell for Cell<A> {
 
     fn add_watcher(&self, w: Watcher) -> Result<(), (Watcher, ExitReason)> {
         let mut mb = self.mailbox.lock();
-        if mb.closed {
+        if self.closed() {
             let reason = mb
                 .rare
                 .as_ref()
@@ -734,5 +761,29 @@ pub(crate) fn run_on_thread<A: Actor>(cell: Arc<Cell<A>>, home: Arc<ThreadHome>)
         if cell.dead() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        struct A(u64, u64, u64);
+        impl crate::Actor for A {
+            type Msg = ();
+            fn handle(&mut self, _m: (), _c: &mut crate::Ctx<'_, Self>) -> crate::ActorResult {
+                Ok(())
+            }
+        }
+        eprintln!(
+            "cell {} mailbox {} inner {} queue {} envelope {} ctxstate {} exit {}",
+            std::mem::size_of::<super::Cell<A>>(),
+            std::mem::size_of::<parking_lot::Mutex<super::Mailbox<()>>>(),
+            std::mem::size_of::<super::Inner<A>>(),
+            std::mem::size_of::<super::Queue<()>>(),
+            std::mem::size_of::<super::Envelope<()>>(),
+            std::mem::size_of::<super::CtxState<A>>(),
+            std::mem::size_of::<crate::ExitReason>(),
+        );
     }
 }

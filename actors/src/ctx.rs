@@ -73,7 +73,7 @@ impl<'a, A: Actor> Ctx<'a, A> {
     /// Spawns a child actor: it is stopped (reason `Shutdown`) when this
     /// actor exits.
     pub fn spawn<B: Actor>(&mut self, actor: B) -> Addr<B> {
-        let addr = spawn_cell(&self.cell.handle, actor, DEFAULT_CAPACITY, None);
+        let addr = spawn_cell(&self.cell.handle, actor, DEFAULT_CAPACITY as u32, None);
         let children = &mut self.state.rare().children;
         if children.len() >= 16 && children.len().is_power_of_two() {
             children.retain(|c| c.upgrade().is_some_and(|c| !c.is_dead()));

@@ -8,8 +8,6 @@
 //! runtime's shutdown timeout passes) and joins thread-worker threads.
 //! Must not touch: cells' internals (only the `AnyCell` face).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use parking_lot::{Condvar, Mutex};
+use slab::Slab;
 use weft_runtime::{Handle, Phase};
 
 use crate::actor::Actor;
@@ -29,27 +28,12 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 
 const SHARDS: usize = 32;
 
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
 /// Strong references: an actor lives until it exits, whether or not anyone
 /// holds its address (Erlang's semantics), so its timers and I/O keep
 /// reaching it.
-type Table = HashMap<u64, Arc<dyn AnyCell>, BuildHasherDefault<IdHasher>>;
+/// A slab per shard: dense (freed slots are reused), and the slot index
+/// lives in the cell, so removal is O(1) with no hashing.
+type Table = Slab<Arc<dyn AnyCell>>;
 
 pub(crate) struct System {
     shards: Box<[Mutex<Table>]>,
@@ -93,6 +77,9 @@ pub enum SpawnError {
     /// A mailbox needs room for at least one message.
     #[error("mailbox capacity must be at least 1")]
     ZeroCapacity,
+    /// A mailbox holds at most `u32::MAX` messages.
+    #[error("mailbox capacity {0} is larger than {max}", max = u32::MAX)]
+    CapacityTooLarge(usize),
     /// The OS refused the thread of a thread-worker actor.
     #[error("could not start the actor's thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -116,16 +103,22 @@ pub trait Spawn {
     ) -> Result<Addr<A>, SpawnError>;
 }
 
+fn check(options: &SpawnOptions) -> Result<u32, SpawnError> {
+    match u32::try_from(options.capacity) {
+        Ok(0) => Err(SpawnError::ZeroCapacity),
+        Ok(c) => Ok(c),
+        Err(_) => Err(SpawnError::CapacityTooLarge(options.capacity)),
+    }
+}
+
 impl Spawn for Handle {
     fn spawn<A: Actor>(&self, actor: A) -> Addr<A> {
-        spawn_cell(self, actor, DEFAULT_CAPACITY, None)
+        spawn_cell(self, actor, DEFAULT_CAPACITY as u32, None)
     }
 
     fn spawn_with<A: Actor>(&self, actor: A, options: SpawnOptions) -> Result<Addr<A>, SpawnError> {
-        if options.capacity == 0 {
-            return Err(SpawnError::ZeroCapacity);
-        }
-        Ok(spawn_cell(self, actor, options.capacity, None))
+        let capacity = check(&options)?;
+        Ok(spawn_cell(self, actor, capacity, None))
     }
 
     fn spawn_thread<A: Actor>(
@@ -133,20 +126,25 @@ impl Spawn for Handle {
         actor: A,
         options: SpawnOptions,
     ) -> Result<Addr<A>, SpawnError> {
-        if options.capacity == 0 {
-            return Err(SpawnError::ZeroCapacity);
-        }
+        let capacity = check(&options)?;
         let home = ThreadHome::new();
-        let cell = Cell::new(actor, self.clone(), options.capacity, Some(home.clone()));
-        let (thread_cell, thread_home) = (cell.clone(), home.clone());
-        let join = std::thread::Builder::new()
-            .name(format!("weft-actor{}", cell.actor_id()))
-            .spawn(move || run_on_thread(thread_cell, thread_home))
-            .map_err(SpawnError::Thread)?;
-        let _ = home.thread.set(join.thread().clone());
         let system = System::get(self);
+        let cell = system.insert(|id, slot| {
+            Cell::new(actor, self.clone(), capacity, Some(home.clone()), id, slot)
+        });
+        let (thread_cell, thread_home) = (cell.clone(), home.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("weft-actor{}", cell.actor_id()))
+            .spawn(move || run_on_thread(thread_cell, thread_home));
+        let join = match spawned {
+            Ok(join) => join,
+            Err(e) => {
+                system.exited(cell.actor_id(), cell.slot());
+                return Err(SpawnError::Thread(e));
+            }
+        };
+        let _ = home.thread.set(join.thread().clone());
         system.threads.lock().push(join);
-        system.spawned(&cell);
         cell.start();
         Ok(Addr { cell })
     }
@@ -155,11 +153,11 @@ impl Spawn for Handle {
 pub(crate) fn spawn_cell<A: Actor>(
     handle: &Handle,
     actor: A,
-    capacity: usize,
+    capacity: u32,
     home: Option<Arc<ThreadHome>>,
 ) -> Addr<A> {
-    let cell = Cell::new(actor, handle.clone(), capacity, home);
-    System::get(handle).spawned(&cell);
+    let cell = System::get(handle)
+        .insert(|id, slot| Cell::new(actor, handle.clone(), capacity, home, id, slot));
     cell.start();
     Addr { cell }
 }
@@ -195,16 +193,20 @@ impl System {
         &self.shards[(id.0 as usize) % SHARDS]
     }
 
-    fn spawned<A: Actor>(&self, cell: &Arc<Cell<A>>) {
-        let any: Arc<dyn AnyCell> = cell.clone();
+    /// Creates a cell with a fresh id in a slot of the live table.
+    fn insert<A: Actor>(&self, make: impl FnOnce(ActorId, u32) -> Arc<Cell<A>>) -> Arc<Cell<A>> {
+        let id = ActorId::next();
         self.live.fetch_add(1, Ordering::AcqRel);
-        self.shard(cell.actor_id())
-            .lock()
-            .insert(cell.actor_id().0, any);
+        let mut table = self.shard(id).lock();
+        let entry = table.vacant_entry();
+        let slot = u32::try_from(entry.key()).expect("fewer than 2^32 actors per shard");
+        let cell = make(id, slot);
+        entry.insert(cell.clone());
+        cell
     }
 
-    pub(crate) fn exited(&self, id: ActorId) {
-        self.shard(id).lock().remove(&id.0);
+    pub(crate) fn exited(&self, id: ActorId, slot: u32) {
+        self.shard(id).lock().try_remove(slot as usize);
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _guard = self.none_live_lock.lock();
             self.none_live.notify_all();
@@ -222,7 +224,7 @@ impl System {
             let cells: Vec<Arc<dyn AnyCell>> = self
                 .shards
                 .iter()
-                .flat_map(|s| s.lock().values().cloned().collect::<Vec<_>>())
+                .flat_map(|s| s.lock().iter().map(|(_, c)| c.clone()).collect::<Vec<_>>())
                 .collect();
             for cell in cells {
                 cell.signal(Signal::Kill(ExitReason::Shutdown));

@@ -216,7 +216,7 @@ fn spawn() {
         a.stop();
     }
     while weft::actors::live_actors(rt.handle()) > 0 {
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_micros(100));
     }
     let secs = start.elapsed().as_secs_f64();
     emit("spawn", "per_s", sizes::SPAWN as f64 / secs);
