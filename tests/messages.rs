@@ -70,9 +70,10 @@ fn concurrent_senders_lose_nothing_and_keep_order() {
 }
 
 /// Blocks its worker on a gate for the first message, so the test can
-/// fill the mailbox deterministically.
+/// fill the mailbox deterministically; says when it is inside.
 struct Gated {
     gate: Option<mpsc::Receiver<()>>,
+    entered: Option<mpsc::Sender<()>>,
     handled: u32,
 }
 
@@ -87,6 +88,9 @@ impl Actor for Gated {
         match msg {
             GatedMsg::Work(_) => {
                 if let Some(gate) = self.gate.take() {
+                    if let Some(entered) = self.entered.take() {
+                        entered.send(())?;
+                    }
                     gate.recv_timeout(WAIT)?;
                 }
                 self.handled += 1;
@@ -101,30 +105,38 @@ impl Actor for Gated {
 fn full_mailbox_hands_the_message_back() {
     let rt = runtime(2);
     let (open, gate) = mpsc::channel();
+    let (entered_tx, entered) = mpsc::channel();
     let addr = rt
         .handle()
         .spawn_with(
             Gated {
                 gate: Some(gate),
+                entered: Some(entered_tx),
                 handled: 0,
             },
             SpawnOptions::new().capacity(2),
         )
         .unwrap();
     addr.send(GatedMsg::Work(1)).unwrap();
+    // The actor took Work(1) and is busy with it: its mailbox is empty and
+    // holds two more.
+    recv(&entered);
     addr.send(GatedMsg::Work(2)).unwrap();
-    match addr.send(GatedMsg::Work(3)) {
-        Err(SendError::Full(GatedMsg::Work(3))) => {}
-        other => panic!("expected Full(Work(3)), got {other:?}"),
+    addr.send(GatedMsg::Work(3)).unwrap();
+    assert_eq!(addr.queued(), 2);
+    match addr.send(GatedMsg::Work(4)) {
+        Err(SendError::Full(GatedMsg::Work(4))) => {}
+        other => panic!("expected Full(Work(4)), got {other:?}"),
     }
     // A plain thread may wait for room instead, with a bound.
-    match addr.send_timeout(GatedMsg::Work(4), Duration::from_millis(20)) {
-        Err(SendError::Timeout(GatedMsg::Work(4))) => {}
-        other => panic!("expected Timeout(Work(4)), got {other:?}"),
+    match addr.send_timeout(GatedMsg::Work(5), Duration::from_millis(20)) {
+        Err(SendError::Timeout(GatedMsg::Work(5))) => {}
+        other => panic!("expected Timeout(Work(5)), got {other:?}"),
     }
+    // Once the actor takes its mailbox, a waiting sender gets in.
     open.send(()).unwrap();
-    addr.send_timeout(GatedMsg::Work(5), WAIT).unwrap();
-    assert_eq!(addr.ask_wait(GatedMsg::Count, WAIT).unwrap(), 3);
+    addr.send_timeout(GatedMsg::Work(6), WAIT).unwrap();
+    assert_eq!(addr.ask_wait(GatedMsg::Count, WAIT).unwrap(), 4);
 }
 
 #[test]
@@ -133,6 +145,7 @@ fn zero_capacity_is_an_error() {
     let r = rt.handle().spawn_with(
         Gated {
             gate: None,
+            entered: None,
             handled: 0,
         },
         SpawnOptions::new().capacity(0),

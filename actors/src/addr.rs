@@ -159,13 +159,42 @@ impl<A: Actor> Addr<A> {
     }
 
     /// Asks and blocks this (non-worker) thread for the reply, at most
-    /// `timeout` (Twisted's `blockingCallFromThread`).
+    /// `timeout` in all (Twisted's `blockingCallFromThread`). A full
+    /// mailbox is waited on within the same timeout.
     pub fn ask_wait<R: Send + 'static>(
         &self,
         make: impl FnOnce(ReplyTo<R>) -> A::Msg,
         timeout: Duration,
     ) -> Result<R, AskError> {
-        self.ask(make)?.wait(timeout)
+        if weft_runtime::on_worker_thread() {
+            return Err(AskError::WouldBlockWorker);
+        }
+        let slot = Slot::new();
+        let mut reply = ReplyTo::new(slot.clone());
+        let mut make = make;
+        let mut deadline = None;
+        loop {
+            match self.cell.try_push_with(reply, make) {
+                Ok(()) => break,
+                Err((SendError::Full(r), m)) => (reply, make) = (r, m),
+                Err(_) => return Err(AskError::Stopped),
+            }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(AskError::Full);
+            }
+            if self
+                .cell
+                .wait_for_room(Waiter::Thread(std::thread::current()))
+            {
+                std::thread::park_timeout(deadline - now);
+            }
+        }
+        let left = deadline.map_or(timeout, |d: Instant| {
+            d.saturating_duration_since(Instant::now())
+        });
+        Pending::new(slot).wait(left)
     }
 
     /// Asks the actor to stop after the messages already queued

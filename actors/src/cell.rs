@@ -23,7 +23,7 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::Thread;
 
@@ -128,6 +128,10 @@ struct Rare {
 
 struct Mailbox<M> {
     queue: Queue<M>,
+    /// User messages in `queue`.
+    len: u32,
+    /// The most user messages `queue` may hold.
+    capacity: u32,
     rare: Option<Box<Rare>>,
 }
 
@@ -221,8 +225,6 @@ struct Inner<A: Actor> {
 /// One actor. See the module doc for the state machine.
 pub(crate) struct Cell<A: Actor> {
     state: AtomicU8,
-    len: AtomicU32,
-    capacity: u32,
     /// This cell's slot in the runtime's live-actor table.
     slot: u32,
     id: ActorId,
@@ -267,14 +269,14 @@ impl<A: Actor> Cell<A> {
     ) -> Arc<Self> {
         Arc::new(Cell {
             state: AtomicU8::new(0),
-            len: AtomicU32::new(0),
-            capacity,
             slot,
             id,
             handle,
             home,
             mailbox: Mutex::new(Mailbox {
                 queue: Queue::new(),
+                len: 0,
+                capacity,
                 rare: None,
             }),
             inner: UnsafeCell::new(Inner {
@@ -297,11 +299,11 @@ impl<A: Actor> Cell<A> {
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.capacity as usize
+        self.mailbox.lock().capacity as usize
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.len.load(Ordering::Relaxed) as usize
+        self.mailbox.lock().len as usize
     }
 
     /// Whether the mailbox is closed; callers hold the mailbox lock, which
@@ -355,15 +357,24 @@ impl<A: Actor> Cell<A> {
         value: T,
         f: impl FnOnce(T) -> A::Msg,
     ) -> Result<(), SendError<T>> {
+        self.try_push_with(value, f).map_err(|(e, _)| e)
+    }
+
+    /// As `push_with`, and on failure hands `f` back too, for a retry.
+    pub(crate) fn try_push_with<T, F: FnOnce(T) -> A::Msg>(
+        self: &Arc<Self>,
+        value: T,
+        f: F,
+    ) -> Result<(), (SendError<T>, F)> {
         {
             let mut mb = self.mailbox.lock();
             if self.closed() {
-                return Err(SendError::Stopped(value));
+                return Err((SendError::Stopped(value), f));
             }
-            if self.len.load(Ordering::SeqCst) >= self.capacity {
-                return Err(SendError::Full(value));
+            if mb.len >= mb.capacity {
+                return Err((SendError::Full(value), f));
             }
-            self.len.fetch_add(1, Ordering::SeqCst);
+            mb.len += 1;
             mb.queue.push(Envelope::User(f(value)));
         }
         self.notify(0);
@@ -405,35 +416,16 @@ impl<A: Actor> Cell<A> {
         if self.closed() {
             return false;
         }
-        mb.rare().waiters.push(w);
-        self.state.fetch_or(WAITERS, Ordering::SeqCst);
-        if self.len.load(Ordering::SeqCst) < self.capacity {
-            // Room appeared meanwhile; the stale waiter is harmless.
+        if mb.len < mb.capacity {
             return false;
         }
+        mb.rare().waiters.push(w);
+        self.state.fetch_or(WAITERS, Ordering::AcqRel);
         true
     }
 
-    fn release(&self, handled_user: u32) {
-        let before = self.len.fetch_sub(handled_user, Ordering::SeqCst);
-        let now = before - handled_user;
-        if self.state.load(Ordering::SeqCst) & WAITERS != 0 && now <= self.capacity / 2 {
-            self.wake_waiters();
-        }
-    }
-
-    fn wake_waiters(&self) {
-        let waiters = {
-            let mut mb = self.mailbox.lock();
-            self.state.fetch_and(!WAITERS, Ordering::SeqCst);
-            match mb.rare.as_mut() {
-                Some(r) => std::mem::take(&mut r.waiters),
-                None => Vec::new(),
-            }
-        };
-        waiters.into_iter().for_each(Waiter::wake);
-    }
-
+    /// Takes everything queued into the (empty) turn buffer. Taking empties
+    /// the mailbox, so blocked senders are woken.
     fn refill(&self, batch: &mut Queue<A::Msg>) -> bool {
         debug_assert!(batch.is_empty());
         let mut mb = self.mailbox.lock();
@@ -441,6 +433,18 @@ impl<A: Actor> Cell<A> {
             return false;
         }
         std::mem::swap(&mut mb.queue, batch);
+        mb.len = 0;
+        if self.state.load(Ordering::Acquire) & WAITERS == 0 {
+            return true;
+        }
+        self.state.fetch_and(!WAITERS, Ordering::AcqRel);
+        let waiters = mb
+            .rare
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.waiters))
+            .unwrap_or_default();
+        drop(mb);
+        waiters.into_iter().for_each(Waiter::wake);
         true
     }
 
@@ -538,7 +542,6 @@ impl<A: Actor> Cell<A> {
             return Outcome::Idle;
         }
         let mut handled = 0;
-        let mut user: u32 = 0;
         // Messages sent before this turn began are in the mailbox; any sent
         // since then set NOTIFIED, so the mailbox is only locked again when
         // that flag says there is something to take.
@@ -572,11 +575,9 @@ impl<A: Actor> Cell<A> {
             };
             handled += 1;
             let result = match envelope {
-                Envelope::User(msg) => {
-                    user += 1;
+                Envelope::User(msg) | Envelope::Internal(msg) => {
                     actor.handle(msg, &mut Ctx::new(self, cs))
                 }
-                Envelope::Internal(msg) => actor.handle(msg, &mut Ctx::new(self, cs)),
                 Envelope::Stop(reason) => break Outcome::Exit(*reason),
             };
             if let Err(e) = result {
@@ -589,9 +590,6 @@ impl<A: Actor> Cell<A> {
                 break Outcome::Idle;
             }
         };
-        if user > 0 {
-            self.release(user);
-        }
         outcome
     }
 
