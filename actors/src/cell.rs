@@ -50,9 +50,10 @@ pub(crate) enum Envelope<M> {
     /// A runtime delivery the actor asked for (timer, reply, readiness,
     /// monitor notice, blocking result): not counted.
     Internal(M),
-    /// A graceful stop, after the messages queued before it (boxed: keeps
-    /// the envelope, and so every queue slot, small).
-    Stop(Box<ExitReason>),
+    /// A graceful stop, after the messages queued before it. `None` is
+    /// `Normal` (no allocation for the common case); other reasons are
+    /// boxed to keep the envelope, and so every queue slot, small.
+    Stop(Option<Box<ExitReason>>),
 }
 
 /// A FIFO of envelopes with the first one held inline: an actor that
@@ -402,7 +403,11 @@ impl<A: Actor> Cell<A> {
             if self.closed() {
                 return false;
             }
-            mb.queue.push(Envelope::Stop(Box::new(reason)));
+            let reason = match reason {
+                ExitReason::Normal => None,
+                other => Some(Box::new(other)),
+            };
+            mb.queue.push(Envelope::Stop(reason));
         }
         self.notify(0);
         true
@@ -578,7 +583,9 @@ impl<A: Actor> Cell<A> {
                 Envelope::User(msg) | Envelope::Internal(msg) => {
                     actor.handle(msg, &mut Ctx::new(self, cs))
                 }
-                Envelope::Stop(reason) => break Outcome::Exit(*reason),
+                Envelope::Stop(reason) => {
+                    break Outcome::Exit(reason.map_or(ExitReason::Normal, |r| *r))
+                }
             };
             if let Err(e) = result {
                 break Outcome::Exit(ExitReason::Error(e.into()));
@@ -627,10 +634,14 @@ impl<A: Actor> Cell<A> {
             self.state.fetch_or(CLOSED, Ordering::AcqRel);
             let queue = std::mem::replace(&mut mb.queue, Queue::new());
             let rare = mb.rare.take();
-            mb.rare = Some(Box::new(Rare {
-                exit: Some(reason.clone()),
-                ..Rare::default()
-            }));
+            // Kept for monitors that come later; a normal exit needs no
+            // record (no `rare` on a closed mailbox means Normal).
+            if !matches!(reason, ExitReason::Normal) {
+                mb.rare = Some(Box::new(Rare {
+                    exit: Some(reason.clone()),
+                    ..Rare::default()
+                }));
+            }
             (queue, rare)
         };
         self.state.fetch_or(DEAD, Ordering::AcqRel);

@@ -22,7 +22,7 @@ const LIFO_LIMIT: u32 = 32;
 const MAINTENANCE_INTERVAL: u32 = 61;
 /// Spins on the queues before going to sleep: a reply that is about to
 /// arrive is picked up without a futex round trip.
-const IDLE_SPINS: u32 = 64;
+const IDLE_SPINS: u32 = 256;
 
 struct Local {
     scheduler: *const Scheduler,
