@@ -330,3 +330,55 @@ fn sigterm_and_sigint_shut_down_gracefully() {
         assert!(status.success(), "{signal}: child exited with {status}");
     }
 }
+
+/// Blocks its worker until the watchdog has reported this very turn.
+struct Hog {
+    reports: mpsc::Receiver<weft::runtime::SlowTurn>,
+    out: mpsc::Sender<weft::runtime::SlowTurn>,
+}
+impl Actor for Hog {
+    type Msg = ();
+    fn handle(&mut self, _m: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        let report = self.reports.recv_timeout(WAIT)?;
+        self.out.send(report)?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_handler_that_holds_its_worker_is_reported_by_name() {
+    let (tx, reports) = mpsc::channel();
+    let rt = Runtime::builder()
+        .workers(2)
+        .slow_turn_threshold(Some(Duration::from_millis(20)))
+        .on_slow_turn(move |turn| {
+            let _ = tx.send(turn);
+        })
+        .build()
+        .unwrap();
+    let (out, got) = mpsc::channel();
+    let hog = rt.handle().spawn(Hog { reports, out });
+    hog.send(()).ok().unwrap();
+    // While the hog holds one worker, the other keeps serving.
+    let rec = recorder::<u8>(&rt);
+    rec.send(RecMsg::Record(1)).ok().unwrap();
+    assert_eq!(recorded(&rec), vec![1]);
+    let report = recv(&got);
+    assert_eq!(report.task, hog.id().0);
+    let name = report.name.expect("the actor layer names its actors");
+    assert!(name.contains("Hog"), "{name}");
+    assert!(report.held_for >= Duration::from_millis(20));
+}
+
+#[test]
+fn a_zero_slow_turn_threshold_is_an_error() {
+    assert!(matches!(
+        Runtime::builder()
+            .slow_turn_threshold(Some(Duration::ZERO))
+            .build(),
+        Err(RuntimeError::InvalidSetting {
+            setting: "slow_turn_threshold",
+            ..
+        })
+    ));
+}

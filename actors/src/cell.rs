@@ -244,6 +244,9 @@ unsafe impl<A: Actor> Sync for Cell<A> {}
 /// The type-erased face of a cell, for links, monitors, waiters, children
 /// and the runtime-wide registry.
 pub(crate) trait AnyCell: Send + Sync + 'static {
+    fn id(&self) -> ActorId;
+    /// The actor's type and id, for diagnostics.
+    fn describe(&self) -> String;
     fn is_dead(&self) -> bool;
     /// Delivers an urgent signal; false if the actor already exited.
     fn signal(self: Arc<Self>, signal: Signal) -> bool;
@@ -701,6 +704,10 @@ impl<A: Actor> Cell<A> {
 }
 
 impl<A: Actor> Task for Cell<A> {
+    fn id(&self) -> u64 {
+        self.id.0
+    }
+
     fn run(self: Arc<Self>) {
         // NOTIFIED -> RUNNING in one step; the flag bits stay.
         let prev = self.state.fetch_xor(NOTIFIED | RUNNING, Ordering::AcqRel);
@@ -726,6 +733,14 @@ impl<A: Actor> Task for Cell<A> {
 }
 
 impl<A: Actor> AnyCell for Cell<A> {
+    fn id(&self) -> ActorId {
+        self.id
+    }
+
+    fn describe(&self) -> String {
+        format!("{}{}", std::any::type_name::<A>(), self.id)
+    }
+
     fn is_dead(&self) -> bool {
         self.dead()
     }
@@ -788,7 +803,10 @@ mod tests {
             }
         }
         let cell = std::mem::size_of::<super::Cell<A>>();
-        assert!(cell <= 176 + std::mem::size_of::<A>(), "Cell is {cell} bytes");
+        assert!(
+            cell <= 176 + std::mem::size_of::<A>(),
+            "Cell is {cell} bytes"
+        );
         assert_eq!(std::mem::size_of::<super::Envelope<()>>(), 16);
     }
 }

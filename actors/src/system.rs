@@ -164,6 +164,8 @@ pub(crate) fn spawn_cell<A: Actor>(
 
 impl System {
     fn new(handle: &Handle) -> Self {
+        let namer_handle = handle.clone();
+        handle.set_task_namer(move |id| System::of(&namer_handle)?.describe(ActorId(id)));
         let hook_handle = handle.clone();
         handle.on_shutdown(Phase::During, move || {
             if let Some(system) = System::of(&hook_handle) {
@@ -211,6 +213,16 @@ impl System {
             let _guard = self.none_live_lock.lock();
             self.none_live.notify_all();
         }
+    }
+
+    /// The type and id of a live actor (a scan of one shard: only for
+    /// diagnostics).
+    fn describe(&self, id: ActorId) -> Option<String> {
+        self.shard(id)
+            .lock()
+            .iter()
+            .find(|(_, c)| c.id() == id)
+            .map(|(_, c)| c.describe())
     }
 
     /// How many actors are alive on this runtime.

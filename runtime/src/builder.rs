@@ -19,7 +19,7 @@ use crate::time::{Clock, ManualClock};
 ///     .expect("valid settings");
 /// assert_eq!(rt.handle().workers(), 2);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Builder {
     pub(crate) workers: usize,
     pub(crate) budget: usize,
@@ -30,6 +30,8 @@ pub struct Builder {
     pub(crate) signals: Signals,
     pub(crate) name: String,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) slow_turn: Option<Duration>,
+    pub(crate) on_slow_turn: Option<crate::watchdog::Report>,
 }
 
 /// Whether `Runtime::run` turns SIGINT and SIGTERM into a graceful
@@ -40,6 +42,21 @@ pub enum Signals {
     GracefulShutdown,
     /// Leave the process's signal dispositions alone.
     Ignore,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("workers", &self.workers)
+            .field("budget", &self.budget)
+            .field("manual_clock", &self.clock.is_some())
+            .field("blocking_threads", &self.blocking_threads)
+            .field("blocking_queue", &self.blocking_queue)
+            .field("signals", &self.signals)
+            .field("name", &self.name)
+            .field("slow_turn", &self.slow_turn)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Builder {
@@ -54,6 +71,8 @@ impl Default for Builder {
             signals: Signals::GracefulShutdown,
             name: "weft".to_string(),
             shutdown_timeout: Duration::from_secs(30),
+            slow_turn: Some(Duration::from_millis(100)),
+            on_slow_turn: None,
         }
     }
 }
@@ -126,6 +145,20 @@ impl Builder {
         self
     }
 
+    /// A turn that holds its worker longer than this is reported (default
+    /// 100 ms; `None` turns the watchdog off).
+    pub fn slow_turn_threshold(mut self, threshold: Option<Duration>) -> Self {
+        self.slow_turn = threshold;
+        self
+    }
+
+    /// What to do with a slow turn (default: a `tracing` warning naming
+    /// the actor).
+    pub fn on_slow_turn(mut self, f: impl Fn(crate::SlowTurn) + Send + Sync + 'static) -> Self {
+        self.on_slow_turn = Some(std::sync::Arc::new(f));
+        self
+    }
+
     /// Checks the settings and starts the worker threads.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
         let invalid = |setting, reason: &str| {
@@ -145,6 +178,9 @@ impl Builder {
         }
         if self.blocking_threads == 0 {
             return invalid("blocking_threads", "must be at least 1");
+        }
+        if self.slow_turn.is_some_and(|t| t.is_zero()) {
+            return invalid("slow_turn_threshold", "must be more than zero (or None)");
         }
         if self.name.is_empty() {
             return invalid("name", "must not be empty");

@@ -32,6 +32,7 @@ mod scheduler;
 mod signal;
 mod task;
 mod time;
+mod watchdog;
 
 pub use blocking::BlockingStats;
 pub use builder::{Builder, Signals};
@@ -42,6 +43,7 @@ pub use runtime::{Handle, Runtime};
 pub use scheduler::on_worker_thread;
 pub use task::Task;
 pub use time::{Clock, ManualClock, MissedTicks, TimerKey, TICK};
+pub use watchdog::SlowTurn;
 
 /// mio, re-exported so that upper layers and users register sources with
 /// the same version the reactor uses.

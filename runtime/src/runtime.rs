@@ -131,7 +131,30 @@ impl Runtime {
             }
         });
         let _ = scheduler.on_signal.set(on_signal);
-        let handles = spawn_workers(&scheduler, &b.name).map_err(os("spawn a worker thread"))?;
+        let mut handles =
+            spawn_workers(&scheduler, &b.name).map_err(os("spawn a worker thread"))?;
+        if let Some(threshold) = b.slow_turn {
+            let report = b
+                .on_slow_turn
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::watchdog::log));
+            match crate::watchdog::spawn(scheduler.clone(), threshold, report, &b.name) {
+                Ok(h) => {
+                    let _ = scheduler.watchdog.set(h.thread().clone());
+                    handles.push(h);
+                }
+                Err(e) => {
+                    scheduler.shutdown();
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(RuntimeError::Os {
+                        what: "spawn the watchdog thread",
+                        source: e,
+                    });
+                }
+            }
+        }
         *shared.workers.lock() = handles;
         Ok(Runtime {
             handle: Handle { shared },
@@ -351,6 +374,12 @@ impl Handle {
             .downcast_ref::<T>()
     }
 
+    /// Installs how slow-turn reports name a task (the actor layer does
+    /// this, so reports say which actor held the worker).
+    pub fn set_task_namer(&self, namer: impl Fn(u64) -> Option<String> + Send + Sync + 'static) {
+        *self.shared.scheduler.namer.lock() = Some(Box::new(namer));
+    }
+
     fn complete_shutdown(&self) {
         let shared = &self.shared;
         {
@@ -380,6 +409,7 @@ impl Handle {
         shared.scheduler.drain_injector();
         shared.timers.clear();
         shared.reactor.clear_sinks();
+        shared.scheduler.namer.lock().take();
         *shared.lifecycle.lock() = Lifecycle::Stopped;
         shared.changed.notify_all();
     }

@@ -12,4 +12,10 @@ use std::sync::Arc;
 pub trait Task: Send + Sync + 'static {
     /// Runs one turn (a bounded batch of work), on a worker thread.
     fn run(self: Arc<Self>);
+
+    /// A non-zero id for diagnostics (slow-turn reports); weft's actors
+    /// return their `ActorId`.
+    fn id(&self) -> u64 {
+        u64::MAX
+    }
 }

@@ -25,11 +25,13 @@ use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
 use crossbeam_deque::{Injector, Stealer};
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::reactor::Reactor;
 use crate::task::Task;
 use crate::time::Timers;
+use crate::watchdog::WorkerSlot;
 
 pub use worker::on_worker_thread;
 pub(crate) use worker::{spawn_workers, try_schedule_local};
@@ -57,7 +59,17 @@ pub(crate) struct Scheduler {
     pub(crate) timers: Arc<Timers>,
     /// Called by the driving worker when SIGINT/SIGTERM arrived.
     pub(crate) on_signal: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// One per worker: what it runs, for the watchdog.
+    pub(crate) slots: Box<[CachePadded<WorkerSlot>]>,
+    /// Names tasks for slow-turn reports (installed by the layer above;
+    /// cleared at shutdown, since it may hold the runtime's handle).
+    pub(crate) namer: Mutex<Option<Namer>>,
+    /// The watchdog thread, woken at shutdown.
+    pub(crate) watchdog: OnceLock<Thread>,
 }
+
+/// Names a task by id.
+pub(crate) type Namer = Box<dyn Fn(u64) -> Option<String> + Send + Sync>;
 
 impl Scheduler {
     pub(crate) fn new(
@@ -78,7 +90,15 @@ impl Scheduler {
             reactor,
             timers,
             on_signal: OnceLock::new(),
+            slots: (0..workers).map(|_| CachePadded::default()).collect(),
+            namer: Mutex::new(None),
+            watchdog: OnceLock::new(),
         }
+    }
+
+    /// The name the layer above gives task `id`, if any.
+    pub(crate) fn name_of(&self, id: u64) -> Option<String> {
+        self.namer.lock().as_ref().and_then(|namer| namer(id))
     }
 
     /// Makes `task` runnable: on this worker's LIFO slot when called from
@@ -155,5 +175,8 @@ impl Scheduler {
         // A worker between listing itself and sleeping re-checks the flag;
         // the reactor wake covers a driver that is not listed yet.
         let _ = self.reactor.waker.wake();
+        if let Some(watchdog) = self.watchdog.get() {
+            watchdog.unpark();
+        }
     }
 }

@@ -101,6 +101,7 @@ fn run(scheduler: Arc<Scheduler>, index: usize, deque: Worker<TaskRef>) {
         })
     });
     let mut tick: u32 = 0;
+    let mut turn: u64 = 0;
     let mut lifo_streak: u32 = 0;
     while !scheduler.is_shutdown() {
         tick = tick.wrapping_add(1);
@@ -113,7 +114,14 @@ fn run(scheduler: Arc<Scheduler>, index: usize, deque: Worker<TaskRef>) {
             task = find_task(&scheduler, index, &mut lifo_streak);
         }
         match task {
-            Some(task) => task.run(),
+            Some(task) => {
+                let slot = &scheduler.slots[index];
+                turn = turn.wrapping_add(1);
+                slot.turn.store(turn, Ordering::Relaxed);
+                slot.task.store(task.id(), Ordering::Relaxed);
+                task.run();
+                slot.task.store(0, Ordering::Relaxed);
+            }
             None => idle(&scheduler, index),
         }
     }
