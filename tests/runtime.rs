@@ -382,3 +382,32 @@ fn a_zero_slow_turn_threshold_is_an_error() {
         })
     ));
 }
+
+#[test]
+fn idle_blocking_threads_exit() {
+    let rt = Runtime::builder()
+        .workers(1)
+        .blocking_threads(2)
+        .blocking_keep_alive(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..2 {
+        let tx = tx.clone();
+        rt.handle()
+            .spawn_blocking(move || tx.send(()).unwrap())
+            .unwrap();
+    }
+    recv(&rx);
+    recv(&rx);
+    let deadline = std::time::Instant::now() + WAIT;
+    while rt.handle().blocking_stats().threads > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(rt.handle().blocking_stats().threads, 0, "idle threads exit");
+    // And the pool grows again on demand.
+    rt.handle()
+        .spawn_blocking(move || tx.send(()).unwrap())
+        .unwrap();
+    recv(&rx);
+}
