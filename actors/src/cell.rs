@@ -370,18 +370,54 @@ impl<A: Actor> Cell<A> {
         value: T,
         f: F,
     ) -> Result<(), (SendError<T>, F)> {
+        // Fast path: the receiver is idle. The sender whose CAS moves it
+        // from idle to NOTIFIED owns it until it is scheduled, so an empty
+        // turn buffer can take the message directly, without the lock.
+        if self.state.load(Ordering::Relaxed) == 0
+            && self
+                .state
+                .compare_exchange(0, NOTIFIED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
         {
-            let mut mb = self.mailbox.lock();
-            if self.closed() {
-                return Err((SendError::Stopped(value), f));
-            }
-            if mb.len >= mb.capacity {
-                return Err((SendError::Full(value), f));
-            }
-            mb.len += 1;
-            mb.queue.push(Envelope::User(f(value)));
+            // SAFETY: the state was idle (not RUNNING, not DEAD) and this
+            // thread set NOTIFIED, so no thread runs the cell and none will
+            // until `schedule` below hands it to one (the run queue orders
+            // these writes before that run). The last runner finished with
+            // `inner` before its Release CAS to idle, which our AcqRel CAS
+            // read.
+            let inner = unsafe { &mut *self.inner.get() };
+            let result = if inner.batch.is_empty() {
+                inner.batch.push(Envelope::User(f(value)));
+                Ok(())
+            } else {
+                // A muted actor keeps its batch; go through the mailbox so
+                // the capacity still bounds what it holds.
+                self.push_locked(value, f)
+            };
+            self.schedule();
+            return result;
         }
-        self.notify(0);
+        let result = self.push_locked(value, f);
+        if result.is_ok() {
+            self.notify(0);
+        }
+        result
+    }
+
+    fn push_locked<T, F: FnOnce(T) -> A::Msg>(
+        &self,
+        value: T,
+        f: F,
+    ) -> Result<(), (SendError<T>, F)> {
+        let mut mb = self.mailbox.lock();
+        if self.closed() {
+            return Err((SendError::Stopped(value), f));
+        }
+        if mb.len >= mb.capacity {
+            return Err((SendError::Full(value), f));
+        }
+        mb.len += 1;
+        mb.queue.push(Envelope::User(f(value)));
         Ok(())
     }
 
