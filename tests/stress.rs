@@ -161,7 +161,9 @@ fn tokens_around_a_ring_all_arrive() {
         })
         .collect();
     for (i, a) in ring.iter().enumerate() {
-        a.send(RingMsg::Next(ring[(i + 1) % 8].clone())).ok().unwrap();
+        a.send(RingMsg::Next(ring[(i + 1) % 8].clone()))
+            .ok()
+            .unwrap();
     }
     for id in 0..4u64 {
         ring[id as usize]

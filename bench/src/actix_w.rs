@@ -220,17 +220,7 @@ async fn spawn() {
         a.do_send(Ping::Stop);
     }
     stopped_all.notified().await;
-    emit(
-        "spawn",
-        "per_s",
-        sizes::SPAWN as f64 / start.elapsed().as_secs_f64(),
-    );
-    let harness = (sizes::SPAWN * std::mem::size_of::<Addr<Acker>>()) as u64;
-    emit(
-        "spawn-bytes",
-        "bytes",
-        peak.saturating_sub(base).saturating_sub(harness) as f64 / sizes::SPAWN as f64,
-    );
+    crate::emit_spawn(start, base, peak, std::mem::size_of::<Addr<Acker>>());
 }
 
 struct Echo;

@@ -58,6 +58,37 @@ pub mod sizes {
     pub const TIMER_SPAN_MS: u64 = 1_000;
 }
 
+/// Reports the spawn workload: actors/s since `start`, and bytes per actor
+/// from the peak RSS growth, less `harness_bytes_each` (the harness's own
+/// vector of handles, which is not the actors' cost).
+pub fn emit_spawn(start: std::time::Instant, base: u64, peak: u64, harness_bytes_each: usize) {
+    let n = sizes::SPAWN;
+    emit("spawn", "per_s", n as f64 / start.elapsed().as_secs_f64());
+    let harness = (n * harness_bytes_each) as u64;
+    emit(
+        "spawn-bytes",
+        "bytes",
+        peak.saturating_sub(base).saturating_sub(harness) as f64 / n as f64,
+    );
+}
+
+/// A tokio current-thread runtime (the one-worker configuration).
+pub fn tokio_current() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A tokio multi-thread runtime with `workers` workers.
+pub fn tokio_multi(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// One worker per core, as the peers are configured.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -209,6 +240,9 @@ fn main() {
         for system in &systems {
             for run in 0..runs {
                 eprint!("\r{job:>14} {system:<10} run {}/{runs}   ", run + 1);
+                // Let the machine settle: a peer that just freed gigabytes
+                // (ractor's spawn peaks near 8 GB) keeps the kernel busy.
+                std::thread::sleep(Duration::from_millis(500));
                 match spawn_child(job, system, Duration::from_secs(180)) {
                     Ok(figures) => {
                         for (workload, unit, v) in figures {

@@ -12,16 +12,19 @@ use crate::{emit, mem, sizes};
 
 pub fn run(job: &str) -> bool {
     match job {
-        "ping-pong" => {
-            current().block_on(ring("ping-pong", 2, sizes::PING_PONG * 2, sizes::PING_PONG))
-        }
-        "ping-pong-2w" => multi(2).block_on(ring(
+        "ping-pong" => crate::tokio_current().block_on(ring(
+            "ping-pong",
+            2,
+            sizes::PING_PONG * 2,
+            sizes::PING_PONG,
+        )),
+        "ping-pong-2w" => crate::tokio_multi(2).block_on(ring(
             "ping-pong-2w",
             2,
             sizes::PING_PONG * 2,
             sizes::PING_PONG,
         )),
-        "thread-ring" => multi(crate::cores()).block_on(ring(
+        "thread-ring" => crate::tokio_multi(crate::cores()).block_on(ring(
             "thread-ring",
             sizes::RING_ACTORS,
             sizes::RING_HOPS,
@@ -29,28 +32,13 @@ pub fn run(job: &str) -> bool {
         )),
         "counting" => count(1, sizes::COUNTING, "counting"),
         "fan-in" => count(crate::cores(), sizes::FAN_IN_PER_SENDER, "fan-in"),
-        "spawn" => multi(crate::cores()).block_on(spawn()),
+        "spawn" => crate::tokio_multi(crate::cores()).block_on(spawn()),
         "ask" => ask_thread(),
-        "ask-actor" => multi(crate::cores()).block_on(ask_actor()),
-        "timers" => multi(crate::cores()).block_on(timers()),
+        "ask-actor" => crate::tokio_multi(crate::cores()).block_on(ask_actor()),
+        "timers" => crate::tokio_multi(crate::cores()).block_on(timers()),
         _ => return false,
     }
     true
-}
-
-fn current() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn multi(workers: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 struct Hop;
@@ -153,7 +141,7 @@ impl Actor for Counter {
 }
 
 fn count(senders: usize, per_sender: u64, name: &str) {
-    let rt = multi(crate::cores());
+    let rt = crate::tokio_multi(crate::cores());
     let counter = rt.block_on(async { Actor::spawn(None, Counter, ()).await.unwrap().0 });
     let start = Instant::now();
     let threads: Vec<_> = (0..senders)
@@ -237,18 +225,11 @@ async fn spawn() {
     for h in handles {
         let _ = h.await;
     }
-    emit(
-        "spawn",
-        "per_s",
-        sizes::SPAWN as f64 / start.elapsed().as_secs_f64(),
-    );
-    let harness = (sizes::SPAWN
-        * (std::mem::size_of::<ActorRef<()>>()
-            + std::mem::size_of::<tokio::task::JoinHandle<()>>())) as u64;
-    emit(
-        "spawn-bytes",
-        "bytes",
-        peak.saturating_sub(base).saturating_sub(harness) as f64 / sizes::SPAWN as f64,
+    crate::emit_spawn(
+        start,
+        base,
+        peak,
+        std::mem::size_of::<ActorRef<()>>() + std::mem::size_of::<tokio::task::JoinHandle<()>>(),
     );
 }
 
@@ -272,7 +253,7 @@ impl Actor for Echo {
 }
 
 fn ask_thread() {
-    let rt = multi(crate::cores());
+    let rt = crate::tokio_multi(crate::cores());
     let echo = rt.block_on(async { Actor::spawn(None, Echo, ()).await.unwrap().0 });
     let start = Instant::now();
     for i in 0..sizes::ASK {

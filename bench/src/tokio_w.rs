@@ -12,45 +12,33 @@ use crate::{emit, mem, sizes};
 
 pub fn run(job: &str) -> bool {
     match job {
-        "ping-pong" => {
-            current().block_on(ring("ping-pong", 2, sizes::PING_PONG * 2, sizes::PING_PONG))
-        }
-        "ping-pong-2w" => multi(2).block_on(ring(
+        "ping-pong" => crate::tokio_current().block_on(ring(
+            "ping-pong",
+            2,
+            sizes::PING_PONG * 2,
+            sizes::PING_PONG,
+        )),
+        "ping-pong-2w" => crate::tokio_multi(2).block_on(ring(
             "ping-pong-2w",
             2,
             sizes::PING_PONG * 2,
             sizes::PING_PONG,
         )),
-        "thread-ring" => multi(crate::cores()).block_on(ring(
+        "thread-ring" => crate::tokio_multi(crate::cores()).block_on(ring(
             "thread-ring",
             sizes::RING_ACTORS,
             sizes::RING_HOPS,
             sizes::RING_HOPS,
         )),
-        "counting" => multi(crate::cores()).block_on(counting()),
-        "fan-in" => multi(crate::cores()).block_on(fan_in()),
-        "spawn" => multi(crate::cores()).block_on(spawn()),
+        "counting" => crate::tokio_multi(crate::cores()).block_on(counting()),
+        "fan-in" => crate::tokio_multi(crate::cores()).block_on(fan_in()),
+        "spawn" => crate::tokio_multi(crate::cores()).block_on(spawn()),
         "ask" => ask_thread(),
-        "ask-actor" => multi(crate::cores()).block_on(ask_task()),
-        "timers" => multi(crate::cores()).block_on(timers()),
+        "ask-actor" => crate::tokio_multi(crate::cores()).block_on(ask_task()),
+        "timers" => crate::tokio_multi(crate::cores()).block_on(timers()),
         _ => return false,
     }
     true
-}
-
-fn current() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn multi(workers: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn ring(name: &str, n: usize, hops: u64, count: u64) {
@@ -160,16 +148,11 @@ async fn spawn() {
     {
         tokio::task::yield_now().await;
     }
-    emit(
-        "spawn",
-        "per_s",
-        sizes::SPAWN as f64 / start.elapsed().as_secs_f64(),
-    );
-    let harness = (sizes::SPAWN * std::mem::size_of::<mpsc::UnboundedSender<()>>()) as u64;
-    emit(
-        "spawn-bytes",
-        "bytes",
-        peak.saturating_sub(base).saturating_sub(harness) as f64 / sizes::SPAWN as f64,
+    crate::emit_spawn(
+        start,
+        base,
+        peak,
+        std::mem::size_of::<mpsc::UnboundedSender<()>>(),
     );
 }
 
@@ -184,7 +167,7 @@ fn echo_server() -> mpsc::UnboundedSender<(u64, oneshot::Sender<u64>)> {
 }
 
 fn ask_thread() {
-    let rt = multi(crate::cores());
+    let rt = crate::tokio_multi(crate::cores());
     let server = rt.block_on(async { echo_server() });
     let start = Instant::now();
     for i in 0..sizes::ASK {

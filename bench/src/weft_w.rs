@@ -218,15 +218,7 @@ fn spawn() {
     while weft::actors::live_actors(rt.handle()) > 0 {
         std::thread::sleep(Duration::from_micros(100));
     }
-    let secs = start.elapsed().as_secs_f64();
-    emit("spawn", "per_s", sizes::SPAWN as f64 / secs);
-    // The addresses vector is the harness's, not the actors': subtract it.
-    let harness = (sizes::SPAWN * std::mem::size_of::<Addr<Acker>>()) as u64;
-    emit(
-        "spawn-bytes",
-        "bytes",
-        peak.saturating_sub(base).saturating_sub(harness) as f64 / sizes::SPAWN as f64,
-    );
+    crate::emit_spawn(start, base, peak, std::mem::size_of::<Addr<Acker>>());
 }
 
 // ---- ask ----

@@ -197,16 +197,9 @@ impl<T> Wheel<T> {
             self.heads[list] = NIL;
             self.occupied[level] &= !(1u64 << slot);
             while index != NIL {
-                let entry = &mut self.entries[index as usize];
-                let next = entry.next;
-                entry.location = NOWHERE;
-                entry.prev = NIL;
-                entry.next = NIL;
-                if entry.when <= self.elapsed {
-                    out.push(Key {
-                        index,
-                        generation: entry.generation,
-                    });
+                let (next, key) = self.detach(index);
+                if self.entries[index as usize].when <= self.elapsed {
+                    out.push(key);
                 } else {
                     self.link(index);
                 }
@@ -222,17 +215,27 @@ impl<T> Wheel<T> {
         let mut index = self.heads[list];
         self.heads[list] = NIL;
         while index != NIL {
-            let entry = &mut self.entries[index as usize];
-            let next = entry.next;
-            entry.location = NOWHERE;
-            entry.prev = NIL;
-            entry.next = NIL;
-            out.push(Key {
-                index,
-                generation: entry.generation,
-            });
+            let (next, key) = self.detach(index);
+            out.push(key);
             index = next;
         }
+    }
+
+    /// Marks an entry of a list being taken whole as in no list; returns
+    /// the next entry of that list and the entry's key.
+    fn detach(&mut self, index: u32) -> (u32, Key) {
+        let entry = &mut self.entries[index as usize];
+        let next = entry.next;
+        entry.location = NOWHERE;
+        entry.prev = NIL;
+        entry.next = NIL;
+        (
+            next,
+            Key {
+                index,
+                generation: entry.generation,
+            },
+        )
     }
 
     fn level_for(&self, when: u64) -> usize {
