@@ -1,9 +1,39 @@
 //! weft-supervisor: supervision trees for weft actors.
 //!
-//! Will own: child specs, restart strategies (one-for-one, one-for-all,
-//! rest-for-one, dynamic), restart intensity and escalation, ordered
-//! shutdown with timeouts. Built only on `weft-actors`; it must not touch
-//! the scheduler or the reactor directly.
+//! Owns: child specs, restart strategies (one-for-one, one-for-all,
+//! rest-for-one, dynamic), restart intensity and escalation, restart
+//! back-off, ordered shutdown with timeouts. Built only on `weft-actors`;
+//! it must not touch the scheduler or the reactor directly.
 //!
-//! This crate is empty until the supervision issue lands; today an actor's
-//! exit reaches whoever monitors or links to it (see `weft_actors::Ctx`).
+//! The semantics follow Erlang/OTP's `supervisor`:
+//!
+//! * A child's **restart type** says when it is started again after it
+//!   exits: `Permanent` always, `Transient` only after an abnormal exit,
+//!   `Temporary` never ([`Restart::restarts_after`]).
+//! * The **strategy** says which children a restart involves: the failed
+//!   one (`OneForOne`), all (`OneForAll`), or the failed one and those
+//!   started after it (`RestForOne`) ([`Strategy::affected`]); the affected
+//!   children are stopped in reverse start order and started again in
+//!   start order, each with fresh state from its factory.
+//! * **Intensity**: more than `max_restarts` restarts within `within` and
+//!   the supervisor stops all its children (reverse start order) and exits
+//!   with a reason naming the child and its last exit reason; its own
+//!   supervisor then applies its strategy ([`RestartWindow`]).
+//! * **Shutdown** of a child: `Brutal` kills at once, `Timeout(d)` asks it
+//!   to stop and kills it after `d`, `Infinity` waits (the default for a
+//!   child that is a supervisor).
+//! * Beyond OTP: a restart **back-off** ([`Backoff`]) so a child that fails
+//!   at start does not spin.
+//!
+//! Status: this crate holds the vocabulary and the pure decisions
+//! (restart types, strategies, intensity window, back-off), each tested;
+//! the supervisor actor that applies them is the rest of the supervision
+//! issue.
+
+#![deny(missing_docs)]
+
+mod intensity;
+mod spec;
+
+pub use intensity::{Backoff, BackoffState, Intensity, IntensityExceeded, RestartWindow};
+pub use spec::{ChildKind, Restart, Shutdown, Strategy};
