@@ -191,18 +191,28 @@ pub(crate) struct CtxRare<A: Actor> {
     pub(crate) children: Vec<Weak<dyn AnyCell>>,
     pub(crate) trap: Option<Box<dyn Fn(ExitSignal) -> A::Msg + Send>>,
     pub(crate) intervals: Vec<TimerKey>,
+    /// Told once how `started` went (for a parent that asked).
+    pub(crate) on_start: Option<StartNotice>,
+}
+
+/// Receives the outcome of an actor's `started`.
+pub(crate) type StartNotice = Box<dyn FnOnce(Result<(), ExitReason>) + Send>;
+
+impl<A: Actor> CtxRare<A> {
+    fn new() -> Self {
+        CtxRare {
+            outbox: VecDeque::new(),
+            children: Vec::new(),
+            trap: None,
+            intervals: Vec::new(),
+            on_start: None,
+        }
+    }
 }
 
 impl<A: Actor> CtxState<A> {
     pub(crate) fn rare(&mut self) -> &mut CtxRare<A> {
-        self.rare.get_or_insert_with(|| {
-            Box::new(CtxRare {
-                outbox: VecDeque::new(),
-                children: Vec::new(),
-                trap: None,
-                intervals: Vec::new(),
-            })
-        })
+        self.rare.get_or_insert_with(|| Box::new(CtxRare::new()))
     }
 
     pub(crate) fn muted(&self) -> bool {
@@ -254,6 +264,8 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
     fn add_watcher(&self, w: Watcher) -> Result<(), (Watcher, ExitReason)>;
     /// Makes the cell run a turn (a muted sender retries its outbox).
     fn wake(self: Arc<Self>);
+    /// Queues a graceful stop; false if the actor already exited.
+    fn stop_gracefully(self: Arc<Self>, reason: ExitReason) -> bool;
 }
 
 pub(crate) enum Outcome {
@@ -270,6 +282,7 @@ impl<A: Actor> Cell<A> {
         home: Option<Arc<ThreadHome>>,
         id: ActorId,
         slot: u32,
+        on_start: Option<StartNotice>,
     ) -> Arc<Self> {
         Arc::new(Cell {
             state: AtomicU8::new(0),
@@ -288,7 +301,12 @@ impl<A: Actor> Cell<A> {
                 batch: Queue::new(),
                 ctx: CtxState {
                     stop: None,
-                    rare: None,
+                    rare: on_start.map(|f| {
+                        Box::new(CtxRare {
+                            on_start: Some(f),
+                            ..CtxRare::new()
+                        })
+                    }),
                 },
             }),
         })
@@ -570,6 +588,9 @@ impl<A: Actor> Cell<A> {
             if let Err(e) = actor.started(&mut Ctx::new(self, cs)) {
                 return Outcome::Exit(ExitReason::Error(e.into()));
             }
+            if let Some(notice) = cs.rare.as_mut().and_then(|r| r.on_start.take()) {
+                notice(Ok(()));
+            }
             if let Some(reason) = cs.stop.take() {
                 return Outcome::Exit(*reason);
             }
@@ -703,7 +724,12 @@ impl<A: Actor> Cell<A> {
         } else {
             tracing::debug!(actor = %self.id, %reason, "actor exited");
         }
-        if let Some(ctx_rare) = inner.ctx.rare.take() {
+        if let Some(mut ctx_rare) = inner.ctx.rare.take() {
+            // `started` failed (or never ran): the parent learns why before
+            // any monitor hears of the exit.
+            if let Some(notice) = ctx_rare.on_start.take() {
+                notice(Err(reason.clone()));
+            }
             for key in &ctx_rare.intervals {
                 self.handle.cancel_timer(*key);
             }
@@ -810,6 +836,10 @@ impl<A: Actor> AnyCell for Cell<A> {
 
     fn wake(self: Arc<Self>) {
         self.notify_always(0);
+    }
+
+    fn stop_gracefully(self: Arc<Self>, reason: ExitReason) -> bool {
+        self.push_stop(reason)
     }
 }
 

@@ -21,10 +21,11 @@ use weft_runtime::{Handle, IoToken, MissedTicks, Readiness, ReadySink, RuntimeEr
 
 use crate::actor::Actor;
 use crate::addr::{Addr, SendError};
+use crate::any_addr::AnyAddr;
 use crate::ask::{AskError, ReplyTo, Slot};
-use crate::cell::{AnyCell, Cell, CtxState, Flush, Signal, Waiter, Watcher};
+use crate::cell::{AnyCell, Cell, CtxState, Flush, Signal, StartNotice, Waiter, Watcher};
 use crate::exit::{ActorId, Down, ExitReason, ExitSignal};
-use crate::system::{spawn_cell, DEFAULT_CAPACITY};
+use crate::system::{check, spawn_cell, SpawnError, SpawnOptions, DEFAULT_CAPACITY};
 use crate::timer::TimerHandle;
 
 /// A blocking job panicked; its message.
@@ -73,13 +74,46 @@ impl<'a, A: Actor> Ctx<'a, A> {
     /// Spawns a child actor: it is stopped (reason `Shutdown`) when this
     /// actor exits.
     pub fn spawn<B: Actor>(&mut self, actor: B) -> Addr<B> {
-        let addr = spawn_cell(&self.cell.handle, actor, DEFAULT_CAPACITY as u32, None);
+        let addr = spawn_cell(
+            &self.cell.handle,
+            actor,
+            DEFAULT_CAPACITY as u32,
+            None,
+            None,
+        );
+        self.adopt(&addr);
+        addr
+    }
+
+    fn adopt<B: Actor>(&mut self, addr: &Addr<B>) {
         let children = &mut self.state.rare().children;
         if children.len() >= 16 && children.len().is_power_of_two() {
             children.retain(|c| c.upgrade().is_some_and(|c| !c.is_dead()));
         }
         children.push(Arc::downgrade(&addr.any_cell()));
-        addr
+    }
+
+    /// Spawns a child (as [`Ctx::spawn`], with `options`) and sends
+    /// `map(outcome)` to this actor once the child's `started` has run:
+    /// `Ok(())`, or `Err(reason)` if it failed or panicked. The notice
+    /// arrives before any `Down` for that child. This is how a supervisor
+    /// learns that a start failed.
+    pub fn spawn_notify<B: Actor>(
+        &mut self,
+        actor: B,
+        options: SpawnOptions,
+        map: impl FnOnce(Result<(), ExitReason>) -> A::Msg + Send + 'static,
+    ) -> Result<Addr<B>, SpawnError> {
+        let capacity = check(&options)?;
+        let me = Arc::downgrade(self.cell);
+        let notice: StartNotice = Box::new(move |outcome| {
+            if let Some(me) = me.upgrade() {
+                me.push_internal(map(outcome));
+            }
+        });
+        let addr = spawn_cell(&self.cell.handle, actor, capacity, None, Some(notice));
+        self.adopt(&addr);
+        Ok(addr)
     }
 
     /// Spawns a child and links to it (see [`Ctx::link`]).
@@ -214,6 +248,11 @@ impl<'a, A: Actor> Ctx<'a, A> {
         to: &Addr<B>,
         map: impl FnOnce(Down) -> A::Msg + Send + 'static,
     ) {
+        self.monitor_any(&AnyAddr::from(to), map);
+    }
+
+    /// Watches an actor of any type (see [`Ctx::monitor`]).
+    pub fn monitor_any(&mut self, to: &AnyAddr, map: impl FnOnce(Down) -> A::Msg + Send + 'static) {
         let me = Arc::downgrade(self.cell);
         let deliver: Box<dyn FnOnce(Down) + Send> = Box::new(move |down| {
             if let Some(me) = me.upgrade() {

@@ -36,6 +36,7 @@
 
 mod actor;
 mod addr;
+mod any_addr;
 mod ask;
 mod cell;
 mod ctx;
@@ -47,6 +48,7 @@ mod timer;
 
 pub use actor::{Actor, ActorResult};
 pub use addr::{Addr, SendError};
+pub use any_addr::AnyAddr;
 pub use ask::{AskError, Pending, ReplyTo};
 pub use ctx::{Ctx, JobPanicked};
 pub use exit::{ActorId, Down, ExitReason, ExitSignal};

@@ -20,7 +20,7 @@ use weft_runtime::{Handle, Phase};
 
 use crate::actor::Actor;
 use crate::addr::Addr;
-use crate::cell::{run_on_thread, AnyCell, Cell, Signal, ThreadHome};
+use crate::cell::{run_on_thread, AnyCell, Cell, Signal, StartNotice, ThreadHome};
 use crate::exit::{ActorId, ExitReason};
 
 /// The mailbox capacity of actors spawned without options.
@@ -103,7 +103,7 @@ pub trait Spawn {
     ) -> Result<Addr<A>, SpawnError>;
 }
 
-fn check(options: &SpawnOptions) -> Result<u32, SpawnError> {
+pub(crate) fn check(options: &SpawnOptions) -> Result<u32, SpawnError> {
     match u32::try_from(options.capacity) {
         Ok(0) => Err(SpawnError::ZeroCapacity),
         Ok(c) => Ok(c),
@@ -113,12 +113,12 @@ fn check(options: &SpawnOptions) -> Result<u32, SpawnError> {
 
 impl Spawn for Handle {
     fn spawn<A: Actor>(&self, actor: A) -> Addr<A> {
-        spawn_cell(self, actor, DEFAULT_CAPACITY as u32, None)
+        spawn_cell(self, actor, DEFAULT_CAPACITY as u32, None, None)
     }
 
     fn spawn_with<A: Actor>(&self, actor: A, options: SpawnOptions) -> Result<Addr<A>, SpawnError> {
         let capacity = check(&options)?;
-        Ok(spawn_cell(self, actor, capacity, None))
+        Ok(spawn_cell(self, actor, capacity, None, None))
     }
 
     fn spawn_thread<A: Actor>(
@@ -130,7 +130,15 @@ impl Spawn for Handle {
         let home = ThreadHome::new();
         let system = System::get(self);
         let cell = system.insert(|id, slot| {
-            Cell::new(actor, self.clone(), capacity, Some(home.clone()), id, slot)
+            Cell::new(
+                actor,
+                self.clone(),
+                capacity,
+                Some(home.clone()),
+                id,
+                slot,
+                None,
+            )
         });
         let (thread_cell, thread_home) = (cell.clone(), home.clone());
         let spawned = std::thread::Builder::new()
@@ -155,9 +163,10 @@ pub(crate) fn spawn_cell<A: Actor>(
     actor: A,
     capacity: u32,
     home: Option<Arc<ThreadHome>>,
+    on_start: Option<StartNotice>,
 ) -> Addr<A> {
     let cell = System::get(handle)
-        .insert(|id, slot| Cell::new(actor, handle.clone(), capacity, home, id, slot));
+        .insert(|id, slot| Cell::new(actor, handle.clone(), capacity, home, id, slot, on_start));
     cell.start();
     Addr { cell }
 }
