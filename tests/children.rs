@@ -135,3 +135,70 @@ fn any_addr_stops_gracefully_or_kills() {
     assert!(any.is_stopped());
     assert!(!any.stop(ExitReason::Normal));
 }
+
+/// Holds its start until told; then reports success or failure.
+struct SlowStarter;
+enum SlowMsg {
+    Finish(bool),
+}
+impl Actor for SlowStarter {
+    type Msg = SlowMsg;
+    fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        ctx.hold_start();
+        Ok(())
+    }
+    fn handle(&mut self, SlowMsg::Finish(ok): SlowMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if ok {
+            ctx.start_complete(Ok(()));
+        } else {
+            let reason = ExitReason::error(std::io::Error::other("child 3 failed"));
+            ctx.start_complete(Err(reason.clone()));
+            ctx.stop_with(reason);
+        }
+        Ok(())
+    }
+}
+
+struct Holder {
+    log: mpsc::Sender<String>,
+}
+enum HolderMsg {
+    Start(ReplyTo<Addr<SlowStarter>>),
+    Started(Result<(), ExitReason>),
+}
+impl Actor for Holder {
+    type Msg = HolderMsg;
+    fn handle(&mut self, msg: HolderMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        match msg {
+            HolderMsg::Start(r) => {
+                r.send(ctx.spawn_notify(SlowStarter, SpawnOptions::new(), HolderMsg::Started)?)
+            }
+            HolderMsg::Started(Ok(())) => self.log.send("started".into())?,
+            HolderMsg::Started(Err(e)) => self.log.send(format!("failed: {e}"))?,
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_held_start_is_reported_when_completed() {
+    let rt = runtime(2);
+    let (log, rx) = mpsc::channel();
+    let holder = rt.handle().spawn(Holder { log });
+    let slow = holder.ask_wait(HolderMsg::Start, WAIT).unwrap();
+    assert_silent(&rx);
+    slow.send(SlowMsg::Finish(true)).ok().unwrap();
+    assert_eq!(recv(&rx), "started");
+    // Completing twice sends nothing more.
+    slow.send(SlowMsg::Finish(true)).ok().unwrap();
+    assert_silent(&rx);
+
+    let slow = holder.ask_wait(HolderMsg::Start, WAIT).unwrap();
+    slow.send(SlowMsg::Finish(false)).ok().unwrap();
+    assert_eq!(recv(&rx), "failed: error: child 3 failed");
+
+    // Exiting while the start is held reports the exit reason.
+    let slow = holder.ask_wait(HolderMsg::Start, WAIT).unwrap();
+    slow.kill();
+    assert_eq!(recv(&rx), "failed: killed");
+}

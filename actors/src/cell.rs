@@ -193,6 +193,8 @@ pub(crate) struct CtxRare<A: Actor> {
     pub(crate) intervals: Vec<TimerKey>,
     /// Told once how `started` went (for a parent that asked).
     pub(crate) on_start: Option<StartNotice>,
+    /// The actor holds its start notice until `Ctx::start_complete`.
+    pub(crate) start_held: bool,
 }
 
 /// Receives the outcome of an actor's `started`.
@@ -206,6 +208,7 @@ impl<A: Actor> CtxRare<A> {
             trap: None,
             intervals: Vec::new(),
             on_start: None,
+            start_held: false,
         }
     }
 }
@@ -588,7 +591,12 @@ impl<A: Actor> Cell<A> {
             if let Err(e) = actor.started(&mut Ctx::new(self, cs)) {
                 return Outcome::Exit(ExitReason::Error(e.into()));
             }
-            if let Some(notice) = cs.rare.as_mut().and_then(|r| r.on_start.take()) {
+            if let Some(notice) = cs
+                .rare
+                .as_mut()
+                .filter(|r| !r.start_held)
+                .and_then(|r| r.on_start.take())
+            {
                 notice(Ok(()));
             }
             if let Some(reason) = cs.stop.take() {

@@ -241,6 +241,25 @@ impl<'a, A: Actor> Ctx<'a, A> {
         }
     }
 
+    /// Called in `started`: the start notice a parent asked for (see
+    /// [`Ctx::spawn_notify`]) is held until [`Ctx::start_complete`], for an
+    /// actor whose start takes more than `started` (a supervisor whose
+    /// children must start first). If the actor exits before completing,
+    /// the notice carries the exit reason.
+    pub fn hold_start(&mut self) {
+        self.state.rare().start_held = true;
+    }
+
+    /// Sends the held start notice: `Ok(())`, or `Err(reason)` (then stop
+    /// the actor too). Does nothing if no notice is held or it was sent.
+    pub fn start_complete(&mut self, outcome: Result<(), ExitReason>) {
+        let rare = self.state.rare();
+        rare.start_held = false;
+        if let Some(notice) = rare.on_start.take() {
+            notice(outcome);
+        }
+    }
+
     /// Watches `to`: when it exits (or if it already has), this actor
     /// receives `map(Down)` with the reason.
     pub fn monitor<B: Actor>(
