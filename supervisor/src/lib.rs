@@ -25,15 +25,20 @@
 //! * Beyond OTP: a restart **back-off** ([`Backoff`]) so a child that fails
 //!   at start does not spin.
 //!
-//! Status: this crate holds the vocabulary and the pure decisions
-//! (restart types, strategies, intensity window, back-off), each tested;
-//! the supervisor actor that applies them is the rest of the supervision
-//! issue.
+//! Status: the [`Supervisor`] actor applies these for static children
+//! (strategies, restart types, intensity with escalation, ordered shutdown
+//! with timeouts, start failures, `which_children`). Still to come (the
+//! rest of the supervision issue): the dynamic supervisor, back-off wired
+//! into restarts, the application runner, tree dumps, the churn benchmark.
 
 #![deny(missing_docs)]
 
 mod intensity;
 mod spec;
+mod supervisor;
 
 pub use intensity::{Backoff, BackoffState, Intensity, IntensityExceeded, RestartWindow};
 pub use spec::{ChildKind, Restart, Shutdown, Strategy};
+pub use supervisor::{
+    ChildInfo, ChildSpec, Supervisor, SupervisorError, SupervisorMsg, SupervisorSpec, Tag,
+};
