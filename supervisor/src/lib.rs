@@ -25,18 +25,22 @@
 //! * Beyond OTP: a restart **back-off** ([`Backoff`]) so a child that fails
 //!   at start does not spin.
 //!
-//! Status: the [`Supervisor`] actor applies these for static children
+//! Status: the [`Supervisor`] actor applies these for static children, and
+//! the [`DynamicSupervisor`] for many children of one kind started on
+//! demand
 //! (strategies, restart types, intensity with escalation, ordered shutdown
 //! with timeouts, start failures, `which_children`). Still to come (the
-//! rest of the supervision issue): the dynamic supervisor, back-off wired
+//! rest of the supervision issue): back-off wired
 //! into restarts, the application runner, tree dumps, the churn benchmark.
 
 #![deny(missing_docs)]
 
+mod dynamic;
 mod intensity;
 mod spec;
 mod supervisor;
 
+pub use dynamic::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 pub use intensity::{Backoff, BackoffState, Intensity, IntensityExceeded, RestartWindow};
 pub use spec::{ChildKind, Restart, Shutdown, Strategy};
 pub use supervisor::{
