@@ -425,3 +425,110 @@ fn a_child_start_failure_fails_the_supervisor_start_naming_the_child() {
     );
     assert_silent(&events);
 }
+
+fn app_runtime() -> Runtime {
+    Runtime::builder()
+        .workers(2)
+        .signals(weft::runtime::Signals::Ignore)
+        .shutdown_timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_application_stops_its_tree_in_order_when_the_runtime_shuts_down() {
+    let rt = app_runtime();
+    let (tx, events) = mpsc::channel();
+    let inner = SupervisorSpec::new(Strategy::OneForOne)
+        .child(probe("b1", &tx))
+        .child(probe("b2", &tx));
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .child(probe("a", &tx))
+        .child(ChildSpec::supervisor("b", inner))
+        .child(probe("c", &tx));
+    let handle = rt.handle().clone();
+    let stopper = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            if let Event::Started(n, _) = recv(&events) {
+                seen.push(n);
+            }
+        }
+        handle.shutdown();
+        let mut stopped = Vec::new();
+        for _ in 0..4 {
+            if let Event::Stopped(n, r) = recv(&events) {
+                stopped.push(format!("{n}: {r}"));
+            }
+        }
+        (seen, stopped)
+    });
+    let reason = weft::supervisor::run_application(&rt, spec).unwrap();
+    assert!(matches!(reason, ExitReason::Shutdown), "{reason}");
+    let (started, stopped) = stopper.join().unwrap();
+    assert_eq!(started, vec!["a", "b1", "b2", "c"]);
+    assert_eq!(
+        stopped,
+        vec!["c: shutdown", "b2: shutdown", "b1: shutdown", "a: shutdown"]
+    );
+}
+
+#[test]
+fn the_application_ends_with_the_roots_escalated_reason() {
+    let rt = app_runtime();
+    let (tx, events) = mpsc::channel();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(Intensity {
+            max_restarts: 0,
+            within: Duration::from_secs(60),
+        })
+        .child(probe("fragile", &tx));
+    let crasher = std::thread::spawn(move || {
+        if let Event::Started(_, addr) = recv(&events) {
+            addr.send(ProbeMsg::Panic).ok().unwrap();
+        }
+    });
+    let reason = weft::supervisor::run_application(&rt, spec).unwrap();
+    crasher.join().unwrap();
+    let text = reason.to_string();
+    assert!(text.contains("restart intensity exceeded"), "{text}");
+    assert!(text.contains("fragile crashed"), "{text}");
+}
+
+#[test]
+fn a_tree_dump_shows_every_child_nested() {
+    let rt = runtime(2);
+    let (tx, events) = mpsc::channel();
+    let inner = SupervisorSpec::new(Strategy::OneForAll).child(probe("leaf", &tx));
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(lenient())
+        .child(probe("worker", &tx).restart(Restart::Transient))
+        .child(ChildSpec::supervisor("pool", inner));
+    let root = rt.handle().spawn(Supervisor::new(spec));
+    let mut worker = None;
+    for _ in 0..2 {
+        if let Event::Started("worker", addr) = recv(&events) {
+            worker = Some(addr);
+        }
+    }
+    worker.unwrap().send(ProbeMsg::Panic).unwrap();
+    let _ = recv(&events); // stopped
+    let _ = recv(&events); // started again
+    let dump = weft::supervisor::tree_dump(&root, WAIT);
+    let lines: Vec<&str> = dump.lines().collect();
+    assert_eq!(lines.len(), 4, "{dump}");
+    assert!(lines[0].ends_with("(root)"), "{dump}");
+    assert!(
+        lines[1].starts_with("  worker [Worker, Transient, restarts 1]"),
+        "{dump}"
+    );
+    assert!(lines[1].contains("Probe"), "{dump}");
+    assert!(
+        lines[2].starts_with("  pool [Supervisor, Permanent, restarts 0]"),
+        "{dump}"
+    );
+    assert!(
+        lines[3].starts_with("    leaf [Worker, Permanent, restarts 0]"),
+        "{dump}"
+    );
+}

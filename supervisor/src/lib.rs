@@ -25,21 +25,23 @@
 //! * Beyond OTP: a restart **back-off** ([`Backoff`]) so a child that fails
 //!   at start does not spin.
 //!
-//! Status: the [`Supervisor`] actor applies these for static children, and
-//! the [`DynamicSupervisor`] for many children of one kind started on
-//! demand
+//! Status: the [`Supervisor`] actor applies these for static children
 //! (strategies, restart types, intensity with escalation, ordered shutdown
-//! with timeouts, start failures, `which_children`). Still to come (the
-//! rest of the supervision issue): back-off wired
-//! into restarts, the application runner, tree dumps, the churn benchmark.
+//! with timeouts, start failures, `which_children`); the
+//! [`DynamicSupervisor`] runs many children of one kind started on demand;
+//! [`run_application`] runs a root tree as the program and [`tree_dump`]
+//! prints a tree. Still to come (the rest of the supervision issue): the
+//! back-off wired into restarts, the churn benchmark.
 
 #![deny(missing_docs)]
 
+mod application;
 mod dynamic;
 mod intensity;
 mod spec;
 mod supervisor;
 
+pub use application::{run_application, tree_dump};
 pub use dynamic::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 pub use intensity::{Backoff, BackoffState, Intensity, IntensityExceeded, RestartWindow};
 pub use spec::{ChildKind, Restart, Shutdown, Strategy};

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use weft_actors::{
-    Actor, ActorResult, AnyAddr, Ctx, Down, ExitReason, ReplyTo, SpawnError, SpawnOptions,
+    Actor, ActorResult, Addr, AnyAddr, Ctx, Down, ExitReason, ReplyTo, SpawnError, SpawnOptions,
     TimerHandle,
 };
 
@@ -30,7 +30,14 @@ use crate::intensity::{Intensity, RestartWindow};
 use crate::spec::{ChildKind, Restart, Shutdown, Strategy};
 
 type StartFn =
-    Arc<dyn Fn(&mut Ctx<'_, Supervisor>, Tag) -> Result<AnyAddr, SpawnError> + Send + Sync>;
+    Arc<dyn Fn(&mut Ctx<'_, Supervisor>, Tag) -> Result<Spawned, SpawnError> + Send + Sync>;
+
+/// A started child: its address, and its typed address if it is a
+/// supervisor (so trees can be walked).
+struct Spawned {
+    any: AnyAddr,
+    supervisor: Option<Addr<Supervisor>>,
+}
 
 /// Names one incarnation of one child: its index and generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +80,10 @@ impl ChildSpec {
                 ctx.spawn_notify(factory(), SpawnOptions::new(), move |r| {
                     SupervisorMsg::Started(tag, r)
                 })
-                .map(AnyAddr::from)
+                .map(|addr| Spawned {
+                    any: AnyAddr::from(addr),
+                    supervisor: None,
+                })
             }),
             restart: Restart::Permanent,
             shutdown: ChildKind::Worker.default_shutdown(),
@@ -84,10 +94,23 @@ impl ChildSpec {
     /// A child that is itself a supervisor of `spec`'s children. Its
     /// shutdown waits for its whole subtree unless changed.
     pub fn supervisor(id: impl Into<Arc<str>>, spec: SupervisorSpec) -> Self {
-        let mut child = ChildSpec::worker(id, move || Supervisor::new(spec.clone()));
-        child.kind = ChildKind::Supervisor;
-        child.shutdown = ChildKind::Supervisor.default_shutdown();
-        child
+        ChildSpec {
+            id: id.into(),
+            start: Arc::new(move |ctx, tag| {
+                ctx.spawn_notify(
+                    Supervisor::new(spec.clone()),
+                    SpawnOptions::new(),
+                    move |r| SupervisorMsg::Started(tag, r),
+                )
+                .map(|addr| Spawned {
+                    any: AnyAddr::from(&addr),
+                    supervisor: Some(addr),
+                })
+            }),
+            restart: Restart::Permanent,
+            shutdown: ChildKind::Supervisor.default_shutdown(),
+            kind: ChildKind::Supervisor,
+        }
     }
 
     /// When the child is restarted.
@@ -171,6 +194,9 @@ pub struct ChildInfo {
     pub id: String,
     /// Its address while it runs.
     pub addr: Option<AnyAddr>,
+    /// Its typed address while it runs, if it is a supervisor (to walk the
+    /// tree).
+    pub supervisor: Option<Addr<Supervisor>>,
     /// How often it was restarted.
     pub restarts: u32,
     /// Worker or supervisor.
@@ -195,6 +221,7 @@ pub enum SupervisorMsg {
 
 struct Child {
     addr: Option<AnyAddr>,
+    supervisor: Option<Addr<Supervisor>>,
     generation: u64,
     restarts: u32,
     timer: Option<TimerHandle>,
@@ -237,6 +264,7 @@ impl Supervisor {
             .iter()
             .map(|_| Child {
                 addr: None,
+                supervisor: None,
                 generation: 0,
                 restarts: 0,
                 timer: None,
@@ -272,9 +300,10 @@ impl Supervisor {
         let tag = self.tag(index);
         let start = self.spec.children[index].start.clone();
         match start(ctx, tag) {
-            Ok(addr) => {
-                ctx.monitor_any(&addr, move |down| SupervisorMsg::Down(tag, down));
-                self.children[index].addr = Some(addr);
+            Ok(spawned) => {
+                ctx.monitor_any(&spawned.any, move |down| SupervisorMsg::Down(tag, down));
+                self.children[index].addr = Some(spawned.any);
+                self.children[index].supervisor = spawned.supervisor;
                 Ok(())
             }
             Err(e) => Err(ExitReason::error(e)),
@@ -348,18 +377,23 @@ impl Supervisor {
             return self.stop_next(ctx);
         };
         self.awaiting_stop = Some(index);
-        match self.spec.children[index].shutdown {
-            Shutdown::Brutal => {
-                addr.kill(ExitReason::Killed);
-            }
-            Shutdown::Timeout(d) => {
-                addr.kill(ExitReason::Shutdown);
-                let timer = ctx.send_later(d, SupervisorMsg::StopTimeout(tag));
-                self.children[index].timer = Some(timer);
-            }
-            Shutdown::Infinity => {
-                addr.kill(ExitReason::Shutdown);
-            }
+        let policy = self.spec.children[index].shutdown;
+        if let Shutdown::Brutal = policy {
+            addr.kill(ExitReason::Killed);
+            return;
+        }
+        // A supervisor child stops its own subtree in order first; a
+        // worker gets the shutdown exit signal.
+        let asked = match &self.children[index].supervisor {
+            Some(sup) => sup.send(SupervisorMsg::Shutdown).is_ok(),
+            None => false,
+        };
+        if !asked {
+            addr.kill(ExitReason::Shutdown);
+        }
+        if let Shutdown::Timeout(d) = policy {
+            let timer = ctx.send_later(d, SupervisorMsg::StopTimeout(tag));
+            self.children[index].timer = Some(timer);
         }
     }
 
@@ -463,6 +497,7 @@ impl Supervisor {
             .map(|(spec, child)| ChildInfo {
                 id: spec.id.to_string(),
                 addr: child.addr.clone(),
+                supervisor: child.addr.as_ref().and(child.supervisor.clone()),
                 restarts: child.restarts,
                 kind: spec.kind,
                 restart: spec.restart,
