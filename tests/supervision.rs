@@ -532,3 +532,45 @@ fn a_tree_dump_shows_every_child_nested() {
         "{dump}"
     );
 }
+
+#[test]
+fn restarts_back_off_along_the_configured_curve() {
+    let (rt, clock) = manual_runtime(2);
+    let backoff = weft::supervisor::Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(300),
+        factor: 2.0,
+        reset_after: Duration::from_secs(10),
+    };
+    let mut t = tree(&rt, Strategy::OneForOne, lenient(), |tx| {
+        vec![probe("flaky", tx).backoff(backoff)]
+    });
+    let ms = Duration::from_millis;
+    // Each failure waits longer: 100, 200, then capped at 300 ms.
+    // The supervisor has taken the exit in (and armed its back-off timer)
+    // once it reports the child as not running.
+    let settle = |t: &Tree| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while t.children()[0].addr.is_some() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    };
+    for delay in [100, 200, 300, 300] {
+        t.probe("flaky").send(ProbeMsg::Panic).unwrap();
+        assert_eq!(t.next(), "stopped flaky: panic: flaky crashed");
+        settle(&t);
+        clock.advance(ms(delay - 1));
+        assert_silent(&t.events);
+        clock.advance(ms(1));
+        assert_eq!(t.next(), "started flaky", "after {delay} ms");
+    }
+    // Quiet for the reset period: back to the first step.
+    clock.advance(Duration::from_secs(10));
+    t.probe("flaky").send(ProbeMsg::Panic).unwrap();
+    assert_eq!(t.next(), "stopped flaky: panic: flaky crashed");
+    settle(&t);
+    clock.advance(ms(99));
+    assert_silent(&t.events);
+    clock.advance(ms(1));
+    assert_eq!(t.next(), "started flaky");
+}

@@ -26,7 +26,7 @@ use weft_actors::{
     TimerHandle,
 };
 
-use crate::intensity::{Intensity, RestartWindow};
+use crate::intensity::{Backoff, BackoffState, Intensity, RestartWindow};
 use crate::spec::{ChildKind, Restart, Shutdown, Strategy};
 
 type StartFn =
@@ -54,6 +54,7 @@ pub struct ChildSpec {
     restart: Restart,
     shutdown: Shutdown,
     kind: ChildKind,
+    backoff: Option<Backoff>,
 }
 
 impl std::fmt::Debug for ChildSpec {
@@ -88,6 +89,7 @@ impl ChildSpec {
             restart: Restart::Permanent,
             shutdown: ChildKind::Worker.default_shutdown(),
             kind: ChildKind::Worker,
+            backoff: None,
         }
     }
 
@@ -110,12 +112,21 @@ impl ChildSpec {
             restart: Restart::Permanent,
             shutdown: ChildKind::Supervisor.default_shutdown(),
             kind: ChildKind::Supervisor,
+            backoff: None,
         }
     }
 
     /// When the child is restarted.
     pub fn restart(mut self, restart: Restart) -> Self {
         self.restart = restart;
+        self
+    }
+
+    /// Wait before restarting this child after it failed, growing per
+    /// `backoff` while it keeps failing (beyond OTP: a child that fails at
+    /// once, e.g. on a busy port, does not spin).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = Some(backoff);
         self
     }
 
@@ -217,6 +228,9 @@ pub enum SupervisorMsg {
     WhichChildren(ReplyTo<Vec<ChildInfo>>),
     /// Stop every child in reverse start order, then exit (`Shutdown`).
     Shutdown,
+    /// A child's back-off delay passed: start it.
+    #[doc(hidden)]
+    Resume(Tag),
 }
 
 struct Child {
@@ -225,6 +239,9 @@ struct Child {
     generation: u64,
     restarts: u32,
     timer: Option<TimerHandle>,
+    backoff: BackoffState,
+    /// The back-off delay owed before this child's next start.
+    delay: std::time::Duration,
 }
 
 enum Phase {
@@ -268,6 +285,8 @@ impl Supervisor {
                 generation: 0,
                 restarts: 0,
                 timer: None,
+                backoff: BackoffState::default(),
+                delay: std::time::Duration::ZERO,
             })
             .collect();
         Supervisor {
@@ -297,6 +316,8 @@ impl Supervisor {
     /// be spawned.
     fn start_child(&mut self, index: usize, ctx: &mut Ctx<'_, Self>) -> Result<(), ExitReason> {
         self.children[index].generation += 1;
+        // The quiet period of the back-off counts from the (re)start.
+        self.children[index].backoff.started(ctx.runtime().now());
         let tag = self.tag(index);
         let start = self.spec.children[index].start.clone();
         match start(ctx, tag) {
@@ -404,6 +425,15 @@ impl Supervisor {
         };
         match next {
             Some(index) => {
+                let delay = std::mem::take(&mut self.children[index].delay);
+                if !delay.is_zero() {
+                    if let Phase::Restarting { start, .. } = &mut self.phase {
+                        start.insert(0, index);
+                    }
+                    let tag = self.tag(index);
+                    ctx.send_later(delay, SupervisorMsg::Resume(tag));
+                    return;
+                }
                 self.children[index].restarts += 1;
                 if let Err(reason) = self.start_child(index, ctx) {
                     tracing::error!(child = %self.spec.children[index].id, %reason, "restart failed");
@@ -434,6 +464,10 @@ impl Supervisor {
                 within: exceeded.within,
             });
             return self.begin_shutdown(reason, ctx);
+        }
+        if let Some(policy) = spec.backoff {
+            let now = ctx.runtime().now();
+            self.children[index].delay = self.children[index].backoff.delay(&policy, now);
         }
         tracing::warn!(child = %spec.id, %reason, restarts = self.children[index].restarts + 1, "restarting child");
         let affected = self.spec.strategy.affected(index, self.children.len());
@@ -544,6 +578,11 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Down(tag, down) => self.on_down(tag, down, ctx),
             SupervisorMsg::StopTimeout(tag) => self.on_stop_timeout(tag, ctx),
+            SupervisorMsg::Resume(tag) => {
+                if self.current(tag) && matches!(self.phase, Phase::Restarting { .. }) {
+                    self.restart_next(ctx);
+                }
+            }
             SupervisorMsg::WhichChildren(reply) => reply.send(self.which_children()),
             SupervisorMsg::Shutdown => {
                 if !matches!(self.phase, Phase::ShuttingDown { .. }) {
