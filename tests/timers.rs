@@ -153,10 +153,12 @@ fn an_actors_intervals_end_with_it() {
     let h = every(&a, 10, MissedTicks::Skip, "tick");
     assert_eq!(rt.handle().pending_timers(), 1);
     a.send(ClockedMsg::Stop).unwrap();
+    // The exit cancels the interval (after the mailbox closes, so poll).
     let deadline = std::time::Instant::now() + WAIT;
-    while !a.is_stopped() && std::time::Instant::now() < deadline {
+    while h.is_pending() && std::time::Instant::now() < deadline {
         std::thread::yield_now();
     }
+    assert!(a.is_stopped());
     assert!(!h.is_pending());
     assert_eq!(rt.handle().pending_timers(), 0);
     clock.advance(ms(100));
