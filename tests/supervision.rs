@@ -517,7 +517,10 @@ fn a_tree_dump_shows_every_child_nested() {
     let dump = weft::supervisor::tree_dump(&root, WAIT);
     let lines: Vec<&str> = dump.lines().collect();
     assert_eq!(lines.len(), 4, "{dump}");
-    assert!(lines[0].ends_with("(root)"), "{dump}");
+    assert!(
+        lines[0].ends_with("(root)") && lines[0].contains("Supervisor"),
+        "{dump}"
+    );
     assert!(
         lines[1].starts_with("  worker [Worker, Transient, restarts 1]"),
         "{dump}"

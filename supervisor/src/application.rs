@@ -52,35 +52,61 @@ impl Actor for RootWatch {
 /// returns the root's exit reason (`Shutdown` after a requested shutdown,
 /// the escalated failure if the root gave up).
 pub fn run_application(rt: &Runtime, spec: SupervisorSpec) -> Result<ExitReason, RuntimeError> {
-    let handle = rt.handle().clone();
-    let root = handle.spawn(Supervisor::new(spec));
-    let reason = Arc::new(Mutex::new(None));
-    let watch = handle.spawn(RootWatch {
-        reason: reason.clone(),
-    });
-    let _ = watch.send(RootWatchMsg::Watch(root.clone()));
-    let timeout = handle.shutdown_timeout();
-    let stopping = root.clone();
-    handle.on_shutdown(Phase::Before, move || {
-        // Ordered: the root stops its children in reverse start order,
-        // recursively, each within its shutdown policy.
-        if stopping.send(SupervisorMsg::Shutdown).is_ok() {
-            let deadline = Instant::now() + timeout;
-            while !stopping.is_stopped() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
+    Application::start(rt, spec).run(rt)
+}
+
+/// A root tree started on a runtime, not yet run (to get at the root's
+/// address before blocking in [`Application::run`]).
+pub struct Application {
+    root: Addr<Supervisor>,
+    reason: Arc<Mutex<Option<ExitReason>>>,
+}
+
+impl Application {
+    /// Starts the root supervisor of `spec` on `rt` and wires it to the
+    /// runtime's shutdown (ordered stop in `Phase::Before`) and the
+    /// runtime's end to the root's exit.
+    pub fn start(rt: &Runtime, spec: SupervisorSpec) -> Self {
+        let handle = rt.handle().clone();
+        let root = handle.spawn(Supervisor::new(spec));
+        let reason = Arc::new(Mutex::new(None));
+        let watch = handle.spawn(RootWatch {
+            reason: reason.clone(),
+        });
+        let _ = watch.send(RootWatchMsg::Watch(root.clone()));
+        let timeout = handle.shutdown_timeout();
+        let stopping = root.clone();
+        handle.on_shutdown(Phase::Before, move || {
+            // Ordered: the root stops its children in reverse start order,
+            // recursively, each within its shutdown policy.
+            if stopping.send(SupervisorMsg::Shutdown).is_ok() {
+                let deadline = Instant::now() + timeout;
+                while !stopping.is_stopped() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
-        }
-    });
-    rt.run()?;
-    let reason = reason.lock().take();
-    Ok(reason.unwrap_or(ExitReason::Shutdown))
+        });
+        Application { root, reason }
+    }
+
+    /// The root supervisor.
+    pub fn root(&self) -> &Addr<Supervisor> {
+        &self.root
+    }
+
+    /// Blocks in `rt.run()` until shutdown; returns the root's exit reason.
+    pub fn run(self, rt: &Runtime) -> Result<ExitReason, RuntimeError> {
+        rt.run()?;
+        let reason = self.reason.lock().take();
+        Ok(reason.unwrap_or(ExitReason::Shutdown))
+    }
 }
 
 /// A text dump of the tree under `root`: every child with its id, kind,
 /// restart type, restart count and address, nested supervisors indented
 /// (asked from a plain thread; each supervisor answers within `timeout`).
 pub fn tree_dump(root: &Addr<Supervisor>, timeout: Duration) -> String {
-    let mut out = format!("{root:?} (root)\n");
+    let mut out = format!("{} (root)\n", weft_actors::AnyAddr::from(root).describe());
     dump_into(root, 1, timeout, &mut out);
     out
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use slab::Slab;
 use weft_actors::{
-    Actor, ActorResult, Addr, AnyAddr, Ctx, Down, ExitReason, ReplyTo, SpawnOptions,
+    Actor, ActorResult, Addr, AnyAddr, Ctx, Down, ExitReason, Registry, ReplyTo, SpawnOptions,
 };
 
 use crate::intensity::{Intensity, RestartWindow};
@@ -37,6 +37,7 @@ pub struct DynamicSpec<A: Actor, Arg> {
     intensity: Intensity,
     shutdown: Duration,
     options: SpawnOptions,
+    name: Option<Arc<str>>,
 }
 
 impl<A: Actor, Arg> Clone for DynamicSpec<A, Arg> {
@@ -47,6 +48,7 @@ impl<A: Actor, Arg> Clone for DynamicSpec<A, Arg> {
             intensity: self.intensity,
             shutdown: self.shutdown,
             options: self.options.clone(),
+            name: self.name.clone(),
         }
     }
 }
@@ -61,7 +63,15 @@ impl<A: Actor, Arg: Clone + Send + 'static> DynamicSpec<A, Arg> {
             intensity: Intensity::default(),
             shutdown: Duration::from_secs(5),
             options: SpawnOptions::new(),
+            name: None,
         }
+    }
+
+    /// Registers the supervisor under `name` in the runtime's name
+    /// registry when it starts (so others find it, also after a restart).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// When a child is restarted (with the argument it was started with).
@@ -240,6 +250,13 @@ impl<A: Actor, Arg: Clone + Send + 'static> DynamicSupervisor<A, Arg> {
 
 impl<A: Actor, Arg: Clone + Send + 'static> Actor for DynamicSupervisor<A, Arg> {
     type Msg = DynamicMsg<A, Arg>;
+
+    fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if let Some(name) = &self.spec.name {
+            Registry::of(ctx.runtime()).register(name, &ctx.address())?;
+        }
+        Ok(())
+    }
 
     fn handle(&mut self, msg: Self::Msg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         match msg {

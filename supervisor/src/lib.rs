@@ -41,7 +41,7 @@ mod intensity;
 mod spec;
 mod supervisor;
 
-pub use application::{run_application, tree_dump};
+pub use application::{run_application, tree_dump, Application};
 pub use dynamic::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 pub use intensity::{Backoff, BackoffState, Intensity, IntensityExceeded, RestartWindow};
 pub use spec::{ChildKind, Restart, Shutdown, Strategy};
