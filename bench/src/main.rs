@@ -27,7 +27,7 @@ const SYSTEMS: [&str; 5] = ["weft", "actix", "ractor", "tokio", "crossbeam"];
 
 /// The actor jobs. A job may emit several figures (e.g. spawn -> spawn,
 /// spawn-bytes).
-const ACTOR_JOBS: [&str; 9] = [
+const ACTOR_JOBS: [&str; 11] = [
     "ping-pong",
     "ping-pong-2w",
     "thread-ring",
@@ -37,6 +37,8 @@ const ACTOR_JOBS: [&str; 9] = [
     "ask",
     "ask-actor",
     "timers",
+    "churn",
+    "churn-bytes",
 ];
 
 /// A child's answer for one figure.
@@ -56,6 +58,10 @@ pub mod sizes {
     pub const TIMERS: usize = 1_000_000;
     /// Deadlines are spread over this span.
     pub const TIMER_SPAN_MS: u64 = 1_000;
+    /// Supervised churn: children started, each handling one message.
+    pub const CHURN: usize = 1_000_000;
+    /// Supervised children kept alive to weigh the bookkeeping.
+    pub const CHURN_ALIVE: usize = 100_000;
 }
 
 /// Reports the spawn workload: actors/s since `start`, and bytes per actor

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::{oneshot, Notify};
 
 use crate::{emit, mem, sizes};
@@ -36,6 +36,8 @@ pub fn run(job: &str) -> bool {
         "ask" => ask_thread(),
         "ask-actor" => crate::tokio_multi(crate::cores()).block_on(ask_actor()),
         "timers" => crate::tokio_multi(crate::cores()).block_on(timers()),
+        "churn" => crate::tokio_multi(crate::cores()).block_on(churn(false)),
+        "churn-bytes" => crate::tokio_multi(crate::cores()).block_on(churn(true)),
         _ => return false,
     }
     true
@@ -358,4 +360,130 @@ async fn timers() {
     emit("timers", "per_s", ops);
     emit("timers-last", "us", last * 1e6);
     emit("timer-bytes", "bytes", (bytes / n as u64) as f64);
+}
+
+// ---- supervised churn: children linked to a supervisor actor ----
+
+struct ChurnChild;
+impl Actor for ChurnChild {
+    type Msg = ();
+    type State = bool;
+    type Arguments = bool;
+    async fn pre_start(&self, _me: ActorRef<()>, stay: bool) -> Result<bool, ActorProcessingErr> {
+        Ok(stay)
+    }
+    async fn handle(
+        &self,
+        me: ActorRef<()>,
+        _m: (),
+        stay: &mut bool,
+    ) -> Result<(), ActorProcessingErr> {
+        if !*stay {
+            me.stop(None);
+        }
+        Ok(())
+    }
+}
+
+struct ChurnSup;
+enum ChurnMsg {
+    Start(usize, bool, oneshot::Sender<()>),
+}
+#[derive(Default)]
+struct ChurnState {
+    target: usize,
+    ended: usize,
+    done: Option<oneshot::Sender<()>>,
+}
+impl Actor for ChurnSup {
+    type Msg = ChurnMsg;
+    type State = ChurnState;
+    type Arguments = ();
+    async fn pre_start(
+        &self,
+        _me: ActorRef<ChurnMsg>,
+        _a: (),
+    ) -> Result<ChurnState, ActorProcessingErr> {
+        Ok(ChurnState::default())
+    }
+    async fn handle(
+        &self,
+        me: ActorRef<ChurnMsg>,
+        msg: ChurnMsg,
+        st: &mut ChurnState,
+    ) -> Result<(), ActorProcessingErr> {
+        let ChurnMsg::Start(n, stay, done) = msg;
+        st.target = n;
+        if stay {
+            // Kept alive to weigh them: done once all are spawned.
+            for _ in 0..n {
+                let (c, _) = Actor::spawn_linked(None, ChurnChild, true, me.get_cell()).await?;
+                c.cast(())?;
+            }
+            let _ = done.send(());
+            return Ok(());
+        }
+        st.done = Some(done);
+        for _ in 0..n {
+            let (c, _) = Actor::spawn_linked(None, ChurnChild, false, me.get_cell()).await?;
+            c.cast(())?;
+        }
+        Ok(())
+    }
+    async fn handle_supervisor_evt(
+        &self,
+        _me: ActorRef<ChurnMsg>,
+        evt: SupervisionEvent,
+        st: &mut ChurnState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorTerminated(..) = evt {
+            st.ended += 1;
+            if st.ended == st.target {
+                if let Some(d) = st.done.take() {
+                    let _ = d.send(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn churn(weigh: bool) {
+    if weigh {
+        let base = mem::rss();
+        let sup = Actor::spawn(None, ChurnSup, ()).await.unwrap().0;
+        let (tx, rx) = oneshot::channel();
+        sup.cast(ChurnMsg::Start(sizes::CHURN_ALIVE, true, tx))
+            .unwrap();
+        rx.await.unwrap();
+        let grown = mem::rss().saturating_sub(base);
+        emit(
+            "churn-bytes",
+            "bytes",
+            grown as f64 / sizes::CHURN_ALIVE as f64,
+        );
+        return;
+    }
+    let sup = Actor::spawn(None, ChurnSup, ()).await.unwrap().0;
+    let start = Instant::now();
+    let (tx, rx) = oneshot::channel();
+    sup.cast(ChurnMsg::Start(sizes::CHURN, false, tx)).unwrap();
+    rx.await.unwrap();
+    emit(
+        "churn",
+        "per_s",
+        sizes::CHURN as f64 / start.elapsed().as_secs_f64(),
+    );
+    let base = mem::rss();
+    let sup2 = Actor::spawn(None, ChurnSup, ()).await.unwrap().0;
+    let (tx, rx) = oneshot::channel();
+    sup2.cast(ChurnMsg::Start(sizes::CHURN_ALIVE, true, tx))
+        .unwrap();
+    rx.await.unwrap();
+    let grown = mem::rss().saturating_sub(base);
+    emit(
+        "churn-bytes",
+        "bytes",
+        grown as f64 / sizes::CHURN_ALIVE as f64,
+    );
 }

@@ -21,6 +21,8 @@ pub fn run(job: &str) -> bool {
         "ask" => ask_thread(),
         "ask-actor" => ask_actor(),
         "timers" => timers(),
+        "churn" => churn(false),
+        "churn-bytes" => churn(true),
         _ => return false,
     }
     true
@@ -377,4 +379,92 @@ fn timers() {
     emit("timers", "per_s", ops);
     emit("timers-last", "us", last * 1e6);
     emit("timer-bytes", "bytes", bytes as f64);
+}
+
+// ---- supervised churn ----
+
+/// A supervised child: handles the one message it is started with, then
+/// exits normally (or stays, to weigh the bookkeeping).
+struct Churner {
+    stay: bool,
+    exits: Arc<AtomicUsize>,
+    all: mpsc::Sender<()>,
+    target: usize,
+}
+impl Actor for Churner {
+    type Msg = u64;
+    fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        ctx.send_self(1);
+        Ok(())
+    }
+    fn handle(&mut self, _m: u64, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if self.exits.fetch_add(1, Ordering::AcqRel) + 1 == self.target {
+            self.all.send(())?;
+        }
+        if !self.stay {
+            ctx.stop();
+        }
+        Ok(())
+    }
+}
+
+fn churn(weigh: bool) {
+    use weft::supervisor::{DynamicMsg, DynamicSpec, DynamicSupervisor};
+    let rt = rt(crate::cores());
+    let run = |n: usize, stay: bool| {
+        let exits = Arc::new(AtomicUsize::new(0));
+        let (all, done) = mpsc::channel();
+        let spec = {
+            let exits = exits.clone();
+            DynamicSpec::new(move |_: ()| Churner {
+                stay,
+                exits: exits.clone(),
+                all: all.clone(),
+                target: n,
+            })
+        };
+        let sup = rt.handle().spawn(DynamicSupervisor::new(spec));
+        let start = Instant::now();
+        for _ in 0..n {
+            let mut msg = DynamicMsg::StartChildQuiet(());
+            loop {
+                match sup.send_timeout(msg, LONG) {
+                    Ok(()) => break,
+                    Err(e) => msg = e.into_inner(),
+                }
+            }
+        }
+        done.recv_timeout(LONG)
+            .expect("all children handled their message");
+        (sup, start)
+    };
+    if weigh {
+        let base = mem::rss();
+        let (_alive, _) = run(sizes::CHURN_ALIVE, true);
+        let grown = mem::rss().saturating_sub(base);
+        emit(
+            "churn-bytes",
+            "bytes",
+            grown as f64 / sizes::CHURN_ALIVE as f64,
+        );
+        return;
+    }
+    let (sup, start) = run(sizes::CHURN, false);
+    // Done when the supervisor has taken every exit in.
+    while sup.ask_wait(DynamicMsg::Count, LONG).unwrap_or(0) > 0 {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    emit(
+        "churn",
+        "per_s",
+        sizes::CHURN as f64 / start.elapsed().as_secs_f64(),
+    );
+    let base = mem::rss();
+    let (_alive, _) = run(sizes::CHURN_ALIVE, true);
+    let grown = mem::rss().saturating_sub(base);
+    emit(
+        "churn-bytes",
+        "bytes",
+        grown as f64 / sizes::CHURN_ALIVE as f64,
+    );
 }
