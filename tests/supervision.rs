@@ -30,6 +30,7 @@ enum ProbeMsg {
     Inc,
     Get(ReplyTo<u32>),
     Panic,
+    Fail,
     StopNormal,
     Block(mpsc::Receiver<()>),
 }
@@ -45,6 +46,7 @@ impl Actor for Probe {
             ProbeMsg::Inc => self.count += 1,
             ProbeMsg::Get(r) => r.send(self.count),
             ProbeMsg::Panic => panic!("{} crashed", self.name),
+            ProbeMsg::Fail => return Err(format!("{} failed", self.name).into()),
             ProbeMsg::StopNormal => ctx.stop(),
             ProbeMsg::Block(gate) => {
                 self.events.send(Event::Blocked(self.name))?;

@@ -474,16 +474,4 @@ async fn churn(weigh: bool) {
         "per_s",
         sizes::CHURN as f64 / start.elapsed().as_secs_f64(),
     );
-    let base = mem::rss();
-    let sup2 = Actor::spawn(None, ChurnSup, ()).await.unwrap().0;
-    let (tx, rx) = oneshot::channel();
-    sup2.cast(ChurnMsg::Start(sizes::CHURN_ALIVE, true, tx))
-        .unwrap();
-    rx.await.unwrap();
-    let grown = mem::rss().saturating_sub(base);
-    emit(
-        "churn-bytes",
-        "bytes",
-        grown as f64 / sizes::CHURN_ALIVE as f64,
-    );
 }

@@ -459,12 +459,4 @@ fn churn(weigh: bool) {
         "per_s",
         sizes::CHURN as f64 / start.elapsed().as_secs_f64(),
     );
-    let base = mem::rss();
-    let (_alive, _) = run(sizes::CHURN_ALIVE, true);
-    let grown = mem::rss().saturating_sub(base);
-    emit(
-        "churn-bytes",
-        "bytes",
-        grown as f64 / sizes::CHURN_ALIVE as f64,
-    );
 }

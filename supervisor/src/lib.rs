@@ -25,13 +25,31 @@
 //! * Beyond OTP: a restart **back-off** ([`Backoff`]) so a child that fails
 //!   at start does not spin.
 //!
-//! Status: the [`Supervisor`] actor applies these for static children
-//! (strategies, restart types, intensity with escalation, ordered shutdown
-//! with timeouts, start failures, `which_children`); the
-//! [`DynamicSupervisor`] runs many children of one kind started on demand;
-//! [`run_application`] runs a root tree as the program and [`tree_dump`]
-//! prints a tree. Still to come (the rest of the supervision issue): the
-//! back-off wired into restarts, the churn benchmark.
+//! The crate: the [`Supervisor`] actor for static children, the
+//! [`DynamicSupervisor`] for many children of one kind started on demand,
+//! [`run_application`] / [`Application`] to run a root tree as the program,
+//! and [`tree_dump`] to print a tree.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use weft_actors::{Actor, ActorResult, Ctx};
+//! use weft_runtime::Runtime;
+//! use weft_supervisor::{run_application, ChildSpec, Intensity, Strategy, SupervisorSpec};
+//!
+//! struct Worker;
+//! impl Actor for Worker {
+//!     type Msg = ();
+//!     fn handle(&mut self, _m: (), _c: &mut Ctx<'_, Self>) -> ActorResult { Ok(()) }
+//! }
+//!
+//! let rt = Runtime::builder().build().unwrap();
+//! let spec = SupervisorSpec::new(Strategy::OneForOne)
+//!     .intensity(Intensity { max_restarts: 3, within: Duration::from_secs(5) })
+//!     .child(ChildSpec::worker("worker", || Worker));
+//! // Blocks until SIGINT/SIGTERM; the tree stops in reverse start order.
+//! let reason = run_application(&rt, spec).unwrap();
+//! println!("stopped: {reason}");
+//! ```
 
 #![deny(missing_docs)]
 
