@@ -166,6 +166,12 @@ fn one_for_one_restarts_only_the_failed_child_with_fresh_state() {
         children[1].addr.as_ref().map(|a| a.id()),
         Some(t.probe("b").id())
     );
+    // An error return is a failure too.
+    t.probe("c").send(ProbeMsg::Inc).unwrap();
+    t.probe("c").send(ProbeMsg::Fail).unwrap();
+    assert_eq!(t.take(2), vec!["stopped c: error: c failed", "started c"]);
+    assert_eq!(t.probe("c").ask_wait(ProbeMsg::Get, WAIT).unwrap(), 0);
+    assert_eq!(t.probe("a").ask_wait(ProbeMsg::Get, WAIT).unwrap(), 1);
 }
 
 #[test]
