@@ -201,6 +201,15 @@ pub(crate) struct CtxRare<A: Actor> {
 pub(crate) type StartNotice = Box<dyn FnOnce(Result<(), ExitReason>) + Send>;
 
 impl<A: Actor> CtxRare<A> {
+    fn is_empty(&self) -> bool {
+        self.outbox.is_empty()
+            && self.children.is_empty()
+            && self.trap.is_none()
+            && self.intervals.is_empty()
+            && self.on_start.is_none()
+            && !self.start_held
+    }
+
     fn new() -> Self {
         CtxRare {
             outbox: VecDeque::new(),
@@ -598,6 +607,10 @@ impl<A: Actor> Cell<A> {
                 .and_then(|r| r.on_start.take())
             {
                 notice(Ok(()));
+                // The notice was all the rare state held: give it back.
+                if cs.rare.as_ref().is_some_and(|r| r.is_empty()) {
+                    cs.rare = None;
+                }
             }
             if let Some(reason) = cs.stop.take() {
                 return Outcome::Exit(*reason);
