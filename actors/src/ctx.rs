@@ -24,7 +24,7 @@ use crate::addr::{Addr, SendError};
 use crate::any_addr::AnyAddr;
 use crate::ask::{AskError, ReplyTo, Slot};
 use crate::cell::{AnyCell, Cell, CtxState, Flush, Signal, StartNotice, Waiter, Watcher};
-use crate::exit::{ActorId, Down, ExitReason, ExitSignal};
+use crate::exit::{panic_text, ActorId, Down, ExitReason, ExitSignal};
 use crate::system::{check, spawn_cell, SpawnError, SpawnOptions, DEFAULT_CAPACITY};
 use crate::timer::TimerHandle;
 
@@ -201,10 +201,7 @@ impl<'a, A: Actor> Ctx<'a, A> {
         let cell = Arc::downgrade(self.cell);
         self.cell.handle.spawn_blocking(move || {
             let result =
-                catch_unwind(AssertUnwindSafe(job)).map_err(|p| match ExitReason::from_panic(p) {
-                    ExitReason::Panic(text) => JobPanicked(text),
-                    other => JobPanicked(other.to_string().into()),
-                });
+                catch_unwind(AssertUnwindSafe(job)).map_err(|p| JobPanicked(panic_text(p)));
             if let Some(cell) = cell.upgrade() {
                 cell.push_internal(map(result));
             }

@@ -61,14 +61,18 @@ impl ExitReason {
     }
 
     pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
-        let text: Arc<str> = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            Arc::from(*s)
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            Arc::from(s.as_str())
-        } else {
-            Arc::from("panic with a non-string payload")
-        };
-        ExitReason::Panic(text)
+        ExitReason::Panic(panic_text(payload))
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(payload: Box<dyn std::any::Any + Send>) -> Arc<str> {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        Arc::from(*s)
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        Arc::from(s.as_str())
+    } else {
+        Arc::from("panic with a non-string payload")
     }
 }
 

@@ -71,11 +71,16 @@ pub fn emit_spawn(start: std::time::Instant, base: u64, peak: u64, harness_bytes
     let n = sizes::SPAWN;
     emit("spawn", "per_s", n as f64 / start.elapsed().as_secs_f64());
     let harness = (n * harness_bytes_each) as u64;
-    emit(
+    emit_bytes_each(
         "spawn-bytes",
-        "bytes",
-        peak.saturating_sub(base).saturating_sub(harness) as f64 / n as f64,
+        peak.saturating_sub(base).saturating_sub(harness),
+        n,
     );
+}
+
+/// Reports `grown` bytes of RSS growth as bytes per item of `n`.
+pub fn emit_bytes_each(workload: &str, grown: u64, n: usize) {
+    emit(workload, "bytes", grown as f64 / n as f64);
 }
 
 /// A tokio current-thread runtime (the one-worker configuration).

@@ -457,11 +457,7 @@ async fn churn(weigh: bool) {
             .unwrap();
         rx.await.unwrap();
         let grown = mem::rss().saturating_sub(base);
-        emit(
-            "churn-bytes",
-            "bytes",
-            grown as f64 / sizes::CHURN_ALIVE as f64,
-        );
+        crate::emit_bytes_each("churn-bytes", grown, sizes::CHURN_ALIVE);
         return;
     }
     let sup = Actor::spawn(None, ChurnSup, ()).await.unwrap().0;

@@ -442,11 +442,7 @@ fn churn(weigh: bool) {
         let base = mem::rss();
         let (_alive, _) = run(sizes::CHURN_ALIVE, true);
         let grown = mem::rss().saturating_sub(base);
-        emit(
-            "churn-bytes",
-            "bytes",
-            grown as f64 / sizes::CHURN_ALIVE as f64,
-        );
+        crate::emit_bytes_each("churn-bytes", grown, sizes::CHURN_ALIVE);
         return;
     }
     let (sup, start) = run(sizes::CHURN, false);
