@@ -41,7 +41,11 @@ pub use weft_supervisor as supervisor;
 
 pub use weft_actors::{
     Actor, ActorResult, Addr, AskError, Ctx, Down, ExitReason, ExitSignal, Recipient, ReplyTo,
-    SendError, Spawn, SpawnOptions, TimerHandle,
+    SendError, Spawn, SpawnOptions, Stopping, TimerHandle,
+};
+pub use weft_io::{
+    connect_tcp, listen_tcp, CloseReason, Conn, ConnOptions, ConnRef, ConnectError, ConnectOptions,
+    ListenOptions, Protocol, StopMode,
 };
 pub use weft_runtime::{Builder, Handle, ManualClock, MissedTicks, Phase, Runtime, RuntimeError};
 
@@ -49,7 +53,11 @@ pub use weft_runtime::{Builder, Handle, ManualClock, MissedTicks, Phase, Runtime
 pub mod prelude {
     pub use weft_actors::{
         Actor, ActorResult, Addr, AskError, Ctx, Down, ExitReason, ExitSignal, Recipient, ReplyTo,
-        SendError, Spawn, SpawnOptions, TimerHandle,
+        SendError, Spawn, SpawnOptions, Stopping, TimerHandle,
+    };
+    pub use weft_io::{
+        connect_tcp, listen_tcp, CloseReason, Conn, ConnOptions, ConnRef, ConnectOptions,
+        ListenOptions, Protocol, StopMode,
     };
     pub use weft_runtime::{Handle, ManualClock, MissedTicks, Phase, Runtime};
 }

@@ -56,9 +56,32 @@ pub trait Actor: Send + Sized + 'static {
     /// Handles one message.
     fn handle(&mut self, msg: Self::Msg, ctx: &mut Ctx<'_, Self>) -> ActorResult;
 
+    /// Asked when another actor, a supervisor or the runtime's shutdown
+    /// requests a stop with `reason` (`Addr::stop_with`, a supervisor's
+    /// ordered shutdown, `Handle::shutdown`). Return [`Stopping::Stop`]
+    /// (the default) to stop before the next message, or
+    /// [`Stopping::Continue`] to keep running and finish first (flush a
+    /// socket, hand work back), then stop with `Ctx::stop_with`. This is
+    /// Erlang's trapped `shutdown` exit: whoever asked still bounds the
+    /// wait (a supervisor kills after its shutdown timeout). `Addr::kill`
+    /// is never asked: it stops the actor regardless.
+    fn stopping(&mut self, reason: &ExitReason, ctx: &mut Ctx<'_, Self>) -> Stopping {
+        let _ = (reason, ctx);
+        Stopping::Stop
+    }
+
     /// Runs once when the actor stops, whatever the reason (also after a
     /// panic). The mailbox is already closed.
     fn stopped(&mut self, reason: &ExitReason, ctx: &mut Ctx<'_, Self>) {
         let _ = (reason, ctx);
     }
+}
+
+/// The answer of [`Actor::stopping`] to a stop request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopping {
+    /// Stop before the next message (the default).
+    Stop,
+    /// Keep running; the actor stops itself when it is ready.
+    Continue,
 }

@@ -135,6 +135,15 @@ pub struct Pending<R> {
     slot: Arc<Slot<R>>,
 }
 
+/// A fresh one-shot reply slot: the `ReplyTo` goes to whoever answers
+/// (another layer, a thread, an actor), the `Pending` stays with the one
+/// who waits (`Pending::wait` on a plain thread, `Ctx::on_reply` in an
+/// actor). Dropping the `ReplyTo` unanswered completes it with `Dropped`.
+pub fn reply_slot<R>() -> (ReplyTo<R>, Pending<R>) {
+    let slot = Slot::new();
+    (ReplyTo::new(slot.clone()), Pending::new(slot))
+}
+
 /// How many times `wait` checks for a reply before parking the thread.
 const SPINS: u32 = 200;
 
@@ -174,6 +183,10 @@ impl<R> Pending<R> {
             std::thread::park_timeout(deadline - now);
             st = self.slot.state.lock();
         }
+    }
+
+    pub(crate) fn slot(&self) -> &Arc<Slot<R>> {
+        &self.slot
     }
 
     /// Whether the reply (or an error) has arrived.

@@ -30,7 +30,7 @@ use std::thread::Thread;
 use parking_lot::Mutex;
 use weft_runtime::{Handle, Task, TimerKey};
 
-use crate::actor::Actor;
+use crate::actor::{Actor, Stopping};
 use crate::addr::SendError;
 use crate::ctx::Ctx;
 use crate::exit::{ActorId, Down, ExitReason, ExitSignal};
@@ -539,7 +539,12 @@ impl<A: Actor> Cell<A> {
     ) -> Result<(), ExitReason> {
         for signal in self.take_signals() {
             match signal {
-                Signal::Kill(reason) => return Err(reason),
+                Signal::Kill(ExitReason::Killed) => return Err(ExitReason::Killed),
+                Signal::Kill(reason) => {
+                    if actor.stopping(&reason, &mut Ctx::new(self, cs)) == Stopping::Stop {
+                        return Err(reason);
+                    }
+                }
                 Signal::LinkExit(exit) => {
                     let trap = cs.rare.as_ref().and_then(|r| r.trap.as_ref());
                     if let Some(trap) = trap {
@@ -622,6 +627,9 @@ impl<A: Actor> Cell<A> {
         if self.state.load(Ordering::Acquire) & SIGNAL != 0 {
             if let Err(reason) = self.handle_signals(actor, cs) {
                 return Outcome::Exit(reason);
+            }
+            if let Some(reason) = cs.stop.take() {
+                return Outcome::Exit(*reason);
             }
         }
         if !self.flush_outbox(cs) {

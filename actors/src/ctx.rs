@@ -22,7 +22,7 @@ use weft_runtime::{Handle, IoToken, MissedTicks, Readiness, ReadySink, RuntimeEr
 use crate::actor::Actor;
 use crate::addr::{Addr, SendError};
 use crate::any_addr::AnyAddr;
-use crate::ask::{AskError, ReplyTo, Slot};
+use crate::ask::{AskError, Pending, ReplyTo, Slot};
 use crate::cell::{AnyCell, Cell, CtxState, Flush, Signal, StartNotice, Waiter, Watcher};
 use crate::exit::{panic_text, ActorId, Down, ExitReason, ExitSignal};
 use crate::system::{check, spawn_cell, SpawnError, SpawnOptions, DEFAULT_CAPACITY};
@@ -325,6 +325,39 @@ impl<'a, A: Actor> Ctx<'a, A> {
             map,
         });
         self.cell.handle.register(source, interest, sink)
+    }
+
+    /// A readiness sink that delivers `map(readiness)` to this actor, for
+    /// a source that is not a mio `Source` (an in-memory transport, a
+    /// readiness a library reports by callback). Calling `ready` on it
+    /// from any thread sends the message, bypassing the mailbox capacity
+    /// like `register_io` does; once the actor has exited it does nothing.
+    pub fn ready_sink(
+        &mut self,
+        map: impl Fn(Readiness) -> A::Msg + Send + Sync + 'static,
+    ) -> Arc<dyn ReadySink> {
+        Arc::new(IoSink {
+            cell: Arc::downgrade(self.cell),
+            map,
+        })
+    }
+
+    /// Delivers the outcome of `pending` to this actor as `map(outcome)`
+    /// when it completes (at once if it has): the way an actor waits for
+    /// a [`reply_slot`](crate::reply_slot) filled by some other layer
+    /// without blocking its worker. Exactly one message arrives, unless
+    /// this actor has exited by then.
+    pub fn on_reply<R: Send + 'static>(
+        &mut self,
+        pending: Pending<R>,
+        map: impl FnOnce(Result<R, AskError>) -> A::Msg + Send + 'static,
+    ) {
+        let me = Arc::downgrade(self.cell);
+        pending.slot().on_complete(Box::new(move |result| {
+            if let Some(me) = me.upgrade() {
+                me.push_internal(map(result));
+            }
+        }));
     }
 
     /// Changes the interest of a source registered with `register_io`.

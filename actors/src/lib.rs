@@ -46,10 +46,10 @@ mod registry;
 mod system;
 mod timer;
 
-pub use actor::{Actor, ActorResult};
+pub use actor::{Actor, ActorResult, Stopping};
 pub use addr::{Addr, SendError};
 pub use any_addr::AnyAddr;
-pub use ask::{AskError, Pending, ReplyTo};
+pub use ask::{reply_slot, AskError, Pending, ReplyTo};
 pub use ctx::{Ctx, JobPanicked};
 pub use exit::{ActorId, Down, ExitReason, ExitSignal};
 pub use recipient::Recipient;

@@ -1,9 +1,78 @@
-//! weft-io: actors for file descriptors.
+//! weft-io: network I/O as actors. Every connection is an actor running a
+//! [`Protocol`]; every listener is an actor supervising its connections.
 //!
-//! Will own: TCP, UDP, UNIX sockets, TLS, child processes, raw fd
-//! readiness, adopted sockets, name resolution, write buffering and flow
-//! control. Built on `weft-supervisor` and `weft-actors`; it must not reach
-//! into actor cells or the scheduler.
+//! Owns: TCP listening ([`listen_tcp`], [`Listener`]) and connecting
+//! ([`connect_tcp`]), the connection actor ([`Connection`]) with its
+//! read budget, write buffer, watermarks, half-close, idle timeout and
+//! close handling, and the in-memory transport for testing protocols
+//! without sockets ([`connect_memory`], [`MemoryPeer`]).
 //!
-//! Empty until the TCP issue lands; today readiness of any mio source can
-//! be delivered to an actor with `weft_actors::Ctx::register_io`.
+//! Built on `weft-supervisor` (connection pools are dynamic supervisors),
+//! `weft-actors` (`Ctx::register_io` delivers readiness as messages) and
+//! `weft-runtime`. Must not touch: actor cells, the scheduler or the
+//! reactor's internals.
+//!
+//! Flow control, end to end: a connection reads only while its protocol
+//! keeps up (a paused or muted connection leaves data in the kernel, whose
+//! window then slows the peer); writes are buffered with high and low
+//! watermarks that pause and resume the protocol (by default, its
+//! reading), and a hard limit refuses writes past it with an error.
+
+#![deny(missing_docs)]
+
+mod conn;
+mod connect;
+mod listener;
+mod memory;
+mod protocol;
+mod transport;
+
+use std::sync::Arc;
+
+pub use conn::{Conn, ConnMsg, ConnOptions, ConnRef, Connection, WriteError};
+pub use connect::{connect_tcp, ConnectError, ConnectOptions, Connecting, Resolver, Target};
+pub use listener::{
+    listen_tcp, ListenError, ListenOptions, Listener, ListenerInfo, ListenerMsg, ListenerStats,
+    Listening, StopMode,
+};
+pub use memory::{MemoryClose, MemoryPeer, MEMORY_LOCAL_ADDR, MEMORY_PEER_ADDR};
+pub use protocol::{CloseReason, Protocol};
+
+use weft_actors::Spawn;
+
+/// Runs `protocol` on an in-memory connection (Twisted's
+/// `StringTransport`): the same connection actor as over TCP, with the
+/// returned [`MemoryPeer`] in place of the remote end. With a runtime on
+/// the manual clock, a protocol's tests are deterministic.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_io::{connect_memory, Conn, ConnOptions, Protocol};
+/// use weft_actors::ActorResult;
+///
+/// struct Upper;
+/// impl Protocol for Upper {
+///     type Msg = ();
+///     fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         conn.write(&data.to_ascii_uppercase())?;
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().workers(1).build().unwrap();
+/// let (_conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Upper);
+/// peer.write(b"hello");
+/// assert_eq!(peer.read_at_least(5, Duration::from_secs(5)), b"HELLO");
+/// ```
+pub fn connect_memory<P: Protocol>(
+    handle: &weft_runtime::Handle,
+    options: ConnOptions,
+    protocol: P,
+) -> (ConnRef<P>, MemoryPeer) {
+    let (end, peer) = memory::pipe();
+    let conn = Connection::new(
+        protocol,
+        conn::Core::new(transport::Transport::Memory(end), Arc::new(options), None),
+    );
+    (ConnRef::new(handle.spawn(conn)), peer)
+}

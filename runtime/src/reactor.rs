@@ -44,6 +44,25 @@ impl Readiness {
     const WRITE_CLOSED: u8 = 8;
     const ERROR: u8 = 16;
 
+    /// No readiness.
+    pub const EMPTY: Readiness = Readiness(0);
+    /// Readable (for a source that is not a mio `Source`, e.g. an
+    /// in-memory transport reporting through a `ReadySink`).
+    pub const READ: Readiness = Readiness(Self::READABLE);
+    /// Writable.
+    pub const WRITE: Readiness = Readiness(Self::WRITABLE);
+    /// The read half closed (with `READ`: there is an end to read).
+    pub const READ_HUP: Readiness = Readiness(Self::READ_CLOSED);
+    /// The write half closed.
+    pub const WRITE_HUP: Readiness = Readiness(Self::WRITE_CLOSED);
+    /// An error to fetch from the source.
+    pub const FAILED: Readiness = Readiness(Self::ERROR);
+
+    /// Both readinesses at once.
+    pub const fn union(self, other: Readiness) -> Readiness {
+        Readiness(self.0 | other.0)
+    }
+
     fn from_event(event: &mio::event::Event) -> Self {
         let mut bits = 0;
         if event.is_readable() {

@@ -1,0 +1,69 @@
+//! An echo server: every byte a client sends comes back. The README's
+//! main demo.
+//!
+//! Run:   cargo run --release --example echo [ADDR]      (default 127.0.0.1:7000)
+//! Talk:  nc 127.0.0.1 7000      (type a line; it comes back)
+//! Stop:  Ctrl-C (or SIGTERM): the listener stops accepting, every
+//!        connection flushes what it owes and closes, then the program
+//!        prints its counters and exits.
+//!
+//! Each connection is its own actor, a temporary child of the listener's
+//! connection supervisor; a client that sends faster than it reads is
+//! slowed down by TCP (the echo pauses reading while its write buffer is
+//! above the high watermark) rather than growing the server's memory.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use weft::prelude::*;
+
+/// Writes back what it reads.
+struct Echo;
+
+impl Protocol for Echo {
+    type Msg = ();
+
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        conn.write(data)?;
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let arg = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7000".into());
+    let addr: SocketAddr = match arg.parse() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("echo: bad address {arg:?} ({e}); expected IP:PORT, e.g. 127.0.0.1:7000");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match Runtime::builder().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("echo: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listening = match listen_tcp(rt.handle(), addr, ListenOptions::new(), || Echo) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("echo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("echo: listening on {}", listening.local_addr());
+    let info = listening.info();
+    if let Err(e) = rt.run() {
+        eprintln!("echo: {e}");
+        return ExitCode::FAILURE;
+    }
+    let stats = info.stats();
+    println!(
+        "echo: stopped; {} connections served, {} failed",
+        stats.accepted, stats.failed
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,538 @@
+//! Outgoing TCP connections: `connect_tcp` (Twisted's `connectTCP`).
+//!
+//! Owns: parsing the target, resolving a host name on the blocking pool
+//! (getaddrinfo never runs on a worker), the non-blocking connect to each
+//! resolved address in turn, the overall timeout, and turning failures
+//! into [`ConnectError`] values. The connection actor is spawned at once
+//! and runs this phase itself; its protocol is only called once connected.
+//!
+//! Must not touch: the listener, or the protocol before it is connected.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+use weft_actors::{reply_slot, Actor, Addr, AskError, Ctx, Pending, ReplyTo, Spawn, TimerHandle};
+use weft_runtime::mio::net::TcpStream;
+use weft_runtime::mio::Interest;
+use weft_runtime::{Handle, Readiness};
+
+use crate::conn::{ConnMsg, ConnOptions, ConnRef, Connection, Core, Inner};
+use crate::protocol::Protocol;
+use crate::transport::Transport;
+
+/// Where to connect: socket addresses, or a host name and port resolved
+/// on the blocking pool. Built from a `SocketAddr`, a `"host:port"` or
+/// `"[v6]:port"` string, or a `(host, port)` pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Try these addresses in order.
+    Addrs(Vec<SocketAddr>),
+    /// Resolve `host`, then try each address.
+    Host {
+        /// The name.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// Not a target; connecting fails with [`ConnectError::BadAddress`].
+    Invalid {
+        /// What was given.
+        input: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Self {
+        Target::Addrs(vec![addr])
+    }
+}
+
+impl From<(&str, u16)> for Target {
+    fn from((host, port): (&str, u16)) -> Self {
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Target::Addrs(vec![SocketAddr::new(ip, port)]);
+        }
+        if host.is_empty() {
+            return Target::Invalid {
+                input: format!("{host}:{port}"),
+                problem: "empty host name",
+            };
+        }
+        Target::Host {
+            host: host.to_string(),
+            port,
+        }
+    }
+}
+
+impl From<&str> for Target {
+    fn from(s: &str) -> Self {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Target::Addrs(vec![addr]);
+        }
+        let invalid = |problem| Target::Invalid {
+            input: s.to_string(),
+            problem,
+        };
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return invalid("missing \":port\"");
+        };
+        if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+            return invalid("an IPv6 address needs brackets: \"[addr]:port\"");
+        }
+        let Ok(port) = port.parse::<u16>() else {
+            return invalid("the port is not a number from 0 to 65535");
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.chars().any(char::is_whitespace) {
+            return invalid("empty or malformed host name");
+        }
+        Target::from((host, port))
+    }
+}
+
+impl From<String> for Target {
+    fn from(s: String) -> Self {
+        Target::from(s.as_str())
+    }
+}
+
+/// A name resolver: host and port to addresses. Runs on the blocking pool.
+pub type Resolver = Arc<dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
+
+/// Options of `connect_tcp`.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    timeout: Duration,
+    bind: Option<SocketAddr>,
+    conn: ConnOptions,
+    resolver: Option<Resolver>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            timeout: Duration::from_secs(30),
+            bind: None,
+            conn: ConnOptions::default(),
+            resolver: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("timeout", &self.timeout)
+            .field("bind", &self.bind)
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectOptions {
+    /// Defaults: 30 s timeout (resolution included), no bind address,
+    /// default connection options, the system resolver.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Give up after `d` (resolution and every address tried, in all).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Bind the socket to this local address before connecting.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = Some(addr);
+        self
+    }
+
+    /// Options of the connection once it is open.
+    pub fn conn(mut self, conn: ConnOptions) -> Self {
+        self.conn = conn;
+        self
+    }
+
+    /// Resolve names with `resolver` instead of the system's getaddrinfo
+    /// (a test's fixed table, a custom DNS client).
+    pub fn resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The target is not an address.
+    #[error("bad address {input:?}: {problem}")]
+    BadAddress {
+        /// What was given.
+        input: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The name did not resolve to any address.
+    #[error("cannot resolve {name:?}: {reason}")]
+    Unresolvable {
+        /// The name.
+        name: String,
+        /// The resolver's error.
+        reason: String,
+    },
+    /// Nothing listens there: the peer refused.
+    #[error("connection refused by {0}")]
+    Refused(SocketAddr),
+    /// No connection within the timeout.
+    #[error("connect timed out")]
+    TimedOut,
+    /// Another I/O error (unreachable network, bind address in use, ...).
+    #[error("connecting to {addr:?} failed: {message}")]
+    Io {
+        /// The address being tried, if one was.
+        addr: Option<SocketAddr>,
+        /// The error's kind.
+        kind: io::ErrorKind,
+        /// The error's text.
+        message: String,
+    },
+    /// The attempt was cancelled (closed, or its actor stopped).
+    #[error("the connection attempt was aborted")]
+    Aborted,
+    /// The runtime refused the work (blocking pool full, shutting down,
+    /// or `wait` called on a worker thread).
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+impl ConnectError {
+    fn io(addr: Option<SocketAddr>, e: &io::Error) -> Self {
+        match (e.kind(), addr) {
+            (io::ErrorKind::ConnectionRefused, Some(addr)) => ConnectError::Refused(addr),
+            (io::ErrorKind::TimedOut, _) => ConnectError::TimedOut,
+            (kind, addr) => ConnectError::Io {
+                addr,
+                kind,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+type Reply<P> = ReplyTo<Result<ConnRef<P>, ConnectError>>;
+
+/// The state of a connection still connecting.
+pub(crate) struct ConnectState<P: Protocol> {
+    reply: Option<Reply<P>>,
+    target: Option<Target>,
+    addrs: VecDeque<SocketAddr>,
+    current: Option<SocketAddr>,
+    bind: Option<SocketAddr>,
+    timeout: Duration,
+    resolver: Option<Resolver>,
+    timer: Option<TimerHandle>,
+    last_error: Option<ConnectError>,
+    /// Protocol messages that arrived before the connection opened.
+    pub(crate) held: Vec<P::Msg>,
+}
+
+/// A connection being made. `wait` for it from a plain thread, or have
+/// the outcome sent to an actor with `notify`.
+pub struct Connecting<P: Protocol> {
+    pending: Pending<Result<ConnRef<P>, ConnectError>>,
+    addr: Addr<Connection<P>>,
+}
+
+impl<P: Protocol> Connecting<P> {
+    /// Blocks this (non-worker) thread until connected or failed; after
+    /// `timeout` the attempt is aborted and `TimedOut` returned.
+    pub fn wait(self, timeout: Duration) -> Result<ConnRef<P>, ConnectError> {
+        match self.pending.wait(timeout) {
+            Ok(result) => result,
+            Err(AskError::Timeout) => {
+                let _ = self.addr.send(ConnMsg(Inner::Abort));
+                Err(ConnectError::TimedOut)
+            }
+            Err(AskError::WouldBlockWorker) => Err(ConnectError::Runtime(
+                "Connecting::wait on a worker thread; use Connecting::notify".into(),
+            )),
+            Err(_) => Err(ConnectError::Aborted),
+        }
+    }
+
+    /// Sends `map(outcome)` to the actor of `ctx` when connected or failed.
+    pub fn notify<A: Actor>(
+        self,
+        ctx: &mut Ctx<'_, A>,
+        map: impl FnOnce(Result<ConnRef<P>, ConnectError>) -> A::Msg + Send + 'static,
+    ) {
+        ctx.on_reply(self.pending, move |r| {
+            map(r.unwrap_or_else(|_| Err(ConnectError::Aborted)))
+        });
+    }
+
+    /// The connection, already usable: messages sent before it opens are
+    /// handed to the protocol after `connected`.
+    pub fn conn(&self) -> ConnRef<P> {
+        ConnRef::new(self.addr.clone())
+    }
+}
+
+/// Connects to `target` and runs `protocol` on the connection in its own
+/// actor (Twisted's `connectTCP`). Returns at once; the name (if any) is
+/// resolved on the blocking pool, and every failure is a [`ConnectError`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use weft_io::{connect_tcp, Conn, ConnectOptions, Protocol};
+/// use weft_actors::ActorResult;
+///
+/// struct Hello;
+/// impl Protocol for Hello {
+///     type Msg = ();
+///     fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+///         conn.write(b"hello\n")?;
+///         Ok(())
+///     }
+///     fn data(&mut self, _conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         println!("{}", String::from_utf8_lossy(data));
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let conn = connect_tcp(rt.handle(), "localhost:7000", ConnectOptions::new(), Hello)
+///     .wait(Duration::from_secs(5));
+/// ```
+pub fn connect_tcp<P: Protocol>(
+    handle: &Handle,
+    target: impl Into<Target>,
+    options: ConnectOptions,
+    protocol: P,
+) -> Connecting<P> {
+    let (reply, pending) = reply_slot();
+    let state = ConnectState {
+        reply: Some(reply),
+        target: Some(target.into()),
+        addrs: VecDeque::new(),
+        current: None,
+        bind: options.bind,
+        timeout: options.timeout,
+        resolver: options.resolver,
+        timer: None,
+        last_error: None,
+        held: Vec::new(),
+    };
+    let mut conn = Connection::new(
+        protocol,
+        Core::new(Transport::Closed, Arc::new(options.conn), None),
+    );
+    conn.connecting = Some(Box::new(state));
+    let addr = handle.spawn(conn);
+    Connecting { pending, addr }
+}
+
+fn resolve(resolver: Option<Resolver>, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    match resolver {
+        Some(r) => r(host, port),
+        None => (host, port).to_socket_addrs().map(Iterator::collect),
+    }
+}
+
+impl<P: Protocol> Connection<P> {
+    pub(crate) fn connect_start(&mut self, ctx: &mut Ctx<'_, Self>) -> weft_actors::ActorResult {
+        let Some(state) = self.connecting.as_mut() else {
+            return Ok(());
+        };
+        state.timer = Some(ctx.send_later(state.timeout, ConnMsg(Inner::ConnectTimeout)));
+        match state.target.take() {
+            Some(Target::Addrs(addrs)) => {
+                state.addrs = addrs.into();
+                self.connect_next(ctx);
+            }
+            Some(Target::Host { host, port }) => {
+                let resolver = state.resolver.clone();
+                let spawned = ctx.spawn_blocking(
+                    move || resolve(resolver, &host, port),
+                    |r| {
+                        ConnMsg(Inner::Resolved(r.unwrap_or_else(|p| {
+                            Err(io::Error::other(format!("resolver panicked: {}", p.0)))
+                        })))
+                    },
+                );
+                if let Err(e) = spawned {
+                    self.connect_fail(ConnectError::Runtime(e.to_string()), ctx);
+                }
+            }
+            Some(Target::Invalid { input, problem }) => {
+                self.connect_fail(
+                    ConnectError::BadAddress {
+                        input,
+                        problem: problem.to_string(),
+                    },
+                    ctx,
+                );
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn connect_resolved(
+        &mut self,
+        result: io::Result<Vec<SocketAddr>>,
+        ctx: &mut Ctx<'_, Self>,
+    ) {
+        let Some(state) = self.connecting.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(addrs) if !addrs.is_empty() => {
+                state.addrs = addrs.into();
+                self.connect_next(ctx);
+            }
+            other => {
+                let reason = match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "no addresses".to_string(),
+                };
+                let name = match &state.target {
+                    Some(Target::Host { host, port }) => format!("{host}:{port}"),
+                    _ => String::new(),
+                };
+                self.connect_fail(ConnectError::Unresolvable { name, reason }, ctx);
+            }
+        }
+    }
+
+    /// Starts connecting to the next address, or fails with the last error.
+    fn connect_next(&mut self, ctx: &mut Ctx<'_, Self>) {
+        loop {
+            let Some(state) = self.connecting.as_mut() else {
+                return;
+            };
+            let Some(addr) = state.addrs.pop_front() else {
+                let error = state.last_error.take().unwrap_or(ConnectError::Io {
+                    addr: None,
+                    kind: io::ErrorKind::AddrNotAvailable,
+                    message: "no address to connect to".into(),
+                });
+                return self.connect_fail(error, ctx);
+            };
+            state.current = Some(addr);
+            match start_connect(addr, state.bind) {
+                Ok(mut stream) => {
+                    match ctx.register_io(
+                        &mut stream,
+                        Interest::READABLE | Interest::WRITABLE,
+                        |r| ConnMsg(Inner::Io(r)),
+                    ) {
+                        Ok(token) => {
+                            self.core.token = Some(token);
+                            self.core.io = Transport::Tcp(stream);
+                            return;
+                        }
+                        Err(e) => state.last_error = Some(ConnectError::io(Some(addr), &e)),
+                    }
+                }
+                Err(e) => state.last_error = Some(e),
+            }
+        }
+    }
+
+    /// Readiness while connecting: connected, failed, or not yet.
+    pub(crate) fn connect_ready(
+        &mut self,
+        r: Readiness,
+        ctx: &mut Ctx<'_, Self>,
+    ) -> weft_actors::ActorResult {
+        let Some(state) = self.connecting.as_mut() else {
+            return Ok(());
+        };
+        let addr = state.current;
+        let failure = match self.core.io.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match self.core.io.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    if r.is_error() || r.is_write_closed() || r.is_read_closed() {
+                        Some(io::Error::from(io::ErrorKind::ConnectionRefused))
+                    } else {
+                        return Ok(()); // not yet
+                    }
+                }
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = failure {
+            state.last_error = Some(ConnectError::io(addr, &e));
+            self.release_transport(ctx);
+            self.connect_next(ctx);
+            return Ok(());
+        }
+        let mut state = self.connecting.take().expect("checked above");
+        if let Some(timer) = state.timer.take() {
+            timer.cancel();
+        }
+        self.open(ctx)?;
+        for msg in std::mem::take(&mut state.held) {
+            ctx.send_self(ConnMsg(Inner::User(msg)));
+        }
+        if let Some(reply) = state.reply.take() {
+            reply.send(Ok(ConnRef::new(ctx.address())));
+        }
+        Ok(())
+    }
+
+    fn release_transport(&mut self, ctx: &mut Ctx<'_, Self>) {
+        if let (Some(token), Transport::Tcp(stream)) = (self.core.token.take(), &mut self.core.io) {
+            let _ = ctx.deregister_io(stream, token);
+        }
+        self.core.io = Transport::Closed;
+    }
+
+    /// Gives up: the error goes to whoever waits, the actor stops.
+    pub(crate) fn connect_fail(&mut self, error: ConnectError, ctx: &mut Ctx<'_, Self>) {
+        let Some(mut state) = self.connecting.take() else {
+            return;
+        };
+        if let Some(timer) = state.timer.take() {
+            timer.cancel();
+        }
+        tracing::debug!(%error, "connect failed");
+        self.release_transport(ctx);
+        if let Some(reply) = state.reply.take() {
+            reply.send(Err(error));
+        }
+        ctx.stop();
+    }
+}
+
+/// A non-blocking socket connecting to `addr` (from `bind` if given).
+fn start_connect(addr: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStream, ConnectError> {
+    let err = |e: io::Error| ConnectError::io(Some(addr), &e);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    if let Some(bind) = bind {
+        socket.bind(&bind.into()).map_err(|e| ConnectError::Io {
+            addr: Some(addr),
+            kind: e.kind(),
+            message: format!("cannot bind to {bind}: {e}"),
+        })?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(err(e)),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}

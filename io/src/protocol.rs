@@ -1,0 +1,136 @@
+//! What a user implements for one connection: the [`Protocol`] trait
+//! (Twisted's `Protocol` plus `IPushProducer`), and why a connection ended.
+//!
+//! Must not touch: sockets (a protocol sees only its [`Conn`] handle).
+
+use std::fmt;
+use std::io;
+
+use weft_actors::{ActorResult, ExitReason};
+
+use crate::conn::Conn;
+
+/// The behaviour of one connection, run inside its own connection actor:
+/// every callback runs on that actor's turn, never two at once, so the
+/// protocol's state needs no lock. A callback that returns `Err` or panics
+/// ends the connection (the socket is reset) and nothing else.
+///
+/// ```
+/// use weft_io::{Conn, Protocol};
+/// use weft_actors::ActorResult;
+///
+/// /// Echoes every byte back.
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Msg = ();
+///     fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         conn.write(data)?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Protocol: Send + Sized + 'static {
+    /// The protocol's own messages, sent by other actors or threads through
+    /// [`ConnRef::send`](crate::ConnRef::send); handled by [`message`](Self::message).
+    /// Use `()` when there are none.
+    type Msg: Send + 'static;
+
+    /// The connection is open (peer and local address in `conn`).
+    fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+        let _ = conn;
+        Ok(())
+    }
+
+    /// Bytes arrived. `data` is only valid during the call.
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult;
+
+    /// The peer shut its write side (end of input). The default closes
+    /// the connection once what was written is sent; a protocol that
+    /// answers after the end of input (half-close) overrides this and
+    /// closes later.
+    fn read_closed(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+        conn.close();
+        Ok(())
+    }
+
+    /// One of this protocol's own messages arrived.
+    fn message(&mut self, conn: &mut Conn<'_, '_, Self>, msg: Self::Msg) -> ActorResult {
+        let _ = (conn, msg);
+        Ok(())
+    }
+
+    /// The write buffer passed the high watermark: stop producing. The
+    /// default pauses reading, so a protocol that writes what it reads
+    /// (echo, proxy) slows its peer down instead of buffering.
+    fn write_paused(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        conn.pause_reading();
+    }
+
+    /// The write buffer drained below the low watermark: produce again.
+    /// The default resumes reading.
+    fn write_resumed(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        conn.resume_reading();
+    }
+
+    /// The connection ended, for `reason`. Not called when a callback of
+    /// this protocol failed (panicked or returned `Err`): its state is
+    /// suspect, and the connection's exit reason says what happened.
+    fn closed(&mut self, reason: &CloseReason) {
+        let _ = reason;
+    }
+}
+
+/// Why a connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Closed in order: by us (`close`) after what was written was sent,
+    /// or after the peer's end of input.
+    Clean,
+    /// The peer reset the connection (`ECONNRESET`, `EPIPE`).
+    PeerReset,
+    /// Nothing was read or written for the idle timeout.
+    IdleTimeout,
+    /// Closed at once with `abort` (what was buffered was discarded).
+    Aborted,
+    /// The listener, a supervisor or the runtime shut the connection down.
+    Shutdown,
+    /// An I/O error other than a reset.
+    Error(io::ErrorKind, String),
+}
+
+impl CloseReason {
+    pub(crate) fn from_io(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted => CloseReason::PeerReset,
+            kind => CloseReason::Error(kind, e.to_string()),
+        }
+    }
+
+    /// Whether the connection ended in order (clean close or end of input).
+    pub fn is_clean(&self) -> bool {
+        matches!(self, CloseReason::Clean)
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Clean => f.write_str("closed cleanly"),
+            CloseReason::PeerReset => f.write_str("reset by peer"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::Aborted => f.write_str("aborted"),
+            CloseReason::Shutdown => f.write_str("shut down"),
+            CloseReason::Error(_, msg) => write!(f, "I/O error: {msg}"),
+        }
+    }
+}
+
+/// The exit reason of a connection actor that closed for `reason`.
+pub(crate) fn exit_reason(reason: &CloseReason) -> ExitReason {
+    match reason {
+        CloseReason::Shutdown => ExitReason::Shutdown,
+        _ => ExitReason::Normal,
+    }
+}
