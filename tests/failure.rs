@@ -194,3 +194,46 @@ fn failed_start_and_children_stop_with_their_parent() {
     assert_eq!(recv(&obs_rx), "down shutdown");
     assert!(survivor.is_stopped());
 }
+
+/// Finishes its work before stopping when asked to stop.
+struct Finisher {
+    tx: std::sync::mpsc::Sender<String>,
+}
+
+impl Actor for Finisher {
+    type Msg = &'static str;
+    fn handle(&mut self, msg: &'static str, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        let _ = self.tx.send(format!("handled {msg}"));
+        if msg == "done" {
+            ctx.stop_with(ExitReason::Shutdown);
+        }
+        Ok(())
+    }
+    fn stopping(&mut self, reason: &ExitReason, _ctx: &mut Ctx<'_, Self>) -> Stopping {
+        let _ = self.tx.send(format!("stopping {reason}"));
+        Stopping::Continue
+    }
+    fn stopped(&mut self, reason: &ExitReason, _ctx: &mut Ctx<'_, Self>) {
+        let _ = self.tx.send(format!("stopped {reason}"));
+    }
+}
+
+#[test]
+fn a_stop_request_can_be_trapped_but_kill_cannot() {
+    let rt = runtime(1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let a = rt.handle().spawn(Finisher { tx: tx.clone() });
+    assert!(a.stop_with(ExitReason::Shutdown));
+    assert_eq!(recv(&rx), "stopping shutdown");
+    // Still running: it finishes its work, then stops itself.
+    a.send("work").ok().unwrap();
+    assert_eq!(recv(&rx), "handled work");
+    a.send("done").ok().unwrap();
+    assert_eq!(recv(&rx), "handled done");
+    assert_eq!(recv(&rx), "stopped shutdown");
+
+    let b = rt.handle().spawn(Finisher { tx });
+    assert!(b.kill());
+    assert_eq!(recv(&rx), "stopped killed");
+    assert_silent(&rx);
+}

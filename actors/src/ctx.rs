@@ -154,6 +154,13 @@ impl<'a, A: Actor> Ctx<'a, A> {
         }
     }
 
+    /// Whether a send of this turn was held back by a full mailbox: the
+    /// actor is muted and handles no more messages until it is delivered.
+    /// A producer (a connection reading its socket) stops producing now.
+    pub fn is_muted(&self) -> bool {
+        self.state.muted()
+    }
+
     /// Sends `msg` to this actor itself, bypassing the capacity (it is
     /// bounded by what the actor itself sends). Safe in `started`.
     pub fn send_self(&mut self, msg: A::Msg) {

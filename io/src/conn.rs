@@ -371,10 +371,11 @@ impl<'c, P: Protocol> Conn<'_, 'c, P> {
         self.core.buffered()
     }
 
-    /// Whether the protocol was told to pause writing (and not yet to
-    /// resume).
+    /// Whether the protocol should stop producing: the buffer is past the
+    /// high watermark, or the protocol was told to pause and not yet to
+    /// resume. A producer writing in a loop checks this between writes.
     pub fn is_write_paused(&self) -> bool {
-        self.core.write_paused
+        self.core.write_paused || self.core.buffered() > self.core.opts.high_water
     }
 
     /// Closes in order: what is buffered is sent, then the connection
@@ -707,6 +708,15 @@ impl<P: Protocol> Connection<P> {
                         .data(&mut Self::conn(&mut self.core, ctx), &buf[..n])?;
                     self.settle(ctx)?;
                     budget = budget.saturating_sub(n);
+                    if ctx.is_muted() {
+                        // The protocol's consumer is full: read no more
+                        // until it catches up (the actor is muted until
+                        // then; this message waits behind the held send).
+                        if self.core.can_read() {
+                            ctx.send_self(ConnMsg(Inner::ReadMore));
+                        }
+                        break;
+                    }
                     if budget == 0 {
                         if self.core.can_read() {
                             ctx.send_self(ConnMsg(Inner::ReadMore));

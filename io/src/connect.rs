@@ -359,6 +359,11 @@ impl<P: Protocol> Connection<P> {
                 self.connect_next(ctx);
             }
             Some(Target::Host { host, port }) => {
+                // Kept for the error message if resolution fails.
+                state.target = Some(Target::Host {
+                    host: host.clone(),
+                    port,
+                });
                 let resolver = state.resolver.clone();
                 let spawned = ctx.spawn_blocking(
                     move || resolve(resolver, &host, port),

@@ -1,0 +1,406 @@
+//! Protocols over the in-memory transport: the same connection actor as
+//! over TCP (buffering, watermarks, half-close, idle timeout, close and
+//! abort), with a test-driven peer and, where time matters, the manual
+//! clock. No sockets.
+
+mod common;
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
+
+use common::*;
+use weft::io::{connect_memory, MemoryClose, WriteError};
+use weft::prelude::*;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ev {
+    Connected,
+    Data(Vec<u8>),
+    ReadClosed,
+    Paused,
+    Resumed,
+    Msg(String),
+    WriteFailed(WriteError),
+    Closed(CloseReason),
+}
+
+/// What the probe does with input.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Echo,
+    /// Answers each chunk with `n` bytes (a producer far faster than a
+    /// slow reader).
+    Burst(usize),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Control {
+    Pause,
+    Resume,
+    Write(&'static str),
+    Close,
+    Abort,
+    HalfClose,
+}
+
+/// A protocol that reports every callback to the test.
+struct Probe {
+    tx: Sender<Ev>,
+    mode: Mode,
+    /// Keep writing after `write_paused` (a protocol that ignores pauses).
+    ignore_pause: bool,
+    /// Answer end of input with this, then close.
+    bye: Option<&'static [u8]>,
+}
+
+impl Probe {
+    fn new(tx: Sender<Ev>, mode: Mode) -> Self {
+        Probe {
+            tx,
+            mode,
+            ignore_pause: false,
+            bye: None,
+        }
+    }
+}
+
+impl Protocol for Probe {
+    type Msg = Control;
+
+    fn connected(&mut self, _conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+        let _ = self.tx.send(Ev::Connected);
+        Ok(())
+    }
+
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        let _ = self.tx.send(Ev::Data(data.to_vec()));
+        if data == b"panic" {
+            panic!("the probe was told to panic");
+        }
+        match self.mode {
+            Mode::Echo => {
+                if let Err(e) = conn.write(data) {
+                    let _ = self.tx.send(Ev::WriteFailed(e));
+                }
+            }
+            Mode::Burst(n) => {
+                let chunk = vec![b'z'; 8192];
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(chunk.len());
+                    if let Err(e) = conn.write(&chunk[..k]) {
+                        let _ = self.tx.send(Ev::WriteFailed(e));
+                        break;
+                    }
+                    left -= k;
+                    if conn.is_write_paused() && !self.ignore_pause {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_closed(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+        let _ = self.tx.send(Ev::ReadClosed);
+        if let Some(bye) = self.bye {
+            conn.write(bye)?;
+        }
+        conn.close();
+        Ok(())
+    }
+
+    fn message(&mut self, conn: &mut Conn<'_, '_, Self>, msg: Control) -> ActorResult {
+        match msg {
+            Control::Pause => conn.pause_reading(),
+            Control::Resume => conn.resume_reading(),
+            Control::Write(s) => {
+                let _ = self.tx.send(Ev::Msg(s.to_string()));
+                conn.write(s.as_bytes())?;
+            }
+            Control::Close => conn.close(),
+            Control::Abort => conn.abort(),
+            Control::HalfClose => conn.shutdown_write(),
+        }
+        Ok(())
+    }
+
+    fn write_paused(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        let _ = self.tx.send(Ev::Paused);
+        conn.pause_reading();
+    }
+
+    fn write_resumed(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        let _ = self.tx.send(Ev::Resumed);
+        conn.resume_reading();
+    }
+
+    fn closed(&mut self, reason: &CloseReason) {
+        let _ = self.tx.send(Ev::Closed(reason.clone()));
+    }
+}
+
+/// Waits for the first event that `pick` accepts, failing after `WAIT`.
+fn wait_for(rx: &Receiver<Ev>, pick: impl Fn(&Ev) -> bool) -> Ev {
+    loop {
+        let ev = recv(rx);
+        if pick(&ev) {
+            return ev;
+        }
+    }
+}
+
+fn closed_reason(rx: &Receiver<Ev>) -> CloseReason {
+    match wait_for(rx, |e| matches!(e, Ev::Closed(_))) {
+        Ev::Closed(r) => r,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn echo_in_order_and_clean_close_on_end_of_input() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let (_conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Probe::new(tx, Mode::Echo));
+    assert_eq!(recv(&rx), Ev::Connected);
+    let mut sent = Vec::new();
+    for i in 0..200u32 {
+        let chunk = format!("line {i}\n").into_bytes();
+        peer.write(&chunk);
+        sent.extend(chunk);
+    }
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let part = peer.read_at_least(sent.len() - got.len(), WAIT);
+        assert!(!part.is_empty(), "echo stalled at {} bytes", got.len());
+        got.extend(part);
+    }
+    assert_eq!(got, sent);
+    peer.shutdown_write();
+    assert_eq!(closed_reason(&rx), CloseReason::Clean);
+    assert_eq!(peer.wait_closed(WAIT), Some(MemoryClose::Closed));
+}
+
+#[test]
+fn half_close_lets_the_protocol_answer_after_end_of_input() {
+    let rt = runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let mut probe = Probe::new(tx, Mode::Echo);
+    probe.bye = Some(b"bye\n");
+    let (_conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), probe);
+    peer.write(b"hi\n");
+    peer.shutdown_write();
+    wait_for(&rx, |e| *e == Ev::ReadClosed);
+    assert_eq!(closed_reason(&rx), CloseReason::Clean);
+    assert_eq!(peer.wait_closed(WAIT), Some(MemoryClose::Closed));
+    assert_eq!(peer.read(), b"hi\nbye\n");
+}
+
+#[test]
+fn our_half_close_keeps_reading() {
+    let rt = runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let (conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Probe::new(tx, Mode::Echo));
+    conn.send(Control::Write("last words")).unwrap();
+    conn.send(Control::HalfClose).unwrap();
+    assert!(peer.wait_write_shut(WAIT));
+    assert_eq!(peer.read(), b"last words");
+    // Still reading: data after our half-close reaches the protocol.
+    peer.write(b"more");
+    assert_eq!(
+        wait_for(&rx, |e| matches!(e, Ev::Data(_))),
+        Ev::Data(b"more".to_vec())
+    );
+    // Writing after our half-close is refused with an error value.
+    assert_eq!(recv(&rx), Ev::WriteFailed(WriteError::Closed));
+    assert_eq!(peer.closed(), None);
+    // The peer's end finishes the connection.
+    peer.shutdown_write();
+    assert_eq!(closed_reason(&rx), CloseReason::Clean);
+}
+
+#[test]
+fn peer_reset_is_reported() {
+    let rt = runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let (_conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Probe::new(tx, Mode::Echo));
+    assert_eq!(recv(&rx), Ev::Connected);
+    peer.reset();
+    assert_eq!(closed_reason(&rx), CloseReason::PeerReset);
+}
+
+#[test]
+fn write_watermarks_pause_and_resume_the_producer() {
+    let rt = runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let opts = ConnOptions::new().watermarks(32 * 1024, 8 * 1024);
+    let (_conn, peer) = connect_memory(rt.handle(), opts, Probe::new(tx, Mode::Burst(1 << 20)));
+    peer.set_window(0); // a reader that never reads
+    peer.write(b"go");
+    wait_for(&rx, |e| *e == Ev::Paused);
+    // The producer stopped near the high mark: at most one chunk past it.
+    let stats_bound = 32 * 1024 + 8192;
+    // Reading paused with it: more input is not delivered.
+    peer.write(b"more");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(100))
+            .map_or(true, |e| !matches!(e, Ev::Data(_))),
+        "a paused connection still read"
+    );
+    // The reader catches up: resume, and the held input arrives.
+    peer.set_window(usize::MAX);
+    let drained = peer.read_at_least(1, WAIT);
+    assert!(!drained.is_empty() && drained.len() <= stats_bound);
+    wait_for(&rx, |e| *e == Ev::Resumed);
+    assert_eq!(
+        wait_for(&rx, |e| matches!(e, Ev::Data(_))),
+        Ev::Data(b"more".to_vec())
+    );
+}
+
+#[test]
+fn a_protocol_that_ignores_pauses_hits_the_buffer_limit_with_an_error() {
+    let rt = runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let opts = ConnOptions::new()
+        .watermarks(16 * 1024, 4 * 1024)
+        .max_write_buffer(64 * 1024);
+    let mut probe = Probe::new(tx, Mode::Burst(1 << 20));
+    probe.ignore_pause = true;
+    let (_conn, peer) = connect_memory(rt.handle(), opts, probe);
+    peer.set_window(0);
+    peer.write(b"go");
+    match wait_for(&rx, |e| matches!(e, Ev::WriteFailed(_))) {
+        Ev::WriteFailed(WriteError::BufferFull { buffered, limit }) => {
+            assert_eq!(limit, 64 * 1024);
+            assert!(buffered <= limit, "buffered {buffered} past the limit");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Nothing was lost: what was accepted is all delivered once read.
+    peer.set_window(usize::MAX);
+    let got = peer.read_at_least(1, WAIT);
+    assert!(got.len() > 16 * 1024 && got.len() <= 64 * 1024);
+}
+
+#[test]
+fn pause_and_resume_reading() {
+    let rt = runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let (conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Probe::new(tx, Mode::Echo));
+    assert_eq!(recv(&rx), Ev::Connected);
+    conn.send(Control::Pause).unwrap();
+    conn.send(Control::Write("marker")).unwrap();
+    wait_for(&rx, |e| matches!(e, Ev::Msg(_)));
+    peer.write(b"held");
+    assert_silent(&rx);
+    conn.send(Control::Resume).unwrap();
+    assert_eq!(recv(&rx), Ev::Data(b"held".to_vec()));
+}
+
+#[test]
+fn idle_timeout_on_the_manual_clock() {
+    let (rt, clock) = manual_runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let opts = ConnOptions::new().idle_timeout(Some(Duration::from_secs(30)));
+    let (_conn, peer) = connect_memory(rt.handle(), opts, Probe::new(tx, Mode::Echo));
+    assert_eq!(recv(&rx), Ev::Connected);
+    clock.advance(Duration::from_secs(20));
+    // Activity pushes the deadline back.
+    peer.write(b"ping");
+    assert_eq!(peer.read_at_least(4, WAIT), b"ping");
+    assert_eq!(recv(&rx), Ev::Data(b"ping".to_vec()));
+    clock.advance(Duration::from_secs(20));
+    assert_silent(&rx);
+    assert_eq!(peer.closed(), None, "closed after 20 s of quiet");
+    // Step the clock a second at a time (the connection re-arms its check
+    // from whatever time it sees): it closes once 30 s passed in quiet.
+    let mut quiet = 20;
+    while peer.wait_closed(Duration::from_millis(20)).is_none() {
+        assert!(quiet < 90, "no idle timeout after {quiet} s of quiet");
+        clock.advance(Duration::from_secs(1));
+        quiet += 1;
+    }
+    assert!(quiet >= 30, "closed after only {quiet} s of quiet");
+    assert_eq!(closed_reason(&rx), CloseReason::IdleTimeout);
+    assert_eq!(peer.wait_closed(WAIT), Some(MemoryClose::Closed));
+}
+
+#[test]
+fn close_flushes_and_abort_discards() {
+    let rt = runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let (conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Probe::new(tx, Mode::Echo));
+    peer.set_window(3);
+    conn.send(Control::Write("flushed in full")).unwrap();
+    conn.send(Control::Close).unwrap();
+    wait_for(&rx, |e| matches!(e, Ev::Msg(_)));
+    // Only 3 bytes fit; close waits for the rest.
+    assert_eq!(peer.wait_closed(Duration::from_millis(100)), None);
+    peer.set_window(usize::MAX);
+    let mut got = peer.read_at_least(15, WAIT);
+    assert_eq!(peer.wait_closed(WAIT), Some(MemoryClose::Closed));
+    got.extend(peer.read());
+    assert_eq!(got, b"flushed in full");
+    assert_eq!(closed_reason(&rx), CloseReason::Clean);
+
+    let (tx, rx) = mpsc::channel();
+    let (conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Probe::new(tx, Mode::Echo));
+    peer.set_window(0);
+    conn.send(Control::Write("discarded")).unwrap();
+    conn.send(Control::Abort).unwrap();
+    assert_eq!(closed_reason(&rx), CloseReason::Aborted);
+    assert_eq!(peer.wait_closed(WAIT), Some(MemoryClose::Aborted));
+    assert!(peer.read().is_empty());
+}
+
+#[test]
+fn a_panicking_protocol_is_reset_and_others_carry_on() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let (bad, bad_peer) =
+        connect_memory(rt.handle(), ConnOptions::new(), Probe::new(tx, Mode::Echo));
+    let (tx2, _rx2) = mpsc::channel();
+    let (_good, good_peer) =
+        connect_memory(rt.handle(), ConnOptions::new(), Probe::new(tx2, Mode::Echo));
+    bad_peer.write(b"panic");
+    assert_eq!(bad_peer.wait_closed(WAIT), Some(MemoryClose::Aborted));
+    // `closed` is not called on a protocol whose callback failed.
+    assert!(!rx.try_iter().any(|e| matches!(e, Ev::Closed(_))));
+    let deadline = std::time::Instant::now() + WAIT;
+    while !bad.is_closed() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(bad.is_closed());
+    good_peer.write(b"still here");
+    assert_eq!(good_peer.read_at_least(10, WAIT), b"still here");
+}
+
+#[test]
+fn runtime_shutdown_flushes_pending_writes() {
+    let rt = runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let (conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Probe::new(tx, Mode::Echo));
+    peer.set_window(4);
+    conn.send(Control::Write("pending at shutdown")).unwrap();
+    wait_for(&rx, |e| matches!(e, Ev::Msg(_)));
+    let reader = std::thread::spawn(move || {
+        // Read slowly, while the runtime is shutting down.
+        let mut got = Vec::new();
+        while peer.closed().is_none() || peer.unread() > 0 {
+            std::thread::sleep(Duration::from_millis(5));
+            got.extend(peer.read());
+            if got.len() > 1000 {
+                break;
+            }
+        }
+        got.extend(peer.read());
+        (got, peer.closed())
+    });
+    rt.shutdown_and_wait();
+    let (got, how) = reader.join().unwrap();
+    assert_eq!(got, b"pending at shutdown");
+    assert_eq!(how, Some(MemoryClose::Closed));
+    assert_eq!(closed_reason(&rx), CloseReason::Shutdown);
+}
