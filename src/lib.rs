@@ -56,7 +56,7 @@ pub mod prelude {
         SendError, Spawn, SpawnOptions, Stopping, TimerHandle,
     };
     pub use weft_io::{
-        connect_tcp, listen_tcp, CloseReason, Conn, ConnOptions, ConnRef, ConnectOptions,
+        connect_tcp, listen_tcp, CloseReason, Conn, ConnMsg, ConnOptions, ConnRef, ConnectOptions,
         ListenOptions, Protocol, StopMode,
     };
     pub use weft_runtime::{Handle, ManualClock, MissedTicks, Phase, Runtime};

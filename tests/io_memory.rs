@@ -136,7 +136,7 @@ impl Protocol for Probe {
         conn.resume_reading();
     }
 
-    fn closed(&mut self, reason: &CloseReason) {
+    fn closed(&mut self, _conn: &mut Conn<'_, '_, Self>, reason: &CloseReason) {
         let _ = self.tx.send(Ev::Closed(reason.clone()));
     }
 }

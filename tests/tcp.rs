@@ -35,7 +35,7 @@ impl Protocol for Echo {
         Ok(())
     }
 
-    fn closed(&mut self, reason: &CloseReason) {
+    fn closed(&mut self, _conn: &mut Conn<'_, '_, Self>, reason: &CloseReason) {
         if let Some(tx) = &self.closed {
             let _ = tx.send(reason.clone());
         }

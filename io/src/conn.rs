@@ -187,6 +187,7 @@ pub(crate) enum Inner<M> {
     DrainTimeout,
     Resolved(io::Result<Vec<SocketAddr>>),
     ConnectTimeout,
+    Stop(ExitReason),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -765,6 +766,16 @@ impl<P: Protocol> Connection<P> {
         Ok(())
     }
 
+    /// Hands the protocol one of its messages (dropped once closed).
+    pub(crate) fn deliver(&mut self, msg: P::Msg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if self.core.io.is_closed() {
+            return Ok(());
+        }
+        self.protocol
+            .message(&mut Self::conn(&mut self.core, ctx), msg)?;
+        self.settle(ctx)
+    }
+
     fn on_idle_check(&mut self, generation: u32, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         if generation != self.core.idle_gen || self.core.io.is_closed() {
             return Ok(());
@@ -794,8 +805,16 @@ impl<P: Protocol> Connection<P> {
             return;
         }
         self.release(how, ctx);
-        self.protocol.closed(&reason);
-        ctx.stop_with(exit_reason(&reason));
+        self.protocol
+            .closed(&mut Self::conn(&mut self.core, ctx), &reason);
+        if ctx.is_muted() {
+            // Sends are held for a full mailbox: stopping now would drop
+            // them. A muted actor handles no message until they are
+            // delivered, so this one stops it right after.
+            ctx.send_self(ConnMsg(Inner::Stop(exit_reason(&reason))));
+        } else {
+            ctx.stop_with(exit_reason(&reason));
+        }
     }
 
     /// Deregisters and closes the transport.
@@ -846,10 +865,8 @@ impl<P: Protocol> Actor for Connection<P> {
             Inner::User(m) => {
                 if let Some(connecting) = &mut self.connecting {
                     connecting.held.push(m);
-                } else if !self.core.io.is_closed() {
-                    self.protocol
-                        .message(&mut Self::conn(&mut self.core, ctx), m)?;
-                    self.settle(ctx)?;
+                } else {
+                    self.deliver(m, ctx)?;
                 }
             }
             Inner::IdleCheck(generation) => self.on_idle_check(generation, ctx)?,
@@ -876,6 +893,7 @@ impl<P: Protocol> Actor for Connection<P> {
                 }
             }
             Inner::Resolved(result) => self.connect_resolved(result, ctx),
+            Inner::Stop(reason) => ctx.stop_with(reason),
             Inner::ConnectTimeout => {
                 if self.connecting.is_some() {
                     self.connect_fail(crate::ConnectError::TimedOut, ctx);

@@ -488,8 +488,9 @@ impl<P: Protocol> Connection<P> {
             timer.cancel();
         }
         self.open(ctx)?;
+        // Handled here, in order, before anything queued behind them.
         for msg in std::mem::take(&mut state.held) {
-            ctx.send_self(ConnMsg(Inner::User(msg)));
+            self.deliver(msg, ctx)?;
         }
         if let Some(reply) = state.reply.take() {
             reply.send(Ok(ConnRef::new(ctx.address())));

@@ -72,11 +72,13 @@ pub trait Protocol: Send + Sized + 'static {
         conn.resume_reading();
     }
 
-    /// The connection ended, for `reason`. Not called when a callback of
-    /// this protocol failed (panicked or returned `Err`): its state is
+    /// The connection ended, for `reason`. `conn` no longer writes, but
+    /// its context still sends (in order after this protocol's earlier
+    /// sends: tell a peer actor here). Not called when a callback of this
+    /// protocol failed (panicked or returned `Err`): its state is
     /// suspect, and the connection's exit reason says what happened.
-    fn closed(&mut self, reason: &CloseReason) {
-        let _ = reason;
+    fn closed(&mut self, conn: &mut Conn<'_, '_, Self>, reason: &CloseReason) {
+        let _ = (conn, reason);
     }
 }
 
