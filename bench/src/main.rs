@@ -2,6 +2,8 @@
 //! weft and its peers (actix, ractor, tokio, crossbeam-channel) in one run.
 //!
 //! `cargo run --release --manifest-path bench/Cargo.toml -- actors [WORKLOAD] [--runs N]`
+//! `cargo run --release --manifest-path bench/Cargo.toml -- net [WORKLOAD] [--runs N]`
+//! (`net`: see `net.rs`; `WEFT_BENCH_SECS` shortens its 10 s workloads)
 //!
 //! Every (workload, system, run) executes in a fresh child process (this
 //! binary re-executed with `--child`), so one system's threads, allocator
@@ -13,6 +15,7 @@
 mod actix_w;
 mod crossbeam_w;
 mod mem;
+mod net;
 mod ractor_w;
 mod tokio_w;
 mod weft_w;
@@ -106,18 +109,26 @@ pub fn cores() -> usize {
 }
 
 fn run_child(job: &str, system: &str) -> bool {
-    let ran = match system {
+    let ran = if net::JOBS.contains(&job) {
+        net::run(job, system)
+    } else {
+        run_actor_child(job, system)
+    };
+    if !ran {
+        println!("NA");
+    }
+    ran
+}
+
+fn run_actor_child(job: &str, system: &str) -> bool {
+    match system {
         "weft" => weft_w::run(job),
         "actix" => actix_w::run(job),
         "ractor" => ractor_w::run(job),
         "tokio" => tokio_w::run(job),
         "crossbeam" => crossbeam_w::run(job),
         _ => false,
-    };
-    if !ran {
-        println!("NA");
     }
-    ran
 }
 
 struct Cell {
@@ -196,6 +207,7 @@ fn fmt_value(v: f64, unit: &str) -> String {
         "bytes" => format!("{v:.0} B"),
         "us" if v >= 1e6 => format!("{:.3} s", v / 1e6),
         "us" => format!("{v:.1} us"),
+        "mb_per_s" => format!("{v:.0} MB/s"),
         _ => format!("{v:.2} {unit}"),
     }
 }
@@ -207,10 +219,19 @@ fn main() {
         run_child(job, system);
         return;
     }
+    if args.first().map(String::as_str) == Some("--serve") {
+        net::serve(args.get(1).map_or("", String::as_str));
+        return;
+    }
     let group = args.first().cloned().unwrap_or_else(|| "actors".into());
     let mut runs = 5;
     let mut only: Vec<String> = Vec::new();
-    let mut systems: Vec<String> = SYSTEMS.iter().map(|s| s.to_string()).collect();
+    let all: &[&str] = if group == "net" {
+        &net::SYSTEMS
+    } else {
+        &SYSTEMS
+    };
+    let mut systems: Vec<String> = all.iter().map(|s| s.to_string()).collect();
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -229,11 +250,21 @@ fn main() {
         }
         i += 1;
     }
-    if group != "actors" {
-        eprintln!("unknown group `{group}`: this harness has `actors` (the `net` group comes with the TCP issue)");
-        std::process::exit(2);
+    let all_jobs: &[&str] = match group.as_str() {
+        "actors" => &ACTOR_JOBS,
+        "net" => &net::JOBS,
+        _ => {
+            eprintln!("unknown group `{group}`: this harness has `actors` and `net`");
+            std::process::exit(2);
+        }
+    };
+    if group == "net" {
+        if let Err(e) = net::prepare() {
+            eprintln!("net: {e}");
+            std::process::exit(1);
+        }
     }
-    let jobs: Vec<&str> = ACTOR_JOBS
+    let jobs: Vec<&str> = all_jobs
         .iter()
         .copied()
         .filter(|j| only.is_empty() || only.iter().any(|o| o == j))
