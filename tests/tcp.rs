@@ -649,4 +649,48 @@ fn a_thousand_connections_echo_at_once() {
     eventually("all are closed", || l.stats().active == 0);
     assert_eq!(l.stats().closed, N as u64);
     assert_eq!(l.stats().failed, 0);
+    // Every connection actor is gone: only the listener and its
+    // connection supervisor remain.
+    eventually("the connection actors have exited", || {
+        weft::actors::live_actors(rt.handle()) == 2
+    });
+}
+
+#[test]
+fn connect_by_name_with_the_system_resolver() {
+    let rt = runtime(2);
+    let l = listen_echo(&rt, ListenOptions::new());
+    let (tx, rx) = mpsc::channel();
+    // "localhost" comes from /etc/hosts; if it also names ::1, where
+    // nobody listens, the next address is tried.
+    let conn = connect_tcp(
+        rt.handle(),
+        format!("localhost:{}", l.local_addr().port()),
+        ConnectOptions::new(),
+        Client(tx),
+    )
+    .wait(WAIT)
+    .expect("localhost resolves and connects");
+    conn.send(b"by name".to_vec()).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 7 {
+        got.extend(recv(&rx));
+    }
+    assert_eq!(got, b"by name");
+}
+
+#[test]
+fn reuse_port_lets_several_listeners_share_a_port() {
+    let rt = runtime(2);
+    let opts = ListenOptions::new().reuse_port(true);
+    let a = listen_echo(&rt, opts.clone());
+    let b = listen_tcp(rt.handle(), a.local_addr(), opts, echo).expect("shares the port");
+    assert_eq!(a.local_addr(), b.local_addr());
+    // The kernel spreads connections over both; all are served.
+    let mut clients: Vec<TcpStream> = (0..32).map(|_| client(a.local_addr())).collect();
+    for s in clients.iter_mut() {
+        s.write_all(b"rp").unwrap();
+        assert_eq!(read_exactly(s, 2), b"rp");
+    }
+    assert_eq!(a.stats().accepted + b.stats().accepted, 32);
 }
