@@ -133,6 +133,8 @@ pub(crate) struct Reactor {
 /// What one turn of the driver saw.
 pub(crate) struct Turn {
     pub(crate) signalled: bool,
+    /// How many sinks were told of readiness.
+    pub(crate) delivered: usize,
 }
 
 impl Reactor {
@@ -228,7 +230,10 @@ impl Reactor {
 
     /// Hands the readiness of the last `poll` to the sinks.
     pub(crate) fn dispatch(&self, driver: &mut Driver) -> Turn {
-        let mut turn = Turn { signalled: false };
+        let mut turn = Turn {
+            signalled: false,
+            delivered: 0,
+        };
         let Driver { events, ready, .. } = driver;
         if events.is_empty() {
             return turn;
@@ -252,6 +257,7 @@ impl Reactor {
             }
         }
         events.clear();
+        turn.delivered = ready.len();
         for (sink, readiness) in ready.drain(..) {
             sink.ready(readiness);
         }

@@ -228,7 +228,30 @@ fn has_work(scheduler: &Scheduler, index: usize) -> bool {
     })
 }
 
+/// Polls the reactor without blocking; true if it made work.
+fn poll_now(scheduler: &Scheduler) -> bool {
+    if scheduler.reactor.registered() == 0 {
+        return false;
+    }
+    let Some(mut driver) = scheduler.reactor.driver.try_lock() else {
+        return false;
+    };
+    scheduler.reactor.poll(&mut driver, Some(Duration::ZERO));
+    let turn = scheduler.reactor.dispatch(&mut driver);
+    drop(driver);
+    if turn.signalled {
+        signalled(scheduler);
+    }
+    turn.delivered > 0
+}
+
 fn idle(scheduler: &Scheduler, index: usize) {
+    // Out of work: readiness that arrived meanwhile is the likeliest next
+    // work in an I/O-bound program, and one non-blocking poll finds it
+    // without the spin below.
+    if poll_now(scheduler) {
+        return;
+    }
     scheduler.spinning.fetch_add(1, Ordering::SeqCst);
     for _ in 0..IDLE_SPINS {
         if has_work(scheduler, index) || scheduler.is_shutdown() {
