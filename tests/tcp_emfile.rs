@@ -13,16 +13,6 @@ use std::time::Duration;
 use common::*;
 use weft::prelude::*;
 
-struct Echo;
-
-impl Protocol for Echo {
-    type Msg = ();
-    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
-        conn.write(data)?;
-        Ok(())
-    }
-}
-
 fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
 }

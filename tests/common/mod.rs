@@ -73,3 +73,14 @@ pub fn recorder<T: Send + Clone + 'static>(rt: &Runtime) -> Addr<Recorder<T>> {
 pub fn recorded<T: Send + Clone + 'static>(addr: &Addr<Recorder<T>>) -> Vec<T> {
     addr.ask_wait(RecMsg::Get, WAIT).expect("recorder answers")
 }
+
+/// The plainest protocol: writes back what it reads.
+pub struct Echo;
+
+impl Protocol for Echo {
+    type Msg = ();
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        conn.write(data)?;
+        Ok(())
+    }
+}
