@@ -619,22 +619,26 @@ fn graceful_shutdown_flushes_pending_writes() {
     assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 256) as u8));
 }
 
-fn raise_fd_limit(want: u64) {
+/// Raises the soft descriptor limit to `want`, or as far as the hard
+/// limit allows if that still leaves `need`.
+fn raise_fd_limit(want: u64, need: u64) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     if soft < want {
+        let target = want.min(hard);
         assert!(
-            hard >= want,
-            "this test needs {want} file descriptors; the hard limit is {hard}"
+            target >= need,
+            "this test needs {need} file descriptors; the hard limit is {hard}"
         );
-        setrlimit(Resource::RLIMIT_NOFILE, want, hard).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, target, hard).unwrap();
     }
 }
 
 #[test]
 fn a_thousand_connections_echo_at_once() {
     const N: usize = 1000;
-    raise_fd_limit(4 * N as u64);
+    // Both ends of every connection live in this process.
+    raise_fd_limit(4 * N as u64, 2 * N as u64 + 200);
     let rt = runtime(2);
     let l = listen_echo(&rt, ListenOptions::new());
     let mut clients: Vec<TcpStream> = (0..N).map(|_| client(l.local_addr())).collect();
@@ -693,4 +697,26 @@ fn reuse_port_lets_several_listeners_share_a_port() {
         assert_eq!(read_exactly(s, 2), b"rp");
     }
     assert_eq!(a.stats().accepted + b.stats().accepted, 32);
+}
+
+#[test]
+fn several_listeners_on_one_port_share_the_work_and_stop_together() {
+    let rt = runtime(2);
+    let l = listen_echo(&rt, ListenOptions::new().listeners(3));
+    assert_eq!(l.addrs().len(), 3);
+    let mut clients: Vec<TcpStream> = (0..60).map(|_| client(l.local_addr())).collect();
+    for s in clients.iter_mut() {
+        s.write_all(b"ml").unwrap();
+        assert_eq!(read_exactly(s, 2), b"ml");
+    }
+    // Counters are summed over the three.
+    assert_eq!(l.stats().accepted, 60);
+    assert_eq!(l.stats().active, 60);
+    assert!(l.stop(StopMode::Close));
+    for s in clients.iter_mut() {
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+    }
+    assert!(l.wait_stopped(WAIT));
+    assert!(TcpStream::connect(l.local_addr()).is_err());
 }

@@ -62,6 +62,7 @@ pub struct ListenOptions {
     accept_batch: usize,
     max_backoff: Duration,
     capacity: usize,
+    listeners: usize,
 }
 
 impl Default for ListenOptions {
@@ -76,6 +77,7 @@ impl Default for ListenOptions {
             accept_batch: 64,
             max_backoff: Duration::from_secs(1),
             capacity: weft_actors::DEFAULT_CAPACITY,
+            listeners: 1,
         }
     }
 }
@@ -137,6 +139,18 @@ impl ListenOptions {
     /// (the pause starts at 5 ms and doubles).
     pub fn max_backoff(mut self, d: Duration) -> Self {
         self.max_backoff = d;
+        self
+    }
+
+    /// `n` listening sockets on one port (`SO_REUSEPORT`, set for you),
+    /// each with its own listener actor and connection supervisor: the
+    /// kernel spreads new connections over them, so accepting and
+    /// starting connections run on several workers at once. Worth it
+    /// when connection setup, not traffic, is the load (many short
+    /// connections on many cores); one (the default) otherwise. Counters
+    /// are summed; `max_connections` applies to each.
+    pub fn listeners(mut self, n: usize) -> Self {
+        self.listeners = n.max(1);
         self
     }
 
@@ -258,7 +272,7 @@ impl Shared {
 /// waiting for it to end.
 #[derive(Clone)]
 pub struct ListenerInfo {
-    shared: Arc<Shared>,
+    shared: Vec<Arc<Shared>>,
 }
 
 impl std::fmt::Debug for ListenerInfo {
@@ -273,30 +287,37 @@ impl std::fmt::Debug for ListenerInfo {
 impl ListenerInfo {
     /// The bound address (with the port the OS chose), once listening.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.shared.local.get().copied()
+        self.shared.iter().find_map(|s| s.local.get().copied())
     }
 
-    /// The counters now.
+    /// The counters now (summed over the listening sockets).
     pub fn stats(&self) -> ListenerStats {
-        self.shared.stats()
+        let mut all = ListenerStats::default();
+        for s in self.shared.iter().map(|s| s.stats()) {
+            all.accepted += s.accepted;
+            all.active += s.active;
+            all.closed += s.closed;
+            all.failed += s.failed;
+            all.accept_errors += s.accept_errors;
+            all.peak_write_buffer = all.peak_write_buffer.max(s.peak_write_buffer);
+            all.at_limit |= s.at_limit;
+        }
+        all
     }
 
     /// Blocks this (non-worker) thread until the listener has exited (its
     /// connections closed or drained), or `timeout`; whether it has.
     pub fn wait_stopped(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut done = self.shared.done.lock();
-        while !*done {
-            if self
-                .shared
-                .done_cond
-                .wait_until(&mut done, deadline)
-                .timed_out()
-            {
-                break;
+        self.shared.iter().all(|shared| {
+            let mut done = shared.done.lock();
+            while !*done {
+                if shared.done_cond.wait_until(&mut done, deadline).timed_out() {
+                    break;
+                }
             }
-        }
-        *done
+            *done
+        })
     }
 }
 
@@ -345,12 +366,16 @@ impl<P: Protocol> Listener<P> {
         options: ListenOptions,
         factory: impl Fn() -> P + Send + Sync + 'static,
     ) -> Self {
+        Self::with_factory(addr, options, Arc::new(factory))
+    }
+
+    fn with_factory(addr: SocketAddr, options: ListenOptions, factory: Factory<P>) -> Self {
         Listener {
             addr,
             prebound: None,
             sock: None,
             token: None,
-            factory: Arc::new(factory),
+            factory,
             opts: options,
             shared: Shared::new(),
             pool: None,
@@ -364,7 +389,7 @@ impl<P: Protocol> Listener<P> {
     /// after it is spawned.
     pub fn info(&self) -> ListenerInfo {
         ListenerInfo {
-            shared: self.shared.clone(),
+            shared: vec![self.shared.clone()],
         }
     }
 
@@ -473,7 +498,7 @@ fn transient(e: &io::Error) -> bool {
 fn bind(addr: SocketAddr, opts: &ListenOptions) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(opts.reuse_addr)?;
-    if opts.reuse_port {
+    if opts.reuse_port || opts.listeners > 1 {
         socket.set_reuse_port(true)?;
     }
     socket.bind(&addr.into())?;
@@ -572,7 +597,7 @@ impl<P: Protocol> Actor for Listener<P> {
 
 /// A running listener: its address, counters, and how to stop it.
 pub struct Listening<P: Protocol> {
-    addr: Addr<Listener<P>>,
+    addrs: Vec<Addr<Listener<P>>>,
     info: ListenerInfo,
     local: SocketAddr,
 }
@@ -593,16 +618,20 @@ impl<P: Protocol> Listening<P> {
         self.info.clone()
     }
 
-    /// The listener actor's address.
-    pub fn addr(&self) -> &Addr<Listener<P>> {
-        &self.addr
+    /// The listener actors' addresses (one per listening socket).
+    pub fn addrs(&self) -> &[Addr<Listener<P>>] {
+        &self.addrs
     }
 
     /// Stops accepting, then closes or drains the connections as `mode`
     /// says; the listener exits when they have ended. False if it had
     /// already exited.
     pub fn stop(&self, mode: StopMode) -> bool {
-        self.addr.send(ListenerMsg::Stop(mode)).is_ok()
+        let mut any = false;
+        for addr in &self.addrs {
+            any |= addr.send(ListenerMsg::Stop(mode)).is_ok();
+        }
+        any
     }
 
     /// Blocks this (non-worker) thread until the listener exited, or
@@ -641,13 +670,26 @@ pub fn listen_tcp<P: Protocol>(
     options: ListenOptions,
     factory: impl Fn() -> P + Send + Sync + 'static,
 ) -> Result<Listening<P>, ListenError> {
-    let sock = bind(addr, &options).map_err(|source| ListenError::Bind { addr, source })?;
-    let local = sock
-        .local_addr()
-        .map_err(|source| ListenError::Bind { addr, source })?;
-    let mut listener = Listener::new(addr, options, factory);
-    listener.prebound = Some(sock);
-    let info = listener.info();
-    let addr = handle.spawn(listener);
-    Ok(Listening { addr, info, local })
+    let bind_err = |addr| move |source| ListenError::Bind { addr, source };
+    let first = bind(addr, &options).map_err(bind_err(addr))?;
+    let local = first.local_addr().map_err(bind_err(addr))?;
+    // The others bind the port the first one got (port 0 picks once).
+    let mut socks = vec![first];
+    for _ in 1..options.listeners {
+        socks.push(bind(local, &options).map_err(bind_err(local))?);
+    }
+    let factory: Factory<P> = Arc::new(factory);
+    let mut addrs = Vec::with_capacity(socks.len());
+    let mut shared = Vec::with_capacity(socks.len());
+    for sock in socks {
+        let mut listener = Listener::with_factory(local, options.clone(), factory.clone());
+        listener.prebound = Some(sock);
+        shared.push(listener.shared.clone());
+        addrs.push(handle.spawn(listener));
+    }
+    Ok(Listening {
+        addrs,
+        info: ListenerInfo { shared },
+        local,
+    })
 }
