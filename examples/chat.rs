@@ -8,9 +8,9 @@
 //!
 //! A slow client never slows the others: the room sends without waiting,
 //! and a client whose mailbox is full or whose socket is not draining
-//! (its write buffer passed the high watermark) has lines dropped and
-//! counted; past 256 dropped lines it is disconnected, and the room says
-//! so. Lines longer than 4 KiB are refused.
+//! (its write buffer passed the high watermark) has lines dropped; after
+//! 256 dropped in a row (it is not reading at all) it is disconnected,
+//! and the room says so. Lines longer than 4 KiB are refused.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,7 +25,8 @@ const MAX_DROPPED: u64 = 256;
 
 /// The room: who is here, and broadcasting.
 struct Room {
-    /// Name, connection, and lines dropped because its mailbox was full.
+    /// Name, connection, and lines dropped in a row because its mailbox
+    /// was full.
     members: HashMap<ActorId, (String, ConnRef<Client>, u64)>,
 }
 
@@ -42,6 +43,7 @@ impl Room {
         let line: Arc<str> = Arc::from(format!("{text}\n"));
         let mut slow = Vec::new();
         let mut gone = Vec::new();
+        let mut ok = Vec::new();
         for (id, (_, conn, _)) in &self.members {
             if Some(*id) == from {
                 continue;
@@ -49,13 +51,18 @@ impl Room {
             // Never wait for one client: a full mailbox drops the line
             // for that client only (the client counts it).
             match conn.send(ClientMsg::Line(line.clone())) {
-                Ok(()) => {}
+                Ok(()) => ok.push(*id),
                 Err(e) if e.is_stopped() => gone.push(*id),
                 Err(_) => slow.push(*id),
             }
         }
         for id in gone {
             self.members.remove(&id);
+        }
+        for id in ok {
+            if let Some(member) = self.members.get_mut(&id) {
+                member.2 = 0;
+            }
         }
         for id in slow {
             let Some((name, conn, dropped)) = self.members.get_mut(&id) else {
@@ -140,7 +147,7 @@ impl Client {
         self.dropped += 1;
         if self.dropped == MAX_DROPPED {
             eprintln!(
-                "chat: {:?} too slow, {} lines dropped; disconnecting",
+                "chat: {:?} not reading, {} lines dropped in a row; disconnecting",
                 conn.peer_addr(),
                 self.dropped
             );
@@ -214,6 +221,7 @@ impl Protocol for Client {
                     self.drop_line(conn);
                 } else {
                     conn.write(line.as_bytes())?;
+                    self.dropped = 0;
                 }
             }
         }
@@ -268,7 +276,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("chat: listening on {}", listening.local_addr());
+    // Printed once `run` has installed the signal handlers.
+    let local = listening.local_addr();
+    rt.handle()
+        .on_startup(move || println!("chat: listening on {local}"));
     match rt.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -54,7 +54,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("echo: listening on {}", listening.local_addr());
+    // Printed once `run` has installed the SIGINT/SIGTERM handlers, so a
+    // signal from whoever reads this line always stops us gracefully.
+    let local = listening.local_addr();
+    rt.handle()
+        .on_startup(move || println!("echo: listening on {local}"));
     let info = listening.info();
     if let Err(e) = rt.run() {
         eprintln!("echo: {e}");

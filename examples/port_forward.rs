@@ -203,10 +203,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "port_forward: listening on {}, forwarding to {target}",
-        listening.local_addr()
-    );
+    // Printed once `run` has installed the signal handlers.
+    let local = listening.local_addr();
+    rt.handle()
+        .on_startup(move || println!("port_forward: listening on {local}, forwarding to {target}"));
     match rt.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

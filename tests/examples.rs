@@ -1,0 +1,370 @@
+//! The network examples, run as a user runs them (the binaries `cargo
+//! test` builds), on 127.0.0.1 with OS-chosen ports: echo, http_hello
+//! (including malformed and random input), port_forward (both directions
+//! under back-pressure, an unreachable target) and chat (broadcast, and a
+//! client that never reads is dropped without slowing the others).
+
+mod common;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use proptest::prelude::*;
+
+/// A running example; SIGTERM on drop.
+struct Example {
+    child: Child,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+}
+
+/// The example's binary. `cargo test` (all targets) builds the examples
+/// before running tests; `cargo test --test examples` does not, so a
+/// missing one is built here.
+fn example_path(name: &str) -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(name);
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--example", name])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building example {name} failed");
+    }
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+impl Example {
+    fn start(name: &str, args: &[&str]) -> Example {
+        let mut child = Command::new(example_path(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = recv(&lines);
+        let (_, rest) = first
+            .split_once("listening on ")
+            .unwrap_or_else(|| panic!("{name} said {first:?}"));
+        let addr = rest
+            .trim_start_matches("http://")
+            .split(['/', ','])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Example { child, addr, lines }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then the exit status within `WAIT`.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the example did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        if self.alive() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+#[test]
+fn echo_echoes_and_stops_gracefully_on_sigterm() {
+    let mut echo = Example::start("echo", &["127.0.0.1:0"]);
+    let mut s = connect(echo.addr);
+    s.write_all(b"hello weft\n").unwrap();
+    let mut buf = [0u8; 11];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello weft\n");
+    let status = echo.terminate();
+    assert!(status.success(), "{status}");
+    let last = recv(&echo.lines);
+    assert!(last.contains("stopped; 1 connections served"), "{last}");
+    // Its open connection was closed in order.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn a_bad_address_argument_is_a_clear_error() {
+    let out = Command::new(example_path("echo"))
+        .arg("not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad address"));
+}
+
+/// Reads one HTTP response (head and `Content-Length` body).
+fn read_response(s: &mut TcpStream) -> (String, String) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("a response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    let status = head.lines().next().unwrap().to_string();
+    (status, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn http_hello_keep_alive_pipelining_and_errors() {
+    let http = Example::start("http_hello", &["127.0.0.1:0"]);
+    let mut s = connect(http.addr);
+    // Two requests in one write (pipelined), then a third, on one
+    // connection.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s),
+        ("HTTP/1.1 200 OK".into(), "Hello, World!".into())
+    );
+    assert_eq!(read_response(&mut s).0, "HTTP/1.1 404 Not Found");
+    s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).0, "HTTP/1.1 405 Method Not Allowed");
+    assert_eq!(read_response(&mut s).0, "HTTP/1.1 200 OK");
+
+    for bad in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/1.1 extra\r\n\r\n",
+        b"GET / HTTP/1.1\r\nno colon\r\n\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        b"G\xffT / HTTP/1.1\r\n\r\n",
+    ] {
+        let mut s = connect(http.addr);
+        s.write_all(bad).unwrap();
+        let (status, _) = read_response(&mut s);
+        assert_eq!(status, "HTTP/1.1 400 Bad Request", "{bad:?}");
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "the connection stays open after a 400");
+    }
+    let mut s = connect(http.addr);
+    s.write_all(&vec![b'a'; 9000]).unwrap();
+    assert_eq!(
+        read_response(&mut s).0,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    let mut s = connect(http.addr);
+    s.write_all(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).0, "HTTP/1.1 501 Not Implemented");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random bytes never crash the server: it answers (an error, or
+    /// nothing yet) and keeps serving others.
+    #[test]
+    fn http_hello_survives_any_input(input in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        static SERVER: std::sync::OnceLock<std::sync::Mutex<Example>> = std::sync::OnceLock::new();
+        let server = SERVER.get_or_init(|| std::sync::Mutex::new(Example::start("http_hello", &["127.0.0.1:0"])));
+        let mut server = server.lock().unwrap();
+        let mut s = connect(server.addr);
+        s.write_all(&input).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        match s.read_to_end(&mut answer) {
+            Ok(_) => {}
+            Err(e) => prop_assert_eq!(e.kind(), ErrorKind::ConnectionReset),
+        }
+        prop_assert!(server.alive(), "the server died on {:?}", input);
+        let mut ok = connect(server.addr);
+        ok.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        prop_assert_eq!(read_response(&mut ok).1, "Hello, World!");
+    }
+}
+
+#[test]
+fn port_forward_pipes_both_ways_with_a_slow_reader() {
+    let echo = Example::start("echo", &["127.0.0.1:0"]);
+    let target = echo.addr.to_string();
+    let fwd = Example::start("port_forward", &["127.0.0.1:0", &target]);
+    let mut s = connect(fwd.addr);
+    let mut reader = s.try_clone().unwrap();
+    const N: usize = 16 * 1024 * 1024;
+    let data: Vec<u8> = (0..N).map(|i| (i * 31 % 251) as u8).collect();
+    let expected = data.clone();
+    let writer = std::thread::spawn(move || {
+        s.write_all(&data).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+    });
+    // A slow reader: back-pressure reaches the writer through both
+    // directions of the proxy and the echo server.
+    let mut got = Vec::with_capacity(N);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.len() < N / 4 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            Err(e) => panic!("read through the proxy: {e}"),
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(got.len(), N);
+    assert!(got == expected, "bytes changed on the way");
+}
+
+#[test]
+fn port_forward_reports_an_unreachable_target() {
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let fwd = Example::start("port_forward", &["127.0.0.1:0", &dead]);
+    let mut s = connect(fwd.addr);
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("cannot reach the target"), "{answer}");
+    assert!(answer.contains("refused"), "{answer}");
+}
+
+fn read_line(s: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    s.read_line(&mut line).expect("a line in time");
+    line
+}
+
+#[test]
+fn chat_broadcasts_and_drops_a_client_that_never_reads() {
+    let chat = Example::start("chat", &["127.0.0.1:0"]);
+    let mut alice = BufReader::new(connect(chat.addr));
+    assert!(read_line(&mut alice).starts_with("* welcome"));
+    let mut bob = BufReader::new(connect(chat.addr));
+    assert!(read_line(&mut bob).starts_with("* welcome"));
+    assert!(read_line(&mut alice).contains("joined"));
+    alice.get_mut().write_all(b"/nick alice\nhello\n").unwrap();
+    assert!(read_line(&mut bob).contains("is now alice"));
+    assert_eq!(read_line(&mut bob), "<alice> hello\n");
+    assert!(read_line(&mut alice).contains("is now alice"));
+
+    // Carol joins and never reads (with a small receive buffer, so the
+    // kernel does not hide that for megabytes); alice talks a lot.
+    let carol_sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    carol_sock.set_recv_buffer_size(4096).unwrap();
+    carol_sock.connect(&chat.addr.into()).unwrap();
+    let mut carol: TcpStream = carol_sock.into();
+    assert!(read_line(&mut alice).contains("joined"));
+    assert!(read_line(&mut bob).contains("joined"));
+    const LINES: usize = 20_000;
+    let text = "x".repeat(1000);
+    let talker = {
+        let mut a = alice.get_ref().try_clone().unwrap();
+        let line = format!("{text}\n");
+        std::thread::spawn(move || {
+            // About 10 MB/s: a busy room that any reading client keeps
+            // up with, while carol's kernel buffers fill and overflow.
+            for i in 0..LINES {
+                if a.write_all(line.as_bytes()).is_err() {
+                    break;
+                }
+                if i % 10 == 9 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        })
+    };
+    // Bob keeps reading: he gets the lines (the room drops a line for a
+    // client only while that client is behind) and hears that carol,
+    // who never reads, was dropped. Once alice is done, he asks who is
+    // here (still reading all the while).
+    let said = format!("<alice> {text}\n");
+    let mut seen = 0;
+    let mut carol_left = false;
+    let mut asked = false;
+    let here = loop {
+        let l = read_line(&mut bob);
+        if l == said {
+            seen += 1;
+        } else if l.contains("left") {
+            carol_left = true;
+        } else if l.starts_with("* here:") {
+            break l;
+        } else {
+            panic!("unexpected line {l:?}");
+        }
+        if carol_left && talker.is_finished() && !asked {
+            bob.get_mut().write_all(b"/who\n").unwrap();
+            asked = true;
+        }
+    };
+    talker.join().unwrap();
+    // Carol's connection was cut (what she had not read is lost to her).
+    carol.set_read_timeout(Some(WAIT)).unwrap();
+    let mut sink = Vec::new();
+    match carol.read_to_end(&mut sink) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+    }
+    // Bob and alice are still in the room, carol is not.
+    assert_eq!(here.matches(',').count(), 1, "{here}");
+    assert!(here.contains("alice"), "{here}");
+    assert!(
+        seen >= LINES / 2,
+        "bob, who reads, got only {seen} of {LINES} lines"
+    );
+}
