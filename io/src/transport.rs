@@ -2,7 +2,7 @@
 //! registered with the reactor, or an in-memory pipe (see `memory.rs`).
 //!
 //! Owns: the non-blocking read/write/shutdown/abort calls and socket
-//! options. Must not touch: buffering or flow control (`conn.rs`).
+//! options. Must not touch: buffering or flow control (`conn/`).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};

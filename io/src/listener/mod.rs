@@ -18,308 +18,35 @@
 //! swap the flag, so exactly one of them resumes accepting).
 //!
 //! Must not touch: a connection's socket after handing it over.
+//!
+//! Files: `options.rs` (ListenOptions, StopMode, ListenError), `stats.rs`
+//! (the shared counters and ListenerInfo), and here the actor, binding
+//! and `listen_tcp`.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use socket2::{Domain, Socket, Type};
-use weft_actors::{
-    Actor, ActorResult, Addr, Ctx, Down, ExitReason, Recipient, Spawn, SpawnOptions, Stopping,
-};
+use weft_actors::{Actor, ActorResult, Addr, Ctx, Down, ExitReason, Spawn, SpawnOptions, Stopping};
 use weft_runtime::mio::net::{TcpListener, TcpStream};
 use weft_runtime::mio::Interest;
 use weft_runtime::{Handle, IoToken, Readiness};
 use weft_supervisor::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 
-use crate::conn::{ConnOptions, Connection, Core};
+use crate::conn::{Connection, Core};
 use crate::protocol::Protocol;
 use crate::transport::Transport;
 
-/// What stopping a listener does to its open connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopMode {
-    /// Each connection flushes what it has buffered and closes (within
-    /// its drain timeout, then it is aborted).
-    Close,
-    /// Connections run on until they end by themselves; the listener
-    /// exits when the last one has.
-    Drain,
-}
+mod options;
+mod stats;
 
-/// Options of `listen_tcp`.
-#[derive(Clone, Debug)]
-pub struct ListenOptions {
-    backlog: i32,
-    reuse_addr: bool,
-    reuse_port: bool,
-    max_connections: Option<usize>,
-    conn: ConnOptions,
-    stop_mode: StopMode,
-    accept_batch: usize,
-    max_backoff: Duration,
-    capacity: usize,
-    listeners: usize,
-}
-
-impl Default for ListenOptions {
-    fn default() -> Self {
-        ListenOptions {
-            backlog: 1024,
-            reuse_addr: true,
-            reuse_port: false,
-            max_connections: None,
-            conn: ConnOptions::default(),
-            stop_mode: StopMode::Close,
-            accept_batch: 64,
-            max_backoff: Duration::from_secs(1),
-            capacity: weft_actors::DEFAULT_CAPACITY,
-            listeners: 1,
-        }
-    }
-}
-
-impl ListenOptions {
-    /// Defaults: backlog 1024, `SO_REUSEADDR` on, `SO_REUSEPORT` off, no
-    /// connection limit, default connection options, stop closes the
-    /// connections, 64 accepts per turn, back-off up to 1 s.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The kernel's queue of connections not yet accepted.
-    pub fn backlog(mut self, backlog: u32) -> Self {
-        self.backlog = backlog.min(i32::MAX as u32) as i32;
-        self
-    }
-
-    /// `SO_REUSEADDR`: rebind at once after a restart (default on).
-    pub fn reuse_addr(mut self, on: bool) -> Self {
-        self.reuse_addr = on;
-        self
-    }
-
-    /// `SO_REUSEPORT`: several listening sockets (in this process or
-    /// others) share the port and the kernel spreads connections.
-    pub fn reuse_port(mut self, on: bool) -> Self {
-        self.reuse_port = on;
-        self
-    }
-
-    /// At most `n` connections at once; at the limit the listener stops
-    /// accepting until one ends (the rest wait in the backlog).
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = Some(n.max(1));
-        self
-    }
-
-    /// Options of every accepted connection (nodelay, idle timeout,
-    /// watermarks, ...).
-    pub fn conn(mut self, conn: ConnOptions) -> Self {
-        self.conn = conn;
-        self
-    }
-
-    /// What stopping the listener does to its connections.
-    pub fn stop_mode(mut self, mode: StopMode) -> Self {
-        self.stop_mode = mode;
-        self
-    }
-
-    /// Accepts per turn before the listener yields to other actors.
-    pub fn accept_batch(mut self, n: usize) -> Self {
-        self.accept_batch = n.max(1);
-        self
-    }
-
-    /// The longest pause after `EMFILE`/`ENFILE` before trying again
-    /// (the pause starts at 5 ms and doubles).
-    pub fn max_backoff(mut self, d: Duration) -> Self {
-        self.max_backoff = d;
-        self
-    }
-
-    /// `n` listening sockets on one port (`SO_REUSEPORT`, set for you),
-    /// each with its own listener actor and connection supervisor: the
-    /// kernel spreads new connections over them, so accepting and
-    /// starting connections run on several workers at once. Worth it
-    /// when connection setup, not traffic, is the load (many short
-    /// connections on many cores); one (the default) otherwise. Counters
-    /// are summed; `max_connections` applies to each.
-    pub fn listeners(mut self, n: usize) -> Self {
-        self.listeners = n.max(1);
-        self
-    }
-
-    /// Mailbox capacity of each connection actor.
-    pub fn capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
-        self
-    }
-}
-
-/// Why a listener could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ListenError {
-    /// Binding or listening failed (address in use, not local, no
-    /// permission, ...).
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// Registering with the reactor failed.
-    #[error("cannot register the listening socket: {0}")]
-    Register(#[source] io::Error),
-    /// The listener actor exited while starting.
-    #[error("the listener stopped while starting: {0}")]
-    Stopped(String),
-}
-
-/// A snapshot of a listener's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ListenerStats {
-    /// Connections accepted so far.
-    pub accepted: u64,
-    /// Connections open now.
-    pub active: usize,
-    /// Connections that have ended.
-    pub closed: u64,
-    /// Connections whose protocol panicked or returned an error.
-    pub failed: u64,
-    /// Failed `accept` calls (e.g. `EMFILE`), each followed by a back-off.
-    pub accept_errors: u64,
-    /// The largest write buffer any connection held, in bytes.
-    pub peak_write_buffer: usize,
-    /// Whether the listener is paused at its connection limit.
-    pub at_limit: bool,
-}
-
-/// State shared by a listener and its connections.
-pub(crate) struct Shared {
-    accepted: AtomicU64,
-    active: AtomicUsize,
-    closed: AtomicU64,
-    failed: AtomicU64,
-    accept_errors: AtomicU64,
-    peak_write_buffer: AtomicUsize,
-    /// The listener waits for a connection to end (limit, or draining).
-    paused: AtomicBool,
-    listener: OnceLock<Recipient<ListenerMsg>>,
-    local: OnceLock<SocketAddr>,
-    done: Mutex<bool>,
-    done_cond: Condvar,
-}
-
-impl Shared {
-    fn new() -> Arc<Self> {
-        Arc::new(Shared {
-            accepted: AtomicU64::new(0),
-            active: AtomicUsize::new(0),
-            closed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            accept_errors: AtomicU64::new(0),
-            peak_write_buffer: AtomicUsize::new(0),
-            paused: AtomicBool::new(false),
-            listener: OnceLock::new(),
-            local: OnceLock::new(),
-            done: Mutex::new(false),
-            done_cond: Condvar::new(),
-        })
-    }
-
-    pub(crate) fn note_buffered(&self, bytes: usize) {
-        if bytes > self.peak_write_buffer.load(Ordering::Relaxed) {
-            self.peak_write_buffer.fetch_max(bytes, Ordering::Relaxed);
-        }
-    }
-
-    /// A connection actor exited (`failed`: its protocol panicked or
-    /// returned an error).
-    pub(crate) fn connection_ended(&self, failed: bool) {
-        self.closed.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        self.active.fetch_sub(1, Ordering::SeqCst);
-        if self.paused.load(Ordering::SeqCst) && self.paused.swap(false, Ordering::SeqCst) {
-            if let Some(listener) = self.listener.get() {
-                let _ = listener.send(ListenerMsg::Wake);
-            }
-        }
-    }
-
-    fn stats(&self) -> ListenerStats {
-        ListenerStats {
-            accepted: self.accepted.load(Ordering::Relaxed),
-            active: self.active.load(Ordering::SeqCst),
-            closed: self.closed.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-            accept_errors: self.accept_errors.load(Ordering::Relaxed),
-            peak_write_buffer: self.peak_write_buffer.load(Ordering::Relaxed),
-            at_limit: self.paused.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// A view of a listener for any thread: its address, its counters, and
-/// waiting for it to end.
-#[derive(Clone)]
-pub struct ListenerInfo {
-    shared: Vec<Arc<Shared>>,
-}
-
-impl std::fmt::Debug for ListenerInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ListenerInfo")
-            .field("local_addr", &self.local_addr())
-            .field("stats", &self.stats())
-            .finish()
-    }
-}
-
-impl ListenerInfo {
-    /// The bound address (with the port the OS chose), once listening.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.shared.iter().find_map(|s| s.local.get().copied())
-    }
-
-    /// The counters now (summed over the listening sockets).
-    pub fn stats(&self) -> ListenerStats {
-        let mut all = ListenerStats::default();
-        for s in self.shared.iter().map(|s| s.stats()) {
-            all.accepted += s.accepted;
-            all.active += s.active;
-            all.closed += s.closed;
-            all.failed += s.failed;
-            all.accept_errors += s.accept_errors;
-            all.peak_write_buffer = all.peak_write_buffer.max(s.peak_write_buffer);
-            all.at_limit |= s.at_limit;
-        }
-        all
-    }
-
-    /// Blocks this (non-worker) thread until the listener has exited (its
-    /// connections closed or drained), or `timeout`; whether it has.
-    pub fn wait_stopped(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        self.shared.iter().all(|shared| {
-            let mut done = shared.done.lock();
-            while !*done {
-                if shared.done_cond.wait_until(&mut done, deadline).timed_out() {
-                    break;
-                }
-            }
-            *done
-        })
-    }
-}
+pub use options::{ListenError, ListenOptions, StopMode};
+pub(crate) use stats::Shared;
+pub use stats::{ListenerInfo, ListenerStats};
 
 /// The messages of a [`Listener`].
 pub enum ListenerMsg {

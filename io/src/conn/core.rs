@@ -1,0 +1,182 @@
+//! `Core`: everything of a connection but its protocol (so both can be
+//! borrowed at once): the transport and its registration, the readiness
+//! flags, the write buffer with its flush, and the close state.
+//!
+//! Invariants: `wbuf[wpos..]` is what the socket has not taken; a write
+//! past `max_write_buffer` is refused whole (nothing half-taken); an
+//! empty buffer above `KEEP_CAPACITY` gives its memory back.
+//!
+//! Must not touch: the protocol or the actor context (the callers in
+//! `mod.rs` and `handle.rs` do that).
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_runtime::IoToken;
+
+use super::options::{ConnOptions, WriteError};
+use crate::listener::Shared;
+use crate::protocol::CloseReason;
+use crate::transport::Transport;
+
+/// A write of at least this many bytes goes straight to an empty socket
+/// buffer instead of being copied into the write buffer first.
+const DIRECT_WRITE: usize = 16 * 1024;
+/// An empty write buffer whose capacity is above this gives it back.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Closing {
+    No,
+    Clean,
+    Idle,
+    Shutdown,
+    Abort,
+}
+
+impl Closing {
+    pub(crate) fn reason(self) -> CloseReason {
+        match self {
+            Closing::Idle => CloseReason::IdleTimeout,
+            Closing::Shutdown => CloseReason::Shutdown,
+            Closing::Abort => CloseReason::Aborted,
+            Closing::No | Closing::Clean => CloseReason::Clean,
+        }
+    }
+}
+
+/// Everything of a connection but its protocol (so both can be borrowed
+/// at once).
+pub(crate) struct Core {
+    pub(crate) io: Transport,
+    pub(crate) token: Option<IoToken>,
+    pub(crate) wbuf: Vec<u8>,
+    pub(crate) wpos: usize,
+    pub(crate) opts: Arc<ConnOptions>,
+    pub(crate) shared: Option<Arc<Shared>>,
+    pub(crate) idle: Option<Duration>,
+    pub(crate) last_active: Duration,
+    pub(crate) idle_gen: u32,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    pub(crate) read_paused: bool,
+    pub(crate) write_paused: bool,
+    pub(crate) read_eof: bool,
+    /// The reactor reported the read side closed (or an error): a short
+    /// read no longer means drained, the end is still to be read.
+    pub(crate) hup_seen: bool,
+    pub(crate) shut_pending: bool,
+    pub(crate) write_shut: bool,
+    pub(crate) kick_read: bool,
+    pub(crate) closing: Closing,
+}
+
+impl Core {
+    pub(crate) fn new(io: Transport, opts: Arc<ConnOptions>, shared: Option<Arc<Shared>>) -> Self {
+        Core {
+            io,
+            token: None,
+            wbuf: Vec::new(),
+            wpos: 0,
+            idle: opts.idle_timeout,
+            opts,
+            shared,
+            last_active: Duration::ZERO,
+            idle_gen: 0,
+            readable: false,
+            writable: false,
+            read_paused: false,
+            write_paused: false,
+            read_eof: false,
+            hup_seen: false,
+            shut_pending: false,
+            write_shut: false,
+            kick_read: false,
+            closing: Closing::No,
+        }
+    }
+
+    pub(crate) fn buffered(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    pub(crate) fn can_read(&self) -> bool {
+        self.readable
+            && !self.read_paused
+            && !self.read_eof
+            && self.closing == Closing::No
+            && !self.io.is_closed()
+    }
+
+    pub(crate) fn can_write(&self) -> bool {
+        !self.io.is_closed() && self.closing == Closing::No && !self.shut_pending
+    }
+
+    /// Writes what is buffered until done or `WouldBlock`.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() && self.writable {
+            match self.io.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wpos = 0;
+            if self.wbuf.capacity() > KEEP_CAPACITY {
+                self.wbuf = Vec::new();
+            } else {
+                self.wbuf.clear();
+            }
+        } else if self.wpos >= 4096 && self.wpos * 2 >= self.wbuf.len() {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn buffer(&mut self, parts: &[&[u8]]) -> Result<(), WriteError> {
+        if !self.can_write() {
+            return Err(WriteError::Closed);
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let limit = self.opts.max_write_buffer.max(self.opts.high_water);
+        let mut skip = 0;
+        if self.buffered() == 0 && self.writable && len >= DIRECT_WRITE {
+            let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+            match self.io.write_vectored(&slices) {
+                Ok(n) => skip = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                // The error shows again on the next flush, where it closes
+                // the connection; here the data is buffered as usual.
+                Err(_) => {}
+            }
+        }
+        if self.buffered() + len - skip > limit {
+            if self.writable {
+                let _ = self.flush();
+            }
+            if self.buffered() + len - skip > limit {
+                return Err(WriteError::BufferFull {
+                    buffered: self.buffered(),
+                    limit,
+                });
+            }
+        }
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            self.wbuf.extend_from_slice(&part[skip..]);
+            skip = 0;
+        }
+        if let Some(shared) = &self.shared {
+            shared.note_buffered(self.buffered());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,437 @@
+//! The connection actor: one actor per connection, running one
+//! [`Protocol`], with its socket, its write buffer and its flow control.
+//!
+//! Owns: turning readiness into reads (on the worker that runs the actor,
+//! up to a byte budget per turn), the write buffer with its watermarks,
+//! pausing and resuming reads, half-close, close, abort, the idle timeout,
+//! and the connection's share of its listener's statistics.
+//!
+//! Invariants:
+//! * Edge-triggered readiness: `readable` / `writable` are cleared only by
+//!   `WouldBlock` (or, for TCP on Linux, a short read, after which the
+//!   kernel raises a new edge for any new data); a turn that stops reading
+//!   with `readable` still set sends itself `ReadMore`, so no edge is lost.
+//! * Nothing unbounded: a paused connection does not read (the kernel
+//!   window closes and the peer slows down); the write buffer is bounded by
+//!   `max_write_buffer` (a write past it is refused with an error value,
+//!   never dropped silently); reads go through one per-thread buffer.
+//! * The socket is closed and deregistered exactly once: in `finish`, or
+//!   in `stopped` when the actor exits for any other reason (a panic).
+//!
+//! Must not touch: the listener's accept loop or the supervisor's state.
+//!
+//! Files: `options.rs` (ConnOptions, WriteError), `core.rs` (transport,
+//! flags, write buffer), `handle.rs` (Conn, ConnRef, ConnMsg), and here
+//! the actor itself.
+
+use std::cell::Cell as StdCell;
+use std::io;
+
+use weft_actors::{Actor, ActorResult, Ctx, ExitReason, Stopping};
+use weft_runtime::mio::Interest;
+use weft_runtime::Readiness;
+
+use crate::connect::ConnectState;
+use crate::protocol::{exit_reason, CloseReason, Protocol};
+use crate::transport::Transport;
+
+mod core;
+mod handle;
+mod options;
+
+use self::core::Closing;
+pub(crate) use self::core::Core;
+pub(crate) use handle::Inner;
+pub use handle::{Conn, ConnMsg, ConnRef};
+pub use options::{ConnOptions, WriteError};
+
+/// Size of the per-thread read buffer (one read's most).
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    static READ_BUF: StdCell<Option<Box<[u8]>>> = const { StdCell::new(None) };
+}
+
+fn take_buf() -> Box<[u8]> {
+    READ_BUF
+        .with(|b| b.take())
+        .unwrap_or_else(|| vec![0u8; READ_CHUNK].into_boxed_slice())
+}
+
+fn put_buf(buf: Box<[u8]>) {
+    READ_BUF.with(|b| b.set(Some(buf)));
+}
+
+/// The actor that runs one connection's [`Protocol`]. Built by listeners
+/// and `connect_tcp`; users see it only as the type behind [`ConnRef`].
+pub struct Connection<P: Protocol> {
+    pub(crate) protocol: P,
+    pub(crate) core: Core,
+    pub(crate) connecting: Option<Box<ConnectState<P>>>,
+}
+
+impl<P: Protocol> Connection<P> {
+    pub(crate) fn new(protocol: P, core: Core) -> Self {
+        Connection {
+            protocol,
+            core,
+            connecting: None,
+        }
+    }
+
+    /// Registers the transport and tells the protocol it is connected.
+    pub(crate) fn open(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        let core = &mut self.core;
+        match &mut core.io {
+            // Registered while connecting.
+            Transport::Tcp(_) if core.token.is_some() => {}
+            Transport::Tcp(stream) => {
+                let token =
+                    ctx.register_io(stream, Interest::READABLE | Interest::WRITABLE, |r| {
+                        ConnMsg(Inner::Io(r))
+                    })?;
+                core.token = Some(token);
+            }
+            Transport::Memory(end) => {
+                end.attach(ctx.ready_sink(|r| ConnMsg(Inner::Io(r))));
+            }
+            Transport::Closed => return Err("connection has no transport".into()),
+        }
+        let _ = core.io.set_nodelay(core.opts.nodelay);
+        if let Some(idle) = core.opts.keepalive {
+            let _ = core.io.set_keepalive(Some(idle));
+        }
+        core.writable = true;
+        if let Some(idle) = core.idle {
+            core.last_active = ctx.runtime().now();
+            ctx.send_later(idle, ConnMsg(Inner::IdleCheck(core.idle_gen)));
+        }
+        self.protocol.connected(&mut Conn {
+            core: &mut self.core,
+            ctx,
+        })?;
+        self.settle(ctx)
+    }
+
+    fn conn<'a, 'c>(core: &'a mut Core, ctx: &'a mut Ctx<'c, Self>) -> Conn<'a, 'c, P> {
+        Conn { core, ctx }
+    }
+
+    fn touch(&mut self, ctx: &Ctx<'_, Self>) {
+        if self.core.idle.is_some() {
+            self.core.last_active = ctx.runtime().now();
+        }
+    }
+
+    /// After a callback: flush, tell the protocol about watermarks, carry
+    /// out a requested half-close or close.
+    fn settle(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if self.core.io.is_closed() {
+            return Ok(());
+        }
+        if self.core.closing == Closing::Abort {
+            self.finish(CloseReason::Aborted, Ending::Abort, ctx);
+            return Ok(());
+        }
+        for _ in 0..4 {
+            if self.core.buffered() > 0 && self.core.writable {
+                let before = self.core.buffered();
+                if let Err(e) = self.core.flush() {
+                    self.finish(CloseReason::from_io(&e), Ending::Drop, ctx);
+                    return Ok(());
+                }
+                if self.core.buffered() < before {
+                    self.touch(ctx);
+                }
+            }
+            let buffered = self.core.buffered();
+            if !self.core.write_paused && buffered > self.core.opts.high_water {
+                self.core.write_paused = true;
+                self.protocol
+                    .write_paused(&mut Self::conn(&mut self.core, ctx));
+            } else if self.core.write_paused && buffered <= self.core.opts.low_water {
+                self.core.write_paused = false;
+                self.protocol
+                    .write_resumed(&mut Self::conn(&mut self.core, ctx));
+            } else {
+                break;
+            }
+        }
+        if self.core.kick_read {
+            self.core.kick_read = false;
+            if self.core.readable {
+                ctx.send_self(ConnMsg(Inner::ReadMore));
+            }
+        }
+        if self.core.buffered() == 0 {
+            if self.core.closing != Closing::No {
+                let reason = self.core.closing.reason();
+                self.finish(reason, Ending::Close, ctx);
+            } else if self.core.shut_pending && !self.core.write_shut {
+                self.core.write_shut = true;
+                if let Err(e) = self.core.io.shutdown_write() {
+                    self.finish(CloseReason::from_io(&e), Ending::Drop, ctx);
+                } else if self.core.read_eof {
+                    self.finish(CloseReason::Clean, Ending::Close, ctx);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to the budget, handing each chunk to the protocol.
+    fn read_some(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        let mut budget = self.core.opts.read_budget;
+        let mut buf = take_buf();
+        while self.core.can_read() {
+            match self.core.io.read(&mut buf) {
+                Ok(0) => {
+                    self.core.read_eof = true;
+                    self.core.readable = false;
+                    self.touch(ctx);
+                    self.protocol
+                        .read_closed(&mut Self::conn(&mut self.core, ctx))?;
+                    if self.core.write_shut && self.core.closing == Closing::No {
+                        self.finish(CloseReason::Clean, Ending::Close, ctx);
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    if n < buf.len() && !self.core.hup_seen && self.core.io.short_read_drains() {
+                        self.core.readable = false;
+                    }
+                    self.touch(ctx);
+                    self.protocol
+                        .data(&mut Self::conn(&mut self.core, ctx), &buf[..n])?;
+                    self.settle(ctx)?;
+                    budget = budget.saturating_sub(n);
+                    if ctx.is_muted() {
+                        // The protocol's consumer is full: read no more
+                        // until it catches up (the actor is muted until
+                        // then; this message waits behind the held send).
+                        if self.core.can_read() {
+                            ctx.send_self(ConnMsg(Inner::ReadMore));
+                        }
+                        break;
+                    }
+                    if budget == 0 {
+                        if self.core.can_read() {
+                            ctx.send_self(ConnMsg(Inner::ReadMore));
+                        }
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.core.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.finish(CloseReason::from_io(&e), Ending::Drop, ctx);
+                    break;
+                }
+            }
+        }
+        put_buf(buf);
+        self.settle(ctx)
+    }
+
+    fn on_ready(&mut self, r: Readiness, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if self.connecting.is_some() {
+            return self.connect_ready(r, ctx);
+        }
+        if self.core.io.is_closed() {
+            return Ok(());
+        }
+        if r.is_writable() || r.is_write_closed() || r.is_error() {
+            self.core.writable = true;
+            self.settle(ctx)?;
+        }
+        if r.is_readable() || r.is_read_closed() || r.is_error() {
+            self.core.readable = true;
+            if r.is_read_closed() || r.is_error() {
+                self.core.hup_seen = true;
+            }
+            if self.core.can_read() {
+                self.read_some(ctx)?;
+            } else if r.is_error() {
+                // Not reading (paused or closing): the error still ends
+                // the connection now rather than when reading resumes.
+                if let Ok(Some(e)) = self.core.io.take_error() {
+                    self.finish(CloseReason::from_io(&e), Ending::Drop, ctx);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the protocol one of its messages (dropped once closed).
+    pub(crate) fn deliver(&mut self, msg: P::Msg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if self.core.io.is_closed() {
+            return Ok(());
+        }
+        self.protocol
+            .message(&mut Self::conn(&mut self.core, ctx), msg)?;
+        self.settle(ctx)
+    }
+
+    fn on_idle_check(&mut self, generation: u32, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if generation != self.core.idle_gen || self.core.io.is_closed() {
+            return Ok(());
+        }
+        let Some(idle) = self.core.idle else {
+            return Ok(());
+        };
+        let quiet = ctx.runtime().now().saturating_sub(self.core.last_active);
+        if quiet >= idle {
+            tracing::debug!(conn = %ctx.id(), "idle timeout");
+            self.core.closing = Closing::Idle;
+            self.core.read_paused = true;
+            self.settle(ctx)?;
+            if !self.core.io.is_closed() {
+                ctx.send_later(self.core.opts.drain_timeout, ConnMsg(Inner::DrainTimeout));
+            }
+        } else {
+            ctx.send_later(idle - quiet, ConnMsg(Inner::IdleCheck(generation)));
+        }
+        Ok(())
+    }
+
+    /// Ends the connection for `reason`: closes the transport as `how`
+    /// says, tells the protocol, stops the actor.
+    pub(crate) fn finish(&mut self, reason: CloseReason, how: Ending, ctx: &mut Ctx<'_, Self>) {
+        if self.core.io.is_closed() {
+            return;
+        }
+        self.release(how, ctx);
+        self.protocol
+            .closed(&mut Self::conn(&mut self.core, ctx), &reason);
+        if ctx.is_muted() {
+            // Sends are held for a full mailbox: stopping now would drop
+            // them. A muted actor handles no message until they are
+            // delivered, so this one stops it right after.
+            ctx.send_self(ConnMsg(Inner::Stop(exit_reason(&reason))));
+        } else {
+            ctx.stop_with(exit_reason(&reason));
+        }
+    }
+
+    /// Deregisters and closes the transport.
+    fn release(&mut self, how: Ending, ctx: &mut Ctx<'_, Self>) {
+        let core = &mut self.core;
+        if let (Some(token), Transport::Tcp(stream)) = (core.token.take(), &mut core.io) {
+            let _ = ctx.deregister_io(stream, token);
+        }
+        match how {
+            Ending::Close => core.io.close(),
+            Ending::Abort => core.io.abort(),
+            Ending::Drop => core.io = Transport::Closed,
+        }
+        core.wbuf = Vec::new();
+        core.wpos = 0;
+    }
+}
+
+/// How `finish` closes the transport.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Ending {
+    /// In order (FIN after the data).
+    Close,
+    /// With a reset.
+    Abort,
+    /// It already failed: just drop it.
+    Drop,
+}
+
+impl<P: Protocol> Actor for Connection<P> {
+    type Msg = ConnMsg<P::Msg>;
+
+    fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if self.connecting.is_some() {
+            return self.connect_start(ctx);
+        }
+        self.open(ctx)
+    }
+
+    fn handle(&mut self, msg: Self::Msg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        match msg.0 {
+            Inner::Io(r) => self.on_ready(r, ctx)?,
+            Inner::ReadMore => {
+                if self.core.can_read() {
+                    self.read_some(ctx)?;
+                }
+            }
+            Inner::User(m) => {
+                if let Some(connecting) = &mut self.connecting {
+                    connecting.held.push(m);
+                } else {
+                    self.deliver(m, ctx)?;
+                }
+            }
+            Inner::IdleCheck(generation) => self.on_idle_check(generation, ctx)?,
+            Inner::Close => {
+                if self.connecting.is_some() {
+                    self.connect_fail(crate::ConnectError::Aborted, ctx);
+                } else if self.core.closing == Closing::No {
+                    self.core.closing = Closing::Clean;
+                    self.settle(ctx)?;
+                }
+            }
+            Inner::Abort => {
+                if self.connecting.is_some() {
+                    self.connect_fail(crate::ConnectError::Aborted, ctx);
+                } else {
+                    self.finish(CloseReason::Aborted, Ending::Abort, ctx);
+                }
+            }
+            Inner::DrainTimeout => {
+                if !self.core.io.is_closed() {
+                    tracing::debug!(conn = %ctx.id(), "could not flush in time; aborting");
+                    let reason = self.core.closing.reason();
+                    self.finish(reason, Ending::Abort, ctx);
+                }
+            }
+            Inner::Resolved(result) => self.connect_resolved(result, ctx),
+            Inner::Stop(reason) => ctx.stop_with(reason),
+            Inner::ConnectTimeout => {
+                if self.connecting.is_some() {
+                    self.connect_fail(crate::ConnectError::TimedOut, ctx);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stopping(&mut self, _reason: &ExitReason, ctx: &mut Ctx<'_, Self>) -> Stopping {
+        if self.connecting.is_some() || self.core.io.is_closed() {
+            return Stopping::Stop;
+        }
+        if self.core.closing == Closing::Shutdown {
+            return Stopping::Continue;
+        }
+        self.core.closing = Closing::Shutdown;
+        self.core.read_paused = true;
+        if self.settle(ctx).is_err() {
+            return Stopping::Stop;
+        }
+        if !self.core.io.is_closed() {
+            ctx.send_later(self.core.opts.drain_timeout, ConnMsg(Inner::DrainTimeout));
+        }
+        // `finish` (now or once flushed) stops the actor.
+        Stopping::Continue
+    }
+
+    fn stopped(&mut self, reason: &ExitReason, ctx: &mut Ctx<'_, Self>) {
+        if !self.core.io.is_closed() {
+            // The protocol failed (or the actor was killed): no flush; the
+            // peer sees a reset, which says the conversation broke off.
+            if matches!(reason, ExitReason::Panic(_) | ExitReason::Error(_)) {
+                tracing::warn!(conn = %ctx.id(), %reason, "connection handler failed; connection reset");
+            }
+            self.release(Ending::Abort, ctx);
+        }
+        if let Some(shared) = &self.core.shared {
+            shared.connection_ended(matches!(
+                reason,
+                ExitReason::Panic(_) | ExitReason::Error(_)
+            ));
+        }
+    }
+}
