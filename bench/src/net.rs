@@ -411,27 +411,12 @@ fn connect_rate(server: &Server) {
     emit("connect-rate", "per_s", total as f64 / dur.as_secs_f64());
 }
 
-fn set_linger_zero(s: &TcpStream) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
+fn set_linger_zero(s: &TcpStream) -> nix::Result<()> {
     let linger = nix::libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: a valid socket descriptor and a correctly sized option value.
-    let rc = unsafe {
-        nix::libc::setsockopt(
-            s.as_raw_fd(),
-            nix::libc::SOL_SOCKET,
-            nix::libc::SO_LINGER,
-            (&linger as *const nix::libc::linger).cast(),
-            std::mem::size_of::<nix::libc::linger>() as nix::libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::Linger, &linger)
 }
 
 fn flood(server: &Server) {
