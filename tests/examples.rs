@@ -217,8 +217,9 @@ proptest! {
         let server = SERVER.get_or_init(|| std::sync::Mutex::new(Example::start("http_hello", &["127.0.0.1:0"])));
         let mut server = server.lock().unwrap();
         let mut s = connect(server.addr);
-        s.write_all(&input).unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
+        // The server may answer 400 and close before it has read it all.
+        let _ = s.write_all(&input);
+        let _ = s.shutdown(Shutdown::Write);
         let mut answer = Vec::new();
         match s.read_to_end(&mut answer) {
             Ok(_) => {}

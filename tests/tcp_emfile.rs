@@ -32,11 +32,15 @@ fn emfile_child() {
         .unwrap();
     let opts = ListenOptions::new().max_backoff(Duration::from_millis(50));
     let l = listen_tcp(rt.handle(), "127.0.0.1:0".parse().unwrap(), opts, || Echo).unwrap();
-    // Room for four connections beyond what is open now.
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    setrlimit(Resource::RLIMIT_NOFILE, open_fds() + 4, hard).unwrap();
-    println!("port {}", l.local_addr().port());
-    std::io::stdout().flush().unwrap();
+    // Once `run` has opened what it needs (the signal pipe), leave room
+    // for four connections beyond what is open, and tell the parent.
+    let port = l.local_addr().port();
+    rt.handle().on_startup(move || {
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, open_fds() + 4, hard).unwrap();
+        println!("port {port}");
+        std::io::stdout().flush().unwrap();
+    });
     let info = l.info();
     rt.handle().on_shutdown(Phase::After, move || {
         let stats = info.stats();
