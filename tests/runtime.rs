@@ -293,25 +293,8 @@ fn signal_child() {
 
 #[test]
 fn sigterm_and_sigint_shut_down_gracefully() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
     for signal in [nix::sys::signal::SIGTERM, nix::sys::signal::SIGINT] {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "signal_child", "--ignored", "--nocapture"])
-            .env("WEFT_SIGNAL_CHILD", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in lines.by_ref().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut child, rx) = spawn_test_child("signal_child", "WEFT_SIGNAL_CHILD");
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         loop {
             if recv(&rx).contains("ready") {

@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
@@ -61,22 +59,7 @@ fn echoes(s: &mut TcpStream, what: &[u8], timeout: Duration) -> bool {
 
 #[test]
 fn accept_survives_emfile() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "emfile_child", "--ignored", "--nocapture"])
-        .env("WEFT_EMFILE_CHILD", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = spawn_test_child("emfile_child", "WEFT_EMFILE_CHILD");
     let port: u16 = loop {
         let line = recv(&rx);
         if let Some(p) = line.strip_prefix("port ") {

@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use weft::prelude::*;
@@ -83,4 +84,35 @@ impl Protocol for Echo {
         conn.write(data)?;
         Ok(())
     }
+}
+
+/// Starts `cmd` with its standard output piped (standard error dropped);
+/// its output arrives line by line on the receiver (read with `recv`).
+pub fn spawn_with_lines(cmd: &mut Command) -> (Child, Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the child process starts");
+    let out = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Runs this test binary again as a child: only the ignored test `name`,
+/// with `env_var` set (the child test does nothing without it).
+pub fn spawn_test_child(name: &str, env_var: &str) -> (Child, Receiver<String>) {
+    spawn_with_lines(
+        Command::new(std::env::current_exe().expect("the test binary's path"))
+            .args(["--exact", name, "--ignored", "--nocapture"])
+            .env(env_var, "1"),
+    )
 }
