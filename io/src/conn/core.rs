@@ -69,6 +69,8 @@ pub(crate) struct Core {
     pub(crate) shut_pending: bool,
     pub(crate) write_shut: bool,
     pub(crate) kick_read: bool,
+    /// `last_active` was set during the message being handled.
+    pub(crate) touched: bool,
     pub(crate) closing: Closing,
 }
 
@@ -93,6 +95,7 @@ impl Core {
             shut_pending: false,
             write_shut: false,
             kick_read: false,
+            touched: false,
             closing: Closing::No,
         }
     }
@@ -146,8 +149,14 @@ impl Core {
         let limit = self.opts.max_write_buffer.max(self.opts.high_water);
         let mut skip = 0;
         if self.buffered() == 0 && self.writable && len >= DIRECT_WRITE {
-            let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-            match self.io.write_vectored(&slices) {
+            let written = match parts {
+                [one] => self.io.write(one),
+                _ => {
+                    let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+                    self.io.write_vectored(&slices)
+                }
+            };
+            match written {
                 Ok(n) => skip = n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 // The error shows again on the next flush, where it closes

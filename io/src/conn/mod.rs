@@ -117,9 +117,12 @@ impl<P: Protocol> Connection<P> {
         Conn { core, ctx }
     }
 
+    /// Records activity for the idle timeout: one clock read per message
+    /// at most (a read and the flush after it are one moment).
     fn touch(&mut self, ctx: &Ctx<'_, Self>) {
-        if self.core.idle.is_some() {
+        if self.core.idle.is_some() && !self.core.touched {
             self.core.last_active = ctx.runtime().now();
+            self.core.touched = true;
         }
     }
 
@@ -351,6 +354,7 @@ impl<P: Protocol> Actor for Connection<P> {
     }
 
     fn handle(&mut self, msg: Self::Msg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        self.core.touched = false;
         match msg.0 {
             Inner::Io(r) => self.on_ready(r, ctx)?,
             Inner::ReadMore => {
