@@ -70,16 +70,26 @@ impl SystemEvents {
         self.phases.lock()[index(phase)].push(hook);
     }
 
+    /// Runs the start-up hooks, then closes the list.
+    ///
+    /// Hooks may add hooks; those run too, in order. The list is closed in
+    /// the same critical section that finds it empty, so a hook registered
+    /// concurrently is either taken by this loop or refused (and run by its
+    /// registrant): never lost, never run twice.
     pub(crate) fn run_startup(&self) {
-        // Hooks may add hooks; those run too, in order.
         loop {
-            let hooks = match self.startup.lock().as_mut() {
-                Some(list) if !list.is_empty() => std::mem::take(list),
-                _ => break,
+            let hooks = {
+                let mut slot = self.startup.lock();
+                match slot.as_mut() {
+                    Some(list) if !list.is_empty() => std::mem::take(list),
+                    _ => {
+                        *slot = None;
+                        break;
+                    }
+                }
             };
             hooks.into_iter().for_each(run_hook);
         }
-        *self.startup.lock() = None;
     }
 
     pub(crate) fn run_phase(&self, phase: Phase) {
@@ -90,5 +100,67 @@ impl SystemEvents {
             }
             hooks.into_iter().for_each(run_hook);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+
+    /// Hooks registered while start-up runs are either taken by the
+    /// start-up loop or handed back to their registrant to run: each runs
+    /// exactly once. The registrant keeps registering until one is handed
+    /// back, so it covers the moment the list closes. (Before the list was
+    /// closed under the lock that saw it empty, hooks registered in that
+    /// moment were dropped.)
+    #[test]
+    fn hooks_racing_startup_run_exactly_once() {
+        for _ in 0..2000 {
+            let events = Arc::new(SystemEvents::new());
+            let ran = Arc::new(AtomicUsize::new(0));
+            let barrier = Arc::new(Barrier::new(2));
+            let registrant = {
+                let (events, ran, barrier) = (events.clone(), ran.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut registered = 0;
+                    loop {
+                        let ran = ran.clone();
+                        let hook: Hook = Box::new(move || {
+                            ran.fetch_add(1, Ordering::SeqCst);
+                        });
+                        registered += 1;
+                        if let Some(hook) = events.on_startup(hook) {
+                            run_hook(hook);
+                            return registered;
+                        }
+                    }
+                })
+            };
+            barrier.wait();
+            events.run_startup();
+            let registered = registrant.join().expect("registrant thread");
+            assert_eq!(ran.load(Ordering::SeqCst), registered);
+        }
+    }
+
+    #[test]
+    fn hooks_added_by_hooks_run_in_order_and_later_ones_are_handed_back() {
+        let events = Arc::new(SystemEvents::new());
+        let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (e, o) = (events.clone(), order.clone());
+        assert!(events
+            .on_startup(Box::new(move || {
+                o.lock().push(1);
+                let o2 = o.clone();
+                assert!(e.on_startup(Box::new(move || o2.lock().push(2))).is_none());
+            }))
+            .is_none());
+        events.run_startup();
+        assert_eq!(*order.lock(), vec![1, 2]);
+        assert!(events.on_startup(Box::new(|| {})).is_some());
     }
 }

@@ -328,7 +328,12 @@ impl Handle {
 
     // ---- lifecycle ----
 
-    /// Runs `hook` when `run` starts (at once if it already has).
+    /// Runs `hook` when `run` starts (Twisted's `callWhenRunning`).
+    ///
+    /// Every hook registered before `run` has finished its start-up hooks
+    /// runs exactly once, in registration order, on `run`'s thread. Once
+    /// start-up is over, `hook` runs at once on the calling thread, before
+    /// this returns.
     pub fn on_startup(&self, hook: impl FnOnce() + Send + 'static) {
         if let Some(hook) = self.shared.events.on_startup(Box::new(hook)) {
             run_hook(hook);
