@@ -86,15 +86,60 @@ impl Protocol for Echo {
     }
 }
 
-/// Starts `cmd` with its standard output piped (standard error dropped);
-/// its output arrives line by line on the receiver (read with `recv`).
-pub fn spawn_with_lines(cmd: &mut Command) -> (Child, Receiver<String>) {
+/// A child process that ends with the test: killed and reaped when this
+/// guard drops (a test that fails or panics still drops it), and killed by
+/// the kernel when the thread that started it dies (`PR_SET_PDEATHSIG`),
+/// which covers the test binary exiting without running destructors.
+pub struct ChildGuard(Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `cmd` so that it cannot outlive the test (see [`ChildGuard`]).
+pub fn spawn_guarded(cmd: &mut Command) -> ChildGuard {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
+    // SAFETY: between fork and exec the closure only makes two system calls
+    // (prctl, getppid) and may call `_exit`: all async-signal-safe, nothing
+    // allocates or takes a lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The parent may have died before the death signal was armed.
+            if nix::unistd::getppid() != parent {
+                nix::libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    ChildGuard(cmd.spawn().expect("the child process starts"))
+}
+
+/// Starts `cmd` (guarded, see [`spawn_guarded`]) with its standard output
+/// piped (standard error dropped); its output arrives line by line on the
+/// receiver (read with `recv`).
+pub fn spawn_with_lines(cmd: &mut Command) -> (ChildGuard, Receiver<String>) {
     use std::io::BufRead;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the child process starts");
+    let mut child = spawn_guarded(cmd.stdout(Stdio::piped()).stderr(Stdio::null()));
     let out = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -109,7 +154,7 @@ pub fn spawn_with_lines(cmd: &mut Command) -> (Child, Receiver<String>) {
 
 /// Runs this test binary again as a child: only the ignored test `name`,
 /// with `env_var` set (the child test does nothing without it).
-pub fn spawn_test_child(name: &str, env_var: &str) -> (Child, Receiver<String>) {
+pub fn spawn_test_child(name: &str, env_var: &str) -> (ChildGuard, Receiver<String>) {
     spawn_with_lines(
         Command::new(std::env::current_exe().expect("the test binary's path"))
             .args(["--exact", name, "--ignored", "--nocapture"])
