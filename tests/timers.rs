@@ -81,6 +81,33 @@ fn fire_in_deadline_order_and_never_early() {
     assert_eq!(seen(&a), vec!["b", "c"]);
 }
 
+/// Equal deadlines arrive in the order they were set (Twisted's order),
+/// whether they sit in the wheel's first level (5 ms) or cascade down from
+/// a higher one (5 s, 10 min), and when set at different moments.
+#[test]
+fn equal_deadlines_arrive_in_the_order_set() {
+    let (rt, clock) = manual_runtime(2);
+    let a = clocked(&rt);
+    for (delay, names) in [
+        (5, ["a1", "a2", "a3"]),
+        (5_000, ["b1", "b2", "b3"]),
+        (600_000, ["c1", "c2", "c3"]),
+    ] {
+        for name in names {
+            later(&a, delay, name);
+        }
+        clock.advance(ms(delay));
+        assert_eq!(seen(&a), names.to_vec());
+    }
+    // Set 3 s apart, due at the same moment: d1 (at 0 for 5 s) was placed
+    // in a higher level than d2 (at 3 s for 2 s).
+    later(&a, 5_000, "d1");
+    clock.advance(ms(3_000));
+    later(&a, 2_000, "d2");
+    clock.advance(ms(2_000));
+    assert_eq!(seen(&a), vec!["d1", "d2"]);
+}
+
 #[test]
 fn cancel_reset_and_delay() {
     let (rt, clock) = manual_runtime(1);

@@ -15,7 +15,11 @@
 //! | 5     | ~12.7 days      | ~2.2 years       |
 //!
 //! Entries live in a slab (`Vec` plus a free list) and are linked into their
-//! slot by intrusive `prev`/`next` indices, so unlinking is O(1). A [`Key`]
+//! slot by intrusive `prev`/`next` indices, so unlinking is O(1). Each list
+//! keeps its head and its tail: entries are appended, and a cascading slot
+//! is taken from its head, so entries with equal deadlines come out of
+//! `poll` in the order they were inserted, at every level (Twisted's
+//! `callLater` order, which users rely on). A [`Key`]
 //! carries a generation: a key whose entry was freed (fired or cancelled) and
 //! reused never touches the new entry.
 //!
@@ -25,6 +29,8 @@
 //!   list and come out of the next `poll`.
 //! * An entry is in exactly one list (a slot or pending) or in none
 //!   (`NOWHERE`: expired and handed to the owner) or free.
+//! * Within a list, entries with equal deadlines are in insertion order
+//!   (an entry moved by `reschedule` counts as inserted when moved).
 //!
 //! The wheel knows nothing of clocks, locks or callbacks: `super::Timers`
 //! owns it behind a mutex.
@@ -62,6 +68,7 @@ pub struct Wheel<T> {
     entries: Vec<Entry<T>>,
     free_head: u32,
     heads: Vec<u32>,
+    tails: Vec<u32>,
     occupied: [u64; LEVELS],
     len: usize,
 }
@@ -80,6 +87,7 @@ impl<T> Wheel<T> {
             entries: Vec::new(),
             free_head: NIL,
             heads: vec![NIL; LEVELS * SLOTS + 1],
+            tails: vec![NIL; LEVELS * SLOTS + 1],
             occupied: [0; LEVELS],
             len: 0,
         }
@@ -195,6 +203,7 @@ impl<T> Wheel<T> {
             let list = level * SLOTS + slot;
             let mut index = self.heads[list];
             self.heads[list] = NIL;
+            self.tails[list] = NIL;
             self.occupied[level] &= !(1u64 << slot);
             while index != NIL {
                 let (next, key) = self.detach(index);
@@ -214,6 +223,7 @@ impl<T> Wheel<T> {
     fn take_list(&mut self, list: usize, out: &mut Vec<Key>) {
         let mut index = self.heads[list];
         self.heads[list] = NIL;
+        self.tails[list] = NIL;
         while index != NIL {
             let (next, key) = self.detach(index);
             out.push(key);
@@ -255,17 +265,19 @@ impl<T> Wheel<T> {
             self.occupied[level] |= 1u64 << slot;
             level * SLOTS + slot
         };
-        let head = self.heads[list];
+        let tail = self.tails[list];
         {
             let entry = &mut self.entries[index as usize];
             entry.location = list as u16;
-            entry.prev = NIL;
-            entry.next = head;
+            entry.prev = tail;
+            entry.next = NIL;
         }
-        if head != NIL {
-            self.entries[head as usize].prev = index;
+        if tail != NIL {
+            self.entries[tail as usize].next = index;
+        } else {
+            self.heads[list] = index;
         }
-        self.heads[list] = index;
+        self.tails[list] = index;
     }
 
     fn unlink(&mut self, index: u32) {
@@ -288,6 +300,8 @@ impl<T> Wheel<T> {
         }
         if next != NIL {
             self.entries[next as usize].prev = prev;
+        } else {
+            self.tails[location as usize] = prev;
         }
         let e = &mut self.entries[index as usize];
         e.location = NOWHERE;
@@ -424,11 +438,77 @@ mod tests {
                     }
                 }
                 previous_poll = Some(now);
-                batch.sort();
+                // Deadline order; equal deadlines in insertion order (the
+                // stable sort keeps the order `poll` gave).
+                batch.sort_by_key(|(when, _)| *when);
                 got.extend(batch);
             }
             expected.sort();
             prop_assert_eq!(got, expected);
+        }
+
+        /// Equal deadlines fire in the order they were set, at every level,
+        /// however the time between the insertions and the polls is cut:
+        /// entries are inserted in rounds between polls (so some go in at a
+        /// high level and cascade, others go in low later), and a moved
+        /// entry counts as set when moved.
+        #[test]
+        fn equal_deadlines_fire_in_insertion_order(
+            rounds in proptest::collection::vec(
+                (proptest::collection::vec((0u64..6, any::<bool>()), 1..40), 1u64..20_000),
+                1..8,
+            ),
+            base in 0u64..400_000,
+        ) {
+            let targets = [base + 5, base + 64, base + 4_097, base + 70_000, base + 300_001, base + 17];
+            let mut w = Wheel::new();
+            let mut keys: Vec<Key> = Vec::new();
+            // Per target: the expected firing order of values.
+            let mut order: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+            let mut now = 0;
+            let mut fired: Vec<(u64, u64)> = Vec::new();
+            let mut next_value = 0u64;
+            let poll = |w: &mut Wheel<u64>, now: u64, fired: &mut Vec<(u64, u64)>| {
+                let mut due = Vec::new();
+                w.poll(now, &mut due);
+                for k in due {
+                    let when = w.when(k).unwrap();
+                    fired.push((when, w.remove(k).unwrap()));
+                }
+            };
+            for (inserts, advance) in rounds {
+                for (target, move_one) in inserts {
+                    let when = targets[target as usize];
+                    if move_one && !keys.is_empty() {
+                        // Move the oldest still-pending entry to `when`.
+                        let k = keys.remove(0);
+                        if let Some(old) = w.when(k) {
+                            let value = *w.value_mut(k).unwrap();
+                            order.get_mut(&old).unwrap().retain(|v| *v != value);
+                            prop_assert!(w.reschedule(k, when));
+                            order.entry(when).or_default().push(value);
+                            keys.push(k);
+                        }
+                        continue;
+                    }
+                    let value = next_value;
+                    next_value += 1;
+                    keys.push(w.insert(when, value));
+                    order.entry(when).or_default().push(value);
+                }
+                now += advance;
+                poll(&mut w, now, &mut fired);
+            }
+            while let Some(next) = w.next_deadline() {
+                now = now.max(next);
+                poll(&mut w, now, &mut fired);
+            }
+            for (when, values) in order {
+                let got: Vec<u64> = fired.iter().filter(|(w, _)| *w == when).map(|(_, v)| *v).collect();
+                // Entries whose deadline had passed when inserted fire "at
+                // once" in insertion order too, so the filter above sees them.
+                prop_assert_eq!(got, values, "deadline {}", when);
+            }
         }
     }
 }
