@@ -30,6 +30,7 @@ mod reactor;
 mod runtime;
 mod scheduler;
 mod signal;
+mod sync;
 mod task;
 mod time;
 mod watchdog;

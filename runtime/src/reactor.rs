@@ -11,6 +11,7 @@
 //! decides what readiness means).
 
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -259,7 +260,12 @@ impl Reactor {
         events.clear();
         turn.delivered = ready.len();
         for (sink, readiness) in ready.drain(..) {
-            sink.ready(readiness);
+            // A sink runs code of the layer above (an actor's readiness
+            // map): a panic there must not take the driving worker down.
+            let delivered = catch_unwind(AssertUnwindSafe(|| sink.ready(readiness)));
+            if delivered.is_err() {
+                tracing::error!("a readiness sink panicked; the event is dropped");
+            }
         }
         turn
     }

@@ -6,21 +6,17 @@
 //! line.
 //!
 //! Invariants (see ARCHITECTURE.md, "Scheduler"):
-//! * A sleeper is listed with its mode (driving the reactor, or parked)
-//!   under the `sleepers` mutex; `notify_one` wakes it the way its mode says.
-//! * Before sleeping, a worker lists itself, issues a SeqCst fence and
-//!   re-checks every queue; a notifier pushes, fences, then reads
-//!   `sleeping`. One of the two always sees the other: no lost wake-up.
-//! * A notifier that sees a worker `spinning` wakes nobody: the spinner
-//!   leaves `spinning` (SeqCst) before it lists itself and re-checks the
-//!   queues, so the same fence argument covers it. A spinner that finds
-//!   work while more is queued wakes another worker.
+//! * A sleeper is listed with its mode (driving the reactor, or parked);
+//!   `notify_one` wakes it the way its mode says.
+//! * No wake-up is lost: the handshake is `sleepers.rs` (loom-checked).
+//!   A spinner that finds work while more is queued wakes another worker.
 //!
 //! Must not touch: what a task is (it only calls `Task::run`).
 
+mod sleepers;
 mod worker;
 
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
@@ -32,14 +28,16 @@ use crate::reactor::Reactor;
 use crate::task::Task;
 use crate::time::Timers;
 use crate::watchdog::WorkerSlot;
+use sleepers::Sleepers;
 
 pub use worker::on_worker_thread;
 pub(crate) use worker::{spawn_workers, try_schedule_local};
 
 pub(crate) type TaskRef = Arc<dyn Task>;
 
-struct Sleeper {
-    index: usize,
+/// How to wake a sleeping worker: it blocks in `epoll_wait` (driving the
+/// reactor: wake it through the reactor's waker) or in `park`.
+struct Waker {
     thread: Thread,
     driving: bool,
 }
@@ -47,11 +45,7 @@ struct Sleeper {
 pub(crate) struct Scheduler {
     injector: Injector<TaskRef>,
     stealers: OnceLock<Vec<Stealer<TaskRef>>>,
-    sleepers: Mutex<Vec<Sleeper>>,
-    sleeping: AtomicUsize,
-    /// Workers spinning on the queues before they sleep: a notifier leaves
-    /// them to find the work instead of waking a sleeper.
-    pub(crate) spinning: AtomicUsize,
+    sleepers: Sleepers<Waker>,
     shutdown: AtomicBool,
     pub(crate) budget: usize,
     pub(crate) workers: usize,
@@ -81,9 +75,7 @@ impl Scheduler {
         Scheduler {
             injector: Injector::new(),
             stealers: OnceLock::new(),
-            sleepers: Mutex::new(Vec::with_capacity(workers)),
-            sleeping: AtomicUsize::new(0),
-            spinning: AtomicUsize::new(0),
+            sleepers: Sleepers::new(workers),
             shutdown: AtomicBool::new(false),
             budget,
             workers,
@@ -110,49 +102,38 @@ impl Scheduler {
         }
     }
 
-    /// Wakes one sleeping worker, if any.
+    /// Wakes one sleeping worker, if any (after work was pushed).
     pub(crate) fn notify_one(&self) {
-        fence(Ordering::SeqCst);
-        if self.spinning.load(Ordering::SeqCst) > 0 || self.sleeping.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        let sleeper = {
-            let mut sleepers = self.sleepers.lock();
-            let s = sleepers.pop();
-            self.sleeping.store(sleepers.len(), Ordering::SeqCst);
-            s
-        };
-        if let Some(s) = sleeper {
-            self.wake(&s);
+        if let Some(waker) = self.sleepers.to_wake() {
+            self.wake(&waker);
         }
     }
 
-    fn wake(&self, s: &Sleeper) {
-        if s.driving {
+    fn wake(&self, w: &Waker) {
+        if w.driving {
             if let Err(e) = self.reactor.waker.wake() {
                 tracing::error!(error = %e, "failed to wake the reactor");
             }
         } else {
-            s.thread.unpark();
+            w.thread.unpark();
         }
     }
 
+    fn start_spinning(&self) {
+        self.sleepers.start_spinning();
+    }
+
+    fn stop_spinning(&self) {
+        self.sleepers.stop_spinning();
+    }
+
     fn add_sleeper(&self, index: usize, driving: bool) {
-        let mut sleepers = self.sleepers.lock();
-        sleepers.push(Sleeper {
-            index,
-            thread: std::thread::current(),
-            driving,
-        });
-        self.sleeping.store(sleepers.len(), Ordering::SeqCst);
-        drop(sleepers);
-        fence(Ordering::SeqCst);
+        let thread = std::thread::current();
+        self.sleepers.list(index, Waker { thread, driving });
     }
 
     fn remove_sleeper(&self, index: usize) {
-        let mut sleepers = self.sleepers.lock();
-        sleepers.retain(|s| s.index != index);
-        self.sleeping.store(sleepers.len(), Ordering::SeqCst);
+        self.sleepers.unlist(index);
     }
 
     pub(crate) fn is_shutdown(&self) -> bool {
@@ -167,10 +148,8 @@ impl Scheduler {
     /// Tells every worker to exit after its current task, and wakes them.
     pub(crate) fn shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
-        let sleepers = std::mem::take(&mut *self.sleepers.lock());
-        self.sleeping.store(0, Ordering::SeqCst);
-        for s in &sleepers {
-            self.wake(s);
+        for w in self.sleepers.take_all() {
+            self.wake(&w);
         }
         // A worker between listing itself and sleeping re-checks the flag;
         // the reactor wake covers a driver that is not listed yet.

@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -119,7 +120,16 @@ fn run(scheduler: Arc<Scheduler>, index: usize, deque: Worker<TaskRef>) {
                 turn = turn.wrapping_add(1);
                 slot.turn.store(turn, Ordering::Relaxed);
                 slot.task.store(task.id(), Ordering::Relaxed);
-                task.run();
+                let id = task.id();
+                // Tasks catch their own panics (the actor layer stops the
+                // actor); this is the last line, so that no task can ever
+                // take a worker thread down with it.
+                if catch_unwind(AssertUnwindSafe(|| task.run())).is_err() {
+                    tracing::error!(
+                        task = %scheduler.name_of(id).unwrap_or_else(|| id.to_string()),
+                        "a task panicked outside its own panic boundary"
+                    );
+                }
                 slot.task.store(0, Ordering::Relaxed);
             }
             None => idle(&scheduler, index),
@@ -252,10 +262,10 @@ fn idle(scheduler: &Scheduler, index: usize) {
     if poll_now(scheduler) {
         return;
     }
-    scheduler.spinning.fetch_add(1, Ordering::SeqCst);
+    scheduler.start_spinning();
     for _ in 0..IDLE_SPINS {
         if has_work(scheduler, index) || scheduler.is_shutdown() {
-            scheduler.spinning.fetch_sub(1, Ordering::SeqCst);
+            scheduler.stop_spinning();
             if !scheduler.injector.is_empty() {
                 // Take one; let another worker have the rest.
                 scheduler.notify_one();
@@ -264,7 +274,7 @@ fn idle(scheduler: &Scheduler, index: usize) {
         }
         std::hint::spin_loop();
     }
-    scheduler.spinning.fetch_sub(1, Ordering::SeqCst);
+    scheduler.stop_spinning();
     let driver = scheduler.reactor.driver.try_lock();
     scheduler.add_sleeper(index, driver.is_some());
     if has_work(scheduler, index) || scheduler.shutdown.load(Ordering::SeqCst) {
