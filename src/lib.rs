@@ -40,8 +40,8 @@ pub use weft_runtime as runtime;
 pub use weft_supervisor as supervisor;
 
 pub use weft_actors::{
-    Actor, ActorResult, Addr, AskError, Ctx, Down, ExitReason, ExitSignal, Recipient, ReplyTo,
-    SendError, Spawn, SpawnOptions, Stopping, TimerHandle,
+    Actor, ActorId, ActorResult, Addr, AnyAddr, AskError, Ctx, Down, ExitReason, ExitSignal,
+    MonitorRef, Recipient, ReplyTo, SendError, Spawn, SpawnOptions, Stopping, TimerHandle,
 };
 pub use weft_io::{
     connect_tcp, listen_tcp, CloseReason, Conn, ConnOptions, ConnRef, ConnectError, ConnectOptions,
@@ -52,8 +52,8 @@ pub use weft_runtime::{Builder, Handle, ManualClock, MissedTicks, Phase, Runtime
 /// What most weft programs import.
 pub mod prelude {
     pub use weft_actors::{
-        Actor, ActorResult, Addr, AskError, Ctx, Down, ExitReason, ExitSignal, Recipient, ReplyTo,
-        SendError, Spawn, SpawnOptions, Stopping, TimerHandle,
+        Actor, ActorId, ActorResult, Addr, AskError, Ctx, Down, ExitReason, ExitSignal, MonitorRef,
+        Recipient, ReplyTo, SendError, Spawn, SpawnOptions, Stopping, TimerHandle,
     };
     pub use weft_io::{
         connect_tcp, listen_tcp, CloseReason, Conn, ConnMsg, ConnOptions, ConnRef, ConnectOptions,

@@ -125,7 +125,9 @@ impl Actor for DownReporter {
     type Msg = DownMsg;
     fn handle(&mut self, msg: DownMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         match msg {
-            DownMsg::Watch(a) => ctx.monitor(&a, DownMsg::Down),
+            DownMsg::Watch(a) => {
+                ctx.monitor(&a, DownMsg::Down);
+            }
             DownMsg::Down(d) => self.tx.send(d.reason.to_string())?,
             DownMsg::Sync(r) => r.send(()),
         }
@@ -160,4 +162,125 @@ fn thread_worker_actors_run_on_their_own_thread() {
     b.stop();
     drop(rt); // joins the actor's thread
     assert!(b.is_stopped());
+}
+
+/// Floods its peer with `n` messages when told, counts what it receives,
+/// and reports when it has received `n`.
+struct Flooder {
+    peer: Option<Addr<Flooder>>,
+    n: u32,
+    received: u32,
+    done: mpsc::Sender<u32>,
+}
+enum FloodMsg {
+    Peer(Addr<Flooder>),
+    Go,
+    Item(u32),
+}
+impl Actor for Flooder {
+    type Msg = FloodMsg;
+    fn handle(&mut self, msg: FloodMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        match msg {
+            FloodMsg::Peer(p) => self.peer = Some(p),
+            FloodMsg::Go => {
+                let peer = self.peer.clone().ok_or("no peer")?;
+                for i in 0..self.n {
+                    ctx.send(&peer, FloodMsg::Item(i))
+                        .map_err(|e| format!("peer gone: {e}"))?;
+                }
+            }
+            FloodMsg::Item(i) => {
+                if i != self.received {
+                    return Err(format!("out of order: {i} after {}", self.received).into());
+                }
+                self.received += 1;
+                // Every other original item is answered with one more, so
+                // both mailboxes stay full while both are sending.
+                if let Some(peer) = &self.peer {
+                    if i < self.n && i % 2 == 0 {
+                        ctx.send(peer, FloodMsg::Item(self.n + i / 2))
+                            .map_err(|e| format!("peer gone: {e}"))?;
+                    }
+                }
+                if self.received == self.n + self.n / 2 {
+                    self.done.send(self.received)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Two actors that fill each other's (small) mailboxes with `Ctx::send`
+/// would mute each other forever if each waited for the other: muting
+/// never closes a cycle, so both finish, in order, with nothing lost.
+#[test]
+fn actors_flooding_each_other_never_mute_each_other_forever() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let n = 20_000;
+    let spawn = |done| {
+        rt.handle()
+            .spawn_with(
+                Flooder {
+                    peer: None,
+                    n,
+                    received: 0,
+                    done,
+                },
+                SpawnOptions::new().capacity(8),
+            )
+            .unwrap()
+    };
+    let (a, b) = (spawn(tx.clone()), spawn(tx));
+    a.send(FloodMsg::Peer(b.clone())).unwrap();
+    b.send(FloodMsg::Peer(a.clone())).unwrap();
+    a.send(FloodMsg::Go).unwrap();
+    b.send(FloodMsg::Go).unwrap();
+    assert_eq!(recv(&rx), n + n / 2);
+    assert_eq!(recv(&rx), n + n / 2);
+    assert!(!a.is_stopped() && !b.is_stopped());
+}
+
+/// Sends a burst to a slow sink (so most of it is held), then stops.
+struct Burst {
+    sink: Addr<Sink>,
+    n: u32,
+}
+impl Actor for Burst {
+    type Msg = ();
+    fn handle(&mut self, _m: (), ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        for i in 0..self.n {
+            ctx.send(&self.sink, i)
+                .map_err(|e| format!("sink gone: {e}"))?;
+        }
+        ctx.stop();
+        Ok(())
+    }
+}
+
+/// `Ctx::send` accepted every message, so an actor that stops while muted
+/// delivers what it holds instead of dropping it.
+#[test]
+fn a_muted_actor_that_stops_delivers_what_it_holds() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let total = 5_000;
+    let sink = rt
+        .handle()
+        .spawn_with(
+            Sink {
+                next: 0,
+                max_queued: 0,
+                tx,
+                total,
+            },
+            SpawnOptions::new().capacity(2),
+        )
+        .unwrap();
+    let burst = rt.handle().spawn(Burst { sink, n: total });
+    burst.send(()).unwrap();
+    let (received, _) = recv(&rx);
+    assert_eq!(received, total);
+    assert!(burst.is_stopped());
 }

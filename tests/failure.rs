@@ -50,7 +50,9 @@ impl Actor for Observer {
     }
     fn handle(&mut self, msg: ObsMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         match msg {
-            ObsMsg::Monitor(a) => ctx.monitor(&a, ObsMsg::Down),
+            ObsMsg::Monitor(a) => {
+                ctx.monitor(&a, ObsMsg::Down);
+            }
             ObsMsg::Link(a) => ctx.link(&a),
             ObsMsg::Down(d) => self.tx.send(format!("down {}", d.reason))?,
             ObsMsg::Exit(e) => self.tx.send(format!("exit {}", e.reason))?,
@@ -236,4 +238,79 @@ fn a_stop_request_can_be_trapped_but_kill_cannot() {
     assert!(b.kill());
     assert_eq!(recv(&rx), "stopped killed");
     assert_silent(&rx);
+}
+
+/// A message whose `Drop` panics (a user type with a buggy destructor).
+struct Grenade;
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("Grenade dropped");
+        }
+    }
+}
+
+/// Blocks in its first message until the test opens the gate, so that the
+/// messages sent meanwhile are still queued when it is killed; its
+/// `stopped` panics too.
+struct Hoarder {
+    gate: mpsc::Receiver<()>,
+}
+impl Actor for Hoarder {
+    type Msg = Option<Grenade>;
+    fn handle(&mut self, msg: Option<Grenade>, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        self.gate.recv_timeout(WAIT)?;
+        std::mem::forget(msg);
+        Ok(())
+    }
+    fn stopped(&mut self, _reason: &ExitReason, _ctx: &mut Ctx<'_, Self>) {
+        panic!("stopped panics too");
+    }
+}
+
+/// Monitors with a map that panics.
+struct BadMap;
+impl Actor for BadMap {
+    type Msg = Addr<Hoarder>;
+    fn handle(&mut self, target: Addr<Hoarder>, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        ctx.monitor(&target, |_| panic!("the monitor's map panics"));
+        Ok(())
+    }
+}
+
+/// Every place weft drops or runs user values at an actor's exit is behind
+/// the panic boundary: queued messages whose `Drop` panics (several: a
+/// second panic during an unwind would abort the process), a panicking
+/// `stopped`, a monitor whose map panics. On one worker, the runtime keeps
+/// serving and the exit completes (the actor leaves the live table).
+#[test]
+fn panics_in_drops_and_notices_at_exit_never_take_down_a_worker() {
+    let rt = runtime(1);
+    let base = weft::actors::live_actors(rt.handle());
+    let (open, gate) = mpsc::channel();
+    let hoarder = rt.handle().spawn(Hoarder { gate });
+    let bad = rt.handle().spawn(BadMap);
+    bad.send(hoarder.clone()).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while hoarder.relations() == 0 {
+        assert!(std::time::Instant::now() < deadline, "monitor not placed");
+        std::thread::yield_now();
+    }
+    hoarder.send(None).unwrap();
+    for _ in 0..5 {
+        assert!(hoarder.send(Some(Grenade)).is_ok(), "queued");
+    }
+    hoarder.kill();
+    open.send(()).unwrap();
+    let healthy = rt.handle().spawn(Fragile);
+    assert_eq!(healthy.ask_wait(FragileMsg::Ping, WAIT), Ok("pong"));
+    while !hoarder.is_stopped() || weft::actors::live_actors(rt.handle()) != base + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exit did not complete"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert_eq!(healthy.ask_wait(FragileMsg::Ping, WAIT), Ok("pong"));
+    assert!(!bad.is_stopped());
 }

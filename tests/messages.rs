@@ -185,7 +185,9 @@ impl Actor for Watch {
     type Msg = WatchMsg;
     fn handle(&mut self, msg: WatchMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         match msg {
-            WatchMsg::Watch(a) => ctx.monitor(&a, WatchMsg::Down),
+            WatchMsg::Watch(a) => {
+                ctx.monitor(&a, WatchMsg::Down);
+            }
             WatchMsg::Down(d) => self.tx.send(d)?,
         }
         Ok(())

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::actor::Actor;
 use crate::ask::{AskError, Pending, ReplyTo, Slot};
-use crate::cell::{AnyCell, Cell, Signal, Waiter};
+use crate::cell::{AnyCell, Cell, Room, Signal, Waiter};
 use crate::exit::{ActorId, ExitReason};
 use crate::recipient::Recipient;
 
@@ -174,7 +174,7 @@ impl<A: Actor> Addr<A> {
         let mut make = make;
         let mut deadline = None;
         loop {
-            match self.cell.try_push_with(reply, make) {
+            match self.cell.try_push_with(reply, make, Room::Bounded) {
                 Ok(()) => break,
                 Err((SendError::Full(r), m)) => (reply, make) = (r, m),
                 Err(_) => return Err(AskError::Stopped),
@@ -228,7 +228,12 @@ impl<A: Actor> Addr<A> {
         Recipient::new(self.cell.clone(), f)
     }
 
-    pub(crate) fn any_cell(&self) -> Arc<dyn AnyCell> {
-        self.cell.clone()
+    /// How many relations this actor holds right now: monitors on it and
+    /// by it, links, and children it spawned with `Ctx::spawn`. Each is
+    /// released when either side exits (Erlang's `process_info` of
+    /// `monitored_by`, `monitors` and `links`, as one count): a number that
+    /// only grows over a server's life points at a leak.
+    pub fn relations(&self) -> usize {
+        self.cell.watch_len()
     }
 }

@@ -57,6 +57,12 @@ impl AnyAddr {
         self.cell.describe()
     }
 
+    /// How many relations the actor holds (see
+    /// [`Addr::relations`](crate::Addr::relations)).
+    pub fn relations(&self) -> usize {
+        self.cell.watch_entries()
+    }
+
     /// Whether the actor has exited.
     pub fn is_stopped(&self) -> bool {
         self.cell.is_dead()

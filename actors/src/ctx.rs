@@ -23,8 +23,10 @@ use crate::actor::Actor;
 use crate::addr::{Addr, SendError};
 use crate::any_addr::AnyAddr;
 use crate::ask::{AskError, Pending, ReplyTo, Slot};
-use crate::cell::{AnyCell, Cell, CtxState, Flush, Signal, StartNotice, Waiter, Watcher};
-use crate::exit::{panic_text, ActorId, Down, ExitReason, ExitSignal};
+use crate::cell::{
+    AnyCell, Birth, Cell, CtxState, Deliver, Flush, Room, Signal, StartNotice, Waiter,
+};
+use crate::exit::{panic_text, ActorId, Down, ExitReason, ExitSignal, MonitorRef};
 use crate::system::{check, spawn_cell, SpawnError, SpawnOptions, DEFAULT_CAPACITY};
 use crate::timer::TimerHandle;
 
@@ -74,23 +76,13 @@ impl<'a, A: Actor> Ctx<'a, A> {
     /// Spawns a child actor: it is stopped (reason `Shutdown`) when this
     /// actor exits.
     pub fn spawn<B: Actor>(&mut self, actor: B) -> Addr<B> {
-        let addr = spawn_cell(
+        let me: Arc<dyn AnyCell> = self.cell.clone();
+        spawn_cell(
             &self.cell.handle,
             actor,
-            DEFAULT_CAPACITY as u32,
-            None,
-            None,
-        );
-        self.adopt(&addr);
-        addr
-    }
-
-    fn adopt<B: Actor>(&mut self, addr: &Addr<B>) {
-        let children = &mut self.state.rare().children;
-        if children.len() >= 16 && children.len().is_power_of_two() {
-            children.retain(|c| c.upgrade().is_some_and(|c| !c.is_dead()));
-        }
-        children.push(Arc::downgrade(&addr.any_cell()));
+            Birth::new(DEFAULT_CAPACITY as u32),
+            Some(&me),
+        )
     }
 
     /// Spawns a child (as [`Ctx::spawn`], with `options`) and sends
@@ -111,9 +103,12 @@ impl<'a, A: Actor> Ctx<'a, A> {
                 me.push_internal(map(outcome));
             }
         });
-        let addr = spawn_cell(&self.cell.handle, actor, capacity, None, Some(notice));
-        self.adopt(&addr);
-        Ok(addr)
+        let birth = Birth {
+            on_start: Some(notice),
+            ..Birth::new(capacity)
+        };
+        let parent: Arc<dyn AnyCell> = self.cell.clone();
+        Ok(spawn_cell(&self.cell.handle, actor, birth, Some(&parent)))
     }
 
     /// Spawns a child and links to it (see [`Ctx::link`]).
@@ -129,6 +124,13 @@ impl<'a, A: Actor> Ctx<'a, A> {
     /// actor slows its senders instead of growing. Per-receiver order is
     /// kept. `Err(Stopped)` if `to` has exited; a held message whose
     /// receiver exits before there is room is dropped.
+    ///
+    /// Muting never closes a cycle: if `to` is waiting (directly, or
+    /// through other muted actors) on this actor, or is this actor, the
+    /// send goes through over `to`'s capacity instead, so actors that
+    /// flood each other slow down but never stop each other. When this
+    /// actor exits, what it still holds is delivered (over capacity)
+    /// rather than dropped.
     pub fn send<B: Actor>(&mut self, to: &Addr<B>, msg: B::Msg) -> Result<(), SendError<B::Msg>> {
         if self.state.muted() {
             if to.cell.dead() {
@@ -144,8 +146,8 @@ impl<'a, A: Actor> Ctx<'a, A> {
             Err(SendError::Full(msg)) => {
                 let mut item = held(to.cell.clone(), msg);
                 let me: Arc<dyn AnyCell> = self.cell.clone();
-                match item(&me) {
-                    Flush::Sent | Flush::Dead => {}
+                match item(&me, Room::Bounded) {
+                    Flush::Sent | Flush::Dead => self.cell.unmute(),
                     Flush::Full => self.state.rare().outbox.push_back(item),
                 }
                 Ok(())
@@ -265,51 +267,93 @@ impl<'a, A: Actor> Ctx<'a, A> {
     }
 
     /// Watches `to`: when it exits (or if it already has), this actor
-    /// receives `map(Down)` with the reason.
+    /// receives `map(Down)` with the reason (Erlang's `monitor`). Each call
+    /// makes a new monitor; [`Ctx::demonitor`] removes one. A monitor is
+    /// released when either side exits, so monitoring a long-lived actor
+    /// from many short-lived ones leaves nothing behind on it.
     pub fn monitor<B: Actor>(
         &mut self,
         to: &Addr<B>,
         map: impl FnOnce(Down) -> A::Msg + Send + 'static,
-    ) {
-        self.monitor_any(&AnyAddr::from(to), map);
+    ) -> MonitorRef {
+        self.monitor_any(&AnyAddr::from(to), map)
     }
 
     /// Watches an actor of any type (see [`Ctx::monitor`]).
-    pub fn monitor_any(&mut self, to: &AnyAddr, map: impl FnOnce(Down) -> A::Msg + Send + 'static) {
+    pub fn monitor_any(
+        &mut self,
+        to: &AnyAddr,
+        map: impl FnOnce(Down) -> A::Msg + Send + 'static,
+    ) -> MonitorRef {
+        let reference = MonitorRef::next();
+        let r = reference.0;
         let me = Arc::downgrade(self.cell);
-        let deliver: Box<dyn FnOnce(Down) + Send> = Box::new(move |down| {
+        let deliver: Deliver = Box::new(move |down| {
             if let Some(me) = me.upgrade() {
+                me.forget_monitoring(r);
                 me.push_internal(map(down));
             }
         });
-        if let Err((Watcher::Monitor(deliver), reason)) =
-            to.cell.add_watcher(Watcher::Monitor(deliver))
-        {
+        // This side first: once the target holds the monitor, its exit
+        // may fire it at once, and the firing removes this note.
+        self.cell.note_monitoring(r, Arc::downgrade(&to.cell));
+        if let Err((deliver, reason)) = to.cell.add_monitor(r, deliver) {
             deliver(Down {
                 id: to.id(),
                 reason,
             });
         }
+        reference
+    }
+
+    /// Removes a monitor (Erlang's `demonitor`). `true`: it was removed
+    /// before it fired, and its `Down` will never arrive. `false`: it had
+    /// already fired (its `Down` is queued or handled) or was removed.
+    pub fn demonitor(&mut self, reference: MonitorRef) -> bool {
+        let Some(target) = self.cell.forget_monitoring(reference.0) else {
+            return false;
+        };
+        match target.upgrade().and_then(|t| t.remove_monitor(reference.0)) {
+            Some(deliver) => {
+                drop(deliver);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Links this actor and `to`: when either exits abnormally, the other
     /// exits too (reason `Linked`), unless it traps exits. Linking to an
-    /// actor that has already exited delivers its exit at once.
+    /// actor that has already exited delivers its exit at once. A pair is
+    /// linked at most once (linking again does nothing), and the link is
+    /// released when either side exits.
     pub fn link<B: Actor>(&mut self, to: &Addr<B>) {
-        let me: Arc<dyn AnyCell> = self.cell.clone();
-        let watcher = Watcher::Link(Arc::downgrade(&me));
-        match to.cell.add_watcher(watcher) {
-            Ok(()) => {
-                let other: Arc<dyn AnyCell> = to.cell.clone();
-                let _ = self.cell.add_watcher(Watcher::Link(Arc::downgrade(&other)));
-            }
-            Err((_, reason)) => {
-                me.signal(Signal::LinkExit(ExitSignal {
-                    from: to.id(),
-                    reason,
-                }));
-            }
+        if to.id() == self.id() {
+            return;
         }
+        let me: Arc<dyn AnyCell> = self.cell.clone();
+        let other: Arc<dyn AnyCell> = to.cell.clone();
+        // This side first: once the other side holds the link, its exit
+        // signals through this side's entry.
+        if self.cell.add_link(to.id(), Arc::downgrade(&other)).is_err() {
+            return; // this actor is exiting; nothing to link
+        }
+        if let Err(reason) = to.cell.add_link(self.id(), Arc::downgrade(&me)) {
+            self.cell.remove_link(to.id());
+            me.signal(Signal::LinkExit(ExitSignal {
+                from: to.id(),
+                reason,
+            }));
+        }
+    }
+
+    /// Removes the link to `to` (Erlang's `unlink`): from now on neither
+    /// side's exit affects the other. An exit signal that `to` sent before
+    /// this call may still arrive. `false` if there was no link.
+    pub fn unlink<B: Actor>(&mut self, to: &Addr<B>) -> bool {
+        let had = self.cell.remove_link(to.id());
+        to.cell.remove_link(self.id());
+        had
     }
 
     /// Turns exit signals from linked actors into messages `map(signal)`
@@ -383,17 +427,23 @@ impl<'a, A: Actor> Ctx<'a, A> {
     }
 }
 
-/// A held send: retried by the muted actor until delivered or dead.
+/// A held send: retried by the muted actor until delivered or dead. With
+/// `Room::Forced` (at exit), or when the sender may not be muted (its own
+/// mailbox is full), it goes through over the receiver's capacity.
 fn held<B: Actor>(target: Arc<Cell<B>>, msg: B::Msg) -> crate::cell::Outgoing {
     let mut slot = Some(msg);
-    Box::new(move |me: &Arc<dyn AnyCell>| loop {
+    Box::new(move |me: &Arc<dyn AnyCell>, mut room: Room| loop {
         let Some(msg) = slot.take() else {
             return Flush::Sent;
         };
-        match target.push_with(msg, |m| m) {
+        match target.try_push_with(msg, |m| m, room) {
             Ok(()) => return Flush::Sent,
-            Err(SendError::Full(msg)) => {
+            Err((SendError::Full(msg), _)) => {
                 slot = Some(msg);
+                if !me.try_mute(target.actor_id()) {
+                    room = Room::Forced;
+                    continue;
+                }
                 if target.wait_for_room(Waiter::Actor(me.clone())) {
                     return Flush::Full;
                 }

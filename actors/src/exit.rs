@@ -12,10 +12,28 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ActorId(pub u64);
 
+/// Actor ids and monitor references come from one counter, so the two
+/// are never equal (the watch table keys on both).
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 impl ActorId {
     pub(crate) fn next() -> ActorId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        ActorId(NEXT.fetch_add(1, Ordering::Relaxed))
+        ActorId(next_id())
+    }
+}
+
+/// Names one monitor (from [`Ctx::monitor`](crate::Ctx::monitor)), to
+/// remove it with [`Ctx::demonitor`](crate::Ctx::demonitor). Unique for
+/// the life of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MonitorRef(pub(crate) u64);
+
+impl MonitorRef {
+    pub(crate) fn next() -> MonitorRef {
+        MonitorRef(next_id())
     }
 }
 

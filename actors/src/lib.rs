@@ -43,6 +43,7 @@ mod ctx;
 mod exit;
 mod recipient;
 mod registry;
+mod sync;
 mod system;
 mod timer;
 
@@ -51,7 +52,7 @@ pub use addr::{Addr, SendError};
 pub use any_addr::AnyAddr;
 pub use ask::{reply_slot, AskError, Pending, ReplyTo};
 pub use ctx::{Ctx, JobPanicked};
-pub use exit::{ActorId, Down, ExitReason, ExitSignal};
+pub use exit::{ActorId, Down, ExitReason, ExitSignal, MonitorRef};
 pub use recipient::Recipient;
 pub use registry::{NameError, Registry};
 pub use system::{live_actors, Spawn, SpawnError, SpawnOptions, DEFAULT_CAPACITY};

@@ -8,6 +8,7 @@
 //! runtime's shutdown timeout passes) and joins thread-worker threads.
 //! Must not touch: cells' internals (only the `AnyCell` face).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,7 +21,7 @@ use weft_runtime::{Handle, Phase};
 
 use crate::actor::Actor;
 use crate::addr::Addr;
-use crate::cell::{run_on_thread, AnyCell, Cell, Signal, StartNotice, ThreadHome};
+use crate::cell::{run_on_thread, AnyCell, Birth, Cell, Signal, ThreadHome};
 use crate::exit::{ActorId, ExitReason};
 
 /// The mailbox capacity of actors spawned without options.
@@ -41,6 +42,8 @@ pub(crate) struct System {
     none_live: Condvar,
     none_live_lock: Mutex<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Which muted actor waits on which (see `MuteGraph`).
+    pub(crate) mutes: MuteGraph,
     pub(crate) names: DashMap<Box<str>, (ActorId, Box<dyn std::any::Any + Send + Sync>)>,
 }
 
@@ -113,12 +116,12 @@ pub(crate) fn check(options: &SpawnOptions) -> Result<u32, SpawnError> {
 
 impl Spawn for Handle {
     fn spawn<A: Actor>(&self, actor: A) -> Addr<A> {
-        spawn_cell(self, actor, DEFAULT_CAPACITY as u32, None, None)
+        spawn_cell(self, actor, Birth::new(DEFAULT_CAPACITY as u32), None)
     }
 
     fn spawn_with<A: Actor>(&self, actor: A, options: SpawnOptions) -> Result<Addr<A>, SpawnError> {
         let capacity = check(&options)?;
-        Ok(spawn_cell(self, actor, capacity, None, None))
+        Ok(spawn_cell(self, actor, Birth::new(capacity), None))
     }
 
     fn spawn_thread<A: Actor>(
@@ -129,17 +132,11 @@ impl Spawn for Handle {
         let capacity = check(&options)?;
         let home = ThreadHome::new();
         let system = System::get(self);
-        let cell = system.insert(|id, slot| {
-            Cell::new(
-                actor,
-                self.clone(),
-                capacity,
-                Some(home.clone()),
-                id,
-                slot,
-                None,
-            )
-        });
+        let birth = Birth {
+            home: Some(home.clone()),
+            ..Birth::new(capacity)
+        };
+        let cell = system.insert(|id, slot| Cell::new(actor, self.clone(), id, slot, birth));
         let (thread_cell, thread_home) = (cell.clone(), home.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("weft-actor{}", cell.actor_id()))
@@ -158,15 +155,22 @@ impl Spawn for Handle {
     }
 }
 
+/// Creates an actor's cell, records it as `parent`'s child (before it can
+/// run, so a child that exits at once still leaves the parent's table),
+/// and makes it runnable.
 pub(crate) fn spawn_cell<A: Actor>(
     handle: &Handle,
     actor: A,
-    capacity: u32,
-    home: Option<Arc<ThreadHome>>,
-    on_start: Option<StartNotice>,
+    mut birth: Birth,
+    parent: Option<&Arc<dyn AnyCell>>,
 ) -> Addr<A> {
-    let cell = System::get(handle)
-        .insert(|id, slot| Cell::new(actor, handle.clone(), capacity, home, id, slot, on_start));
+    birth.parent = parent.map(Arc::downgrade);
+    let cell =
+        System::get(handle).insert(|id, slot| Cell::new(actor, handle.clone(), id, slot, birth));
+    if let Some(parent) = parent {
+        let child: Arc<dyn AnyCell> = cell.clone();
+        parent.add_child(cell.actor_id(), Arc::downgrade(&child));
+    }
     cell.start();
     Addr { cell }
 }
@@ -187,6 +191,7 @@ impl System {
             none_live: Condvar::new(),
             none_live_lock: Mutex::new(()),
             threads: Mutex::new(Vec::new()),
+            mutes: MuteGraph::default(),
             names: DashMap::new(),
         }
     }
@@ -277,6 +282,48 @@ impl System {
             if t.is_finished() || self.live() == 0 {
                 let _ = t.join();
             }
+        }
+    }
+}
+
+/// The wait-for graph of muted actors: an edge `a → b` while actor `a`
+/// holds a send for the full actor `b`. Muting is the slow path of a send,
+/// so one lock per runtime serializes the decisions, and a decision sees
+/// every earlier one: two actors that fill each other's mailboxes at the
+/// same moment cannot both wait.
+#[derive(Default)]
+pub(crate) struct MuteGraph {
+    edges: Mutex<HashMap<ActorId, ActorId>>,
+}
+
+impl MuteGraph {
+    /// Longer wait chains are treated as cycles (the send is forced).
+    const MAX_CHAIN: usize = 64;
+
+    /// Records `who → on` unless `on` waits on `who` (or is `who`).
+    pub(crate) fn try_mute(&self, who: ActorId, on: ActorId) -> bool {
+        let mut edges = self.edges.lock();
+        let mut at = on;
+        for _ in 0..Self::MAX_CHAIN {
+            if at == who {
+                return false;
+            }
+            match edges.get(&at) {
+                Some(next) => at = *next,
+                None => {
+                    edges.insert(who, on);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// `who` holds nothing any more.
+    pub(crate) fn unmute(&self, who: ActorId) {
+        let mut edges = self.edges.lock();
+        if edges.remove(&who).is_some() && edges.is_empty() && edges.capacity() > 1024 {
+            edges.shrink_to_fit();
         }
     }
 }

@@ -33,7 +33,9 @@ impl Actor for RootWatch {
     type Msg = RootWatchMsg;
     fn handle(&mut self, msg: RootWatchMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         match msg {
-            RootWatchMsg::Watch(root) => ctx.monitor(&root, RootWatchMsg::Down),
+            RootWatchMsg::Watch(root) => {
+                ctx.monitor(&root, RootWatchMsg::Down);
+            }
             RootWatchMsg::Down(down) => {
                 if down.reason.is_abnormal() {
                     tracing::error!(reason = %down.reason, "the application's root supervisor exited");
