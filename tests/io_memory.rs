@@ -398,7 +398,7 @@ fn runtime_shutdown_flushes_pending_writes() {
         got.extend(peer.read());
         (got, peer.closed())
     });
-    rt.shutdown_and_wait();
+    rt.shutdown_and_wait().expect("shutdown completes in time");
     let (got, how) = reader.join().unwrap();
     assert_eq!(got, b"pending at shutdown");
     assert_eq!(how, Some(MemoryClose::Closed));

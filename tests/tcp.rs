@@ -614,7 +614,7 @@ fn graceful_shutdown_flushes_pending_writes() {
     std::thread::sleep(Duration::from_millis(50));
     let mut got = Vec::new();
     s.read_to_end(&mut got).unwrap();
-    stopper.join().unwrap();
+    stopper.join().unwrap().expect("shutdown completes in time");
     assert_eq!(got.len(), N, "the shutdown cut pending writes");
     assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 256) as u8));
 }

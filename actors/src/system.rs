@@ -42,6 +42,10 @@ pub(crate) struct System {
     none_live: Condvar,
     none_live_lock: Mutex<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Actors still alive when shutdown gave up on them, by id: their
+    /// names, so that the runtime can report what holds a worker after
+    /// the live table was let go.
+    left_behind: Mutex<Vec<(ActorId, String)>>,
     /// Which muted actor waits on which (see `MuteGraph`).
     pub(crate) mutes: MuteGraph,
     pub(crate) names: DashMap<Box<str>, (ActorId, Box<dyn std::any::Any + Send + Sync>)>,
@@ -191,6 +195,7 @@ impl System {
             none_live: Condvar::new(),
             none_live_lock: Mutex::new(()),
             threads: Mutex::new(Vec::new()),
+            left_behind: Mutex::new(Vec::new()),
             mutes: MuteGraph::default(),
             names: DashMap::new(),
         }
@@ -232,11 +237,19 @@ impl System {
     /// The type and id of a live actor (a scan of one shard: only for
     /// diagnostics).
     fn describe(&self, id: ActorId) -> Option<String> {
-        self.shard(id)
+        let live = self
+            .shard(id)
             .lock()
             .iter()
             .find(|(_, c)| c.id() == id)
-            .map(|(_, c)| c.describe())
+            .map(|(_, c)| c.describe());
+        live.or_else(|| {
+            self.left_behind
+                .lock()
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, name)| name.clone())
+        })
     }
 
     /// How many actors are alive on this runtime.
@@ -268,10 +281,22 @@ impl System {
             }
         }
         if self.live() > 0 {
+            let left: Vec<(ActorId, String)> = self
+                .shards
+                .iter()
+                .flat_map(|s| {
+                    s.lock()
+                        .iter()
+                        .map(|(_, c)| (c.id(), c.describe()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
             tracing::error!(
-                live = self.live(),
+                live = left.len(),
+                actors = ?left.iter().map(|(_, name)| name).collect::<Vec<_>>(),
                 "actors still running after the shutdown timeout"
             );
+            *self.left_behind.lock() = left;
         }
         // Whatever did not stop is let go, so the runtime can be freed.
         for shard in self.shards.iter() {

@@ -164,18 +164,16 @@ impl BlockingPool {
     }
 
     /// Runs what is queued, then stops and joins every thread.
-    pub(crate) fn shutdown(&self) {
+    /// Stops the pool: idle threads exit at once, busy ones after their
+    /// job. Waits until `deadline`; returns how many threads were still
+    /// running a job then (left behind, detached).
+    pub(crate) fn shutdown_until(&self, deadline: std::time::Instant) -> usize {
         let handles = {
             let mut st = self.state.lock();
             st.shutdown = true;
             std::mem::take(&mut st.handles)
         };
         self.work.notify_all();
-        let me = std::thread::current().id();
-        for h in handles {
-            if h.thread().id() != me {
-                let _ = h.join();
-            }
-        }
+        crate::runtime::join_until(handles, deadline).len()
     }
 }

@@ -39,6 +39,11 @@ pub struct Builder {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signals {
     /// SIGINT and SIGTERM ask for a graceful shutdown while `run` runs.
+    /// The self-pipe this needs is opened by `build` (so a program at its
+    /// descriptor limit fails there, not in `run`). Several runtimes in
+    /// one process may each use this: a signal shuts every running one
+    /// down. While none runs, the signals keep the meaning they had before
+    /// (by default, they terminate the process).
     GracefulShutdown,
     /// Leave the process's signal dispositions alone.
     Ignore,

@@ -33,6 +33,14 @@ pub enum RuntimeError {
     /// The runtime is shutting down and takes no new work.
     #[error("the runtime is shutting down")]
     ShuttingDown,
+    /// Shutdown took longer than the shutdown timeout: these (actors by
+    /// type and id, or blocking-pool jobs) still held their threads, which
+    /// were left behind (detached) so that shutdown could finish.
+    #[error("shutdown timed out; left behind: {}", stuck.join(", "))]
+    ShutdownTimedOut {
+        /// What was still running.
+        stuck: Vec<String>,
+    },
     /// `run` was called twice.
     #[error("the runtime is already running or has run")]
     AlreadyRan,

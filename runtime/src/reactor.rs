@@ -13,13 +13,15 @@
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mio::event::Source;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use parking_lot::Mutex;
 use slab::Slab;
+
+use crate::signal::SignalPipe;
 
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 pub(crate) const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
@@ -129,6 +131,8 @@ pub(crate) struct Reactor {
     sinks: Mutex<Slab<SinkEntry>>,
     generation: AtomicU32,
     count: AtomicUsize,
+    /// The SIGINT/SIGTERM self-pipe, when the runtime handles signals.
+    pub(crate) signal_pipe: OnceLock<SignalPipe>,
 }
 
 /// What one turn of the driver saw.
@@ -154,6 +158,7 @@ impl Reactor {
             sinks: Mutex::new(Slab::new()),
             generation: AtomicU32::new(1),
             count: AtomicUsize::new(0),
+            signal_pipe: OnceLock::new(),
         })
     }
 

@@ -12,7 +12,7 @@ use std::any::Any;
 use std::io;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::event::Source;
 use mio::Interest;
@@ -24,6 +24,7 @@ use crate::error::RuntimeError;
 use crate::events::{run_hook, Phase, SystemEvents};
 use crate::reactor::{IoToken, Reactor, ReadySink};
 use crate::scheduler::{spawn_workers, Scheduler};
+use crate::signal::SignalPipe;
 use crate::task::Task;
 use crate::time::{Clock, MissedTicks, TimerKey, Timers};
 
@@ -46,7 +47,6 @@ struct Shared {
     changed: Condvar,
     workers: Mutex<Vec<JoinHandle<()>>>,
     layer: OnceLock<Arc<dyn Any + Send + Sync>>,
-    signals: Signals,
     shutdown_timeout: Duration,
 }
 
@@ -97,6 +97,10 @@ impl Runtime {
 
     pub(crate) fn start(b: Builder, clock: Clock) -> Result<Runtime, RuntimeError> {
         let reactor = Arc::new(Reactor::new().map_err(os("create the reactor"))?);
+        if b.signals == Signals::GracefulShutdown {
+            let pipe = SignalPipe::open(&reactor).map_err(os("open the signal pipe"))?;
+            let _ = reactor.signal_pipe.set(pipe);
+        }
         let timers = Timers::new(clock, reactor.waker.clone());
         let scheduler = Arc::new(Scheduler::new(
             b.workers,
@@ -120,7 +124,6 @@ impl Runtime {
             changed: Condvar::new(),
             workers: Mutex::new(Vec::new()),
             layer: OnceLock::new(),
-            signals: b.signals,
             shutdown_timeout: b.shutdown_timeout,
         });
         let weak = Arc::downgrade(&shared);
@@ -168,6 +171,13 @@ impl Runtime {
 
     /// Runs start-up hooks, then blocks until shutdown is requested and the
     /// shutdown sequence has completed.
+    ///
+    /// The shutdown timeout ([`Builder::shutdown_timeout`]) bounds the
+    /// whole sequence: a handler that does not return (a `loop {}`, a
+    /// blocking call on a worker) or a blocking-pool job that does not end
+    /// is left behind on its (detached) thread, and `run` returns
+    /// [`RuntimeError::ShutdownTimedOut`] naming what was stuck, so a
+    /// service manager's stop is never hung by one bad handler.
     pub fn run(&self) -> Result<(), RuntimeError> {
         let shared = &self.handle.shared;
         {
@@ -178,11 +188,9 @@ impl Runtime {
                 _ => return Err(RuntimeError::AlreadyRan),
             }
         }
-        let guard = match shared.signals {
-            Signals::GracefulShutdown => {
-                crate::signal::install(&shared.reactor).map_err(os("install signal handlers"))?
-            }
-            Signals::Ignore => None,
+        let installed = match shared.reactor.signal_pipe.get() {
+            Some(pipe) => Some(pipe.install().map_err(os("install signal handlers"))?),
+            None => None,
         };
         shared.events.run_startup();
         {
@@ -191,22 +199,22 @@ impl Runtime {
                 shared.changed.wait(&mut state);
             }
         }
-        if let Some(guard) = guard {
-            guard.uninstall(&shared.reactor);
-        }
-        self.handle.complete_shutdown();
-        Ok(())
+        drop(installed);
+        self.handle.complete_shutdown()
     }
 
-    /// Shuts down now (hooks, actors, workers, pool) and waits for it.
-    pub fn shutdown_and_wait(self) {
-        self.handle.complete_shutdown();
+    /// Shuts down now (hooks, actors, workers, pool) and waits for it,
+    /// at most about the shutdown timeout (see [`Runtime::run`] for what
+    /// happens to a handler that does not return).
+    pub fn shutdown_and_wait(self) -> Result<(), RuntimeError> {
+        self.handle.complete_shutdown()
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.handle.complete_shutdown();
+        // A shutdown that timed out was reported (logged) already.
+        let _ = self.handle.complete_shutdown();
     }
 }
 
@@ -385,31 +393,39 @@ impl Handle {
         *self.shared.scheduler.namer.lock() = Some(Box::new(namer));
     }
 
-    fn complete_shutdown(&self) {
+    fn complete_shutdown(&self) -> Result<(), RuntimeError> {
         let shared = &self.shared;
         {
             let mut state = shared.lifecycle.lock();
             loop {
                 match *state {
-                    Lifecycle::Stopped => return,
+                    Lifecycle::Stopped => return Ok(()),
                     Lifecycle::ShuttingDown => shared.changed.wait(&mut state),
                     _ => break,
                 }
             }
             *state = Lifecycle::ShuttingDown;
         }
+        let started = Instant::now();
         shared.events.run_phase(Phase::Before);
         shared.events.run_phase(Phase::During);
         shared.events.run_phase(Phase::After);
         shared.scheduler.shutdown();
-        let me = std::thread::current().id();
+        // The timeout bounds the whole sequence, with a short grace for
+        // threads that are merely finishing a turn.
+        let deadline = (started + shared.shutdown_timeout).max(Instant::now() + JOIN_GRACE);
         let workers = std::mem::take(&mut *shared.workers.lock());
-        for w in workers {
-            if w.thread().id() != me {
-                let _ = w.join();
-            }
+        let mut stuck = Vec::new();
+        for (index, _detached) in join_until(workers, deadline) {
+            stuck.push(match shared.scheduler.task_on(index) {
+                Some(task) => task,
+                None => format!("worker thread {index}"),
+            });
         }
-        shared.blocking.shutdown();
+        let blocking = shared.blocking.shutdown_until(deadline);
+        if blocking > 0 {
+            stuck.push(format!("{blocking} blocking-pool job(s)"));
+        }
         // Break the cycles runtime -> queued task/timer/sink -> handle.
         shared.scheduler.drain_injector();
         shared.timers.clear();
@@ -417,5 +433,47 @@ impl Handle {
         shared.scheduler.namer.lock().take();
         *shared.lifecycle.lock() = Lifecycle::Stopped;
         shared.changed.notify_all();
+        if stuck.is_empty() {
+            return Ok(());
+        }
+        tracing::error!(
+            stuck = ?stuck,
+            timeout = ?shared.shutdown_timeout,
+            "shutdown timed out; the stuck threads are left behind"
+        );
+        Err(RuntimeError::ShutdownTimedOut { stuck })
+    }
+}
+
+/// How long shutdown waits for threads that are finishing a turn, even
+/// when the shutdown timeout has already passed.
+const JOIN_GRACE: Duration = Duration::from_millis(50);
+
+/// Joins the threads that end by `deadline` (never the calling thread,
+/// which may be one of them); returns the index and handle of each that
+/// did not. Those are detached when the handles drop.
+pub(crate) fn join_until(
+    threads: Vec<JoinHandle<()>>,
+    deadline: Instant,
+) -> Vec<(usize, JoinHandle<()>)> {
+    let me = std::thread::current().id();
+    let mut pending: Vec<(usize, JoinHandle<()>)> = threads
+        .into_iter()
+        .enumerate()
+        .filter(|(_, t)| t.thread().id() != me)
+        .collect();
+    let mut pause = Duration::from_micros(100);
+    loop {
+        let (done, rest): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|(_, t)| t.is_finished());
+        for (_, t) in done {
+            let _ = t.join();
+        }
+        pending = rest;
+        if pending.is_empty() || Instant::now() >= deadline {
+            return pending;
+        }
+        std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }

@@ -88,6 +88,12 @@ impl Scheduler {
         }
     }
 
+    /// What worker `index` is running right now, by name (or task id).
+    pub(crate) fn task_on(&self, index: usize) -> Option<String> {
+        let id = self.slots.get(index)?.task.load(Ordering::Relaxed);
+        (id != 0).then(|| self.name_of(id).unwrap_or_else(|| format!("task {id}")))
+    }
+
     /// The name the layer above gives task `id`, if any.
     pub(crate) fn name_of(&self, id: u64) -> Option<String> {
         self.namer.lock().as_ref().and_then(|namer| namer(id))

@@ -154,7 +154,9 @@ fn maintenance(scheduler: &Scheduler) {
 }
 
 fn signalled(scheduler: &Scheduler) {
-    crate::signal::drain();
+    if let Some(pipe) = scheduler.reactor.signal_pipe.get() {
+        pipe.drain();
+    }
     if let Some(on_signal) = scheduler.on_signal.get() {
         on_signal();
     }
