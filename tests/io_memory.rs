@@ -404,3 +404,213 @@ fn runtime_shutdown_flushes_pending_writes() {
     assert_eq!(how, Some(MemoryClose::Closed));
     assert_eq!(closed_reason(&rx), CloseReason::Shutdown);
 }
+
+/// Writes past the high mark in `connected`, and aborts when told it must
+/// pause (or resume): the connection resets, and nothing but `closed`
+/// follows the abort.
+struct AbortOnPause {
+    tx: Sender<Ev>,
+    on_resume: bool,
+}
+impl Protocol for AbortOnPause {
+    type Msg = ();
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, _data: &[u8]) -> ActorResult {
+        conn.write(&vec![b'x'; 64 * 1024])?;
+        Ok(())
+    }
+    fn write_paused(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        let _ = self.tx.send(Ev::Paused);
+        if !self.on_resume {
+            conn.abort();
+        }
+    }
+    fn write_resumed(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        let _ = self.tx.send(Ev::Resumed);
+        if self.on_resume {
+            conn.abort();
+        }
+    }
+    fn write_drained(&mut self, _conn: &mut Conn<'_, '_, Self>) {
+        let _ = self.tx.send(Ev::Msg("drained".into()));
+    }
+    fn closed(&mut self, _conn: &mut Conn<'_, '_, Self>, reason: &CloseReason) {
+        let _ = self.tx.send(Ev::Closed(reason.clone()));
+    }
+}
+
+#[test]
+fn an_abort_in_write_paused_or_write_resumed_resets_and_ends_the_callbacks() {
+    for on_resume in [false, true] {
+        let rt = runtime(1);
+        let (tx, rx) = mpsc::channel();
+        let opts = ConnOptions::new().watermarks(16 * 1024, 4 * 1024);
+        let (_conn, peer) = connect_memory(rt.handle(), opts, AbortOnPause { tx, on_resume });
+        // A reader that does not read: the 64 KiB answer to "go" pauses.
+        peer.set_window(0);
+        peer.write(b"go");
+        if on_resume {
+            // Then it reads: the buffer drains below the low mark.
+            assert_eq!(recv(&rx), Ev::Paused);
+            peer.set_window(usize::MAX);
+            while peer.closed().is_none() {
+                peer.read_at_least(1, Duration::from_millis(10));
+            }
+            assert_eq!(recv(&rx), Ev::Resumed);
+        } else {
+            assert_eq!(recv(&rx), Ev::Paused);
+        }
+        assert_eq!(
+            peer.wait_closed(WAIT),
+            Some(MemoryClose::Aborted),
+            "on_resume {on_resume}"
+        );
+        assert_eq!(recv(&rx), Ev::Closed(CloseReason::Aborted));
+        assert_silent(&rx);
+    }
+}
+
+/// A push producer that stops when `is_write_paused` says so (as its docs
+/// suggest) and goes on when resumed; sends `total` bytes in all.
+struct Producer {
+    total: usize,
+    sent: usize,
+    tx: Sender<Ev>,
+}
+impl Producer {
+    fn produce(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        while self.sent < self.total && !conn.is_write_paused() {
+            let n = (self.total - self.sent).min(8192);
+            if let Err(e) = conn.write(&vec![b'p'; n]) {
+                let _ = self.tx.send(Ev::WriteFailed(e));
+                return;
+            }
+            self.sent += n;
+        }
+    }
+}
+impl Protocol for Producer {
+    type Msg = ();
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, _data: &[u8]) -> ActorResult {
+        self.produce(conn);
+        Ok(())
+    }
+    fn write_paused(&mut self, _conn: &mut Conn<'_, '_, Self>) {
+        let _ = self.tx.send(Ev::Paused);
+    }
+    fn write_resumed(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        let _ = self.tx.send(Ev::Resumed);
+        self.produce(conn);
+    }
+}
+
+/// The producer saw "paused" from `is_write_paused`, but the socket took
+/// the whole buffer before `write_paused` was due: it is still told to
+/// resume (before, it stalled forever after the first 40 KiB).
+#[test]
+fn a_producer_that_saw_paused_is_always_resumed() {
+    let rt = runtime(1);
+    let (tx, _rx) = mpsc::channel();
+    let total = 1 << 20;
+    let opts = ConnOptions::new().watermarks(32 * 1024, 8 * 1024);
+    let producer = Producer { total, sent: 0, tx };
+    let (_conn, peer) = connect_memory(rt.handle(), opts, producer);
+    peer.write(b"go");
+    let mut got = 0;
+    while got < total {
+        let part = peer.read_at_least(total - got, WAIT);
+        assert!(!part.is_empty(), "the producer stalled at {got} bytes");
+        got += part.len();
+    }
+    assert_eq!(got, total);
+}
+
+/// Writes one block larger than the buffer limit when told to.
+struct BigWrite {
+    tx: Sender<Ev>,
+}
+impl Protocol for BigWrite {
+    type Msg = ();
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        let size = if data == b"big" { 100_000 } else { 10 };
+        if let Err(e) = conn.write(&vec![b'b'; size]) {
+            let _ = self.tx.send(Ev::WriteFailed(e));
+        }
+        Ok(())
+    }
+}
+
+/// A refused write took nothing: not even the part that a write straight
+/// to an empty socket buffer would have sent (the peer's window takes
+/// 10,000 of the 100,000 bytes; the limit is 64 KiB).
+#[test]
+fn a_write_refused_for_the_buffer_limit_sent_nothing() {
+    let rt = runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let opts = ConnOptions::new()
+        .watermarks(32 * 1024, 8 * 1024)
+        .max_write_buffer(64 * 1024);
+    let (_conn, peer) = connect_memory(rt.handle(), opts, BigWrite { tx });
+    peer.set_window(10_000);
+    peer.write(b"big");
+    assert!(matches!(
+        recv(&rx),
+        Ev::WriteFailed(WriteError::BufferFull { .. })
+    ));
+    peer.write(b"small");
+    assert_eq!(peer.read_at_least(10, WAIT), vec![b'b'; 10]);
+}
+
+/// A pull producer: writes the next chunk whenever the buffer drained.
+struct Puller {
+    chunks: u32,
+    next: u32,
+}
+impl Protocol for Puller {
+    type Msg = ();
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, _data: &[u8]) -> ActorResult {
+        self.write_drained(conn);
+        Ok(())
+    }
+    fn write_drained(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        if self.next < self.chunks {
+            let chunk: Vec<u8> = (0..4096u32)
+                .map(|i| ((i + self.next) % 251) as u8)
+                .collect();
+            conn.write(&chunk).expect("a drained buffer has room");
+            self.next += 1;
+        } else {
+            conn.close();
+        }
+    }
+}
+
+/// Twisted's pull producer: `write_drained` is called whenever what was
+/// written has gone to the socket, with a slow reader and a fast one, and
+/// every chunk arrives in order.
+#[test]
+fn a_pull_producer_is_asked_for_more_whenever_the_buffer_drains() {
+    for window in [1_000, usize::MAX] {
+        let rt = runtime(1);
+        let chunks = 256;
+        let (_conn, peer) =
+            connect_memory(rt.handle(), ConnOptions::new(), Puller { chunks, next: 0 });
+        peer.set_window(window);
+        peer.write(b"go");
+        let mut got = Vec::new();
+        loop {
+            // Empty once the connection closed and all was read (or after
+            // WAIT without progress, which the length check reports).
+            let part = peer.read_at_least(1, WAIT);
+            if part.is_empty() {
+                break;
+            }
+            got.extend(part);
+        }
+        let expected: Vec<u8> = (0..chunks)
+            .flat_map(|c| (0..4096u32).map(move |i| ((i + c) % 251) as u8))
+            .collect();
+        assert_eq!(got.len(), expected.len(), "window {window}");
+        assert!(got == expected, "window {window}: out of order");
+        assert_eq!(peer.closed(), Some(MemoryClose::Closed));
+    }
+}

@@ -720,3 +720,49 @@ fn several_listeners_on_one_port_share_the_work_and_stop_together() {
     assert!(l.wait_stopped(WAIT));
     assert!(TcpStream::connect(l.local_addr()).is_err());
 }
+
+/// Records what it reads and how it closed.
+struct Greeted(Sender<String>);
+impl Protocol for Greeted {
+    type Msg = ();
+    fn data(&mut self, _conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        let _ = self.0.send(String::from_utf8_lossy(data).into_owned());
+        Ok(())
+    }
+    fn closed(&mut self, _conn: &mut Conn<'_, '_, Self>, reason: &CloseReason) {
+        let _ = self.0.send(format!("closed: {reason:?}"));
+    }
+}
+
+/// Holds the only worker for a moment (so readiness piles up).
+struct Blocker;
+impl Actor for Blocker {
+    type Msg = ();
+    fn handle(&mut self, _m: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(())
+    }
+}
+
+/// A server that greets and closes at once: its bytes and its FIN come
+/// with the very event that completes the client's connect (the worker
+/// was busy meanwhile), and the client still reads them and closes.
+#[test]
+fn bytes_that_arrive_with_the_connect_event_are_read() {
+    let rt = runtime(1);
+    let server = std::net::TcpListener::bind(loopback()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let greeter = std::thread::spawn(move || {
+        let (mut s, _) = server.accept().unwrap();
+        s.write_all(b"hello\n").unwrap();
+    });
+    let blocker = rt.handle().spawn(Blocker);
+    let (tx, rx) = mpsc::channel();
+    let connecting = connect_tcp(rt.handle(), addr, ConnectOptions::new(), Greeted(tx));
+    blocker.send(()).unwrap();
+    greeter.join().unwrap();
+    let conn = connecting.wait(WAIT).expect("connects");
+    assert_eq!(recv(&rx), "hello\n");
+    assert_eq!(recv(&rx), "closed: Clean");
+    eventually("the connection actor exits", || conn.is_closed());
+}

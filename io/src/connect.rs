@@ -495,6 +495,16 @@ impl<P: Protocol> Connection<P> {
         if let Some(reply) = state.reply.take() {
             reply.send(Ok(ConnRef::new(ctx.address())));
         }
+        // Bytes (and a FIN) may have come with the event that completed
+        // the connect; with edge-triggered readiness that edge is gone, so
+        // read now (a spurious read costs one WouldBlock).
+        self.core.readable = true;
+        if r.is_read_closed() || r.is_error() {
+            self.core.hup_seen = true;
+        }
+        if self.core.can_read() {
+            self.read_some(ctx)?;
+        }
         Ok(())
     }
 

@@ -72,6 +72,16 @@ pub trait Protocol: Send + Sized + 'static {
         conn.resume_reading();
     }
 
+    /// Everything written so far was handed to the socket: produce more
+    /// (Twisted's `IPullProducer.resumeProducing`). Called after a callback
+    /// that wrote, once the buffer is empty; a protocol that sends a file
+    /// or a generated stream writes its next chunk here, with no
+    /// watermarks to watch. The default does nothing. Not called once the
+    /// connection is closing.
+    fn write_drained(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        let _ = conn;
+    }
+
     /// The connection ended, for `reason`. `conn` no longer writes, but
     /// its context still sends (in order after this protocol's earlier
     /// sends: tell a peer actor here). Not called when a callback of this

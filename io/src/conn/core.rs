@@ -3,8 +3,9 @@
 //! flags, the write buffer with its flush, and the close state.
 //!
 //! Invariants: `wbuf[wpos..]` is what the socket has not taken; a write
-//! past `max_write_buffer` is refused whole (nothing half-taken); an
-//! empty buffer above `KEEP_CAPACITY` gives its memory back.
+//! past `max_write_buffer` is refused whole, before any of it reaches the
+//! socket (nothing half-taken); an empty buffer above `KEEP_CAPACITY`
+//! gives its memory back.
 //!
 //! Must not touch: the protocol or the actor context (the callers in
 //! `mod.rs` and `handle.rs` do that).
@@ -72,6 +73,12 @@ pub(crate) struct Core {
     /// `last_active` was set during the message being handled.
     pub(crate) touched: bool,
     pub(crate) closing: Closing,
+    /// The protocol asked `is_write_paused` and was told yes: it stopped
+    /// producing, so it must be told to resume even if `write_paused` was
+    /// never called (the flush after the callback may drain the buffer).
+    pub(crate) paused_seen: std::cell::Cell<bool>,
+    /// The protocol wrote since it was last told the buffer drained.
+    pub(crate) drain_wanted: bool,
 }
 
 impl Core {
@@ -97,6 +104,8 @@ impl Core {
             kick_read: false,
             touched: false,
             closing: Closing::No,
+            paused_seen: std::cell::Cell::new(false),
+            drain_wanted: false,
         }
     }
 
@@ -147,6 +156,21 @@ impl Core {
         }
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let limit = self.opts.max_write_buffer.max(self.opts.high_water);
+        // The limit first: a refused write has taken nothing, not even
+        // the part a direct write would have handed to the socket.
+        if self.buffered() + len > limit {
+            if self.writable {
+                // An error shows again on the next flush, which closes.
+                let _ = self.flush();
+            }
+            if self.buffered() + len > limit {
+                return Err(WriteError::BufferFull {
+                    buffered: self.buffered(),
+                    limit,
+                });
+            }
+        }
+        self.drain_wanted |= len > 0;
         let mut skip = 0;
         if self.buffered() == 0 && self.writable && len >= DIRECT_WRITE {
             let written = match parts {
@@ -162,17 +186,6 @@ impl Core {
                 // The error shows again on the next flush, where it closes
                 // the connection; here the data is buffered as usual.
                 Err(_) => {}
-            }
-        }
-        if self.buffered() + len - skip > limit {
-            if self.writable {
-                let _ = self.flush();
-            }
-            if self.buffered() + len - skip > limit {
-                return Err(WriteError::BufferFull {
-                    buffered: self.buffered(),
-                    limit,
-                });
             }
         }
         for part in parts {

@@ -39,6 +39,8 @@ pub(crate) enum Inner<M> {
     Resolved(io::Result<Vec<SocketAddr>>),
     ConnectTimeout,
     Stop(ExitReason),
+    /// Settle again (a pull producer had more rounds than one turn gives).
+    Settle,
 }
 
 /// The handle a protocol uses for its connection, passed to every
@@ -70,9 +72,15 @@ impl<'c, P: Protocol> Conn<'_, 'c, P> {
 
     /// Whether the protocol should stop producing: the buffer is past the
     /// high watermark, or the protocol was told to pause and not yet to
-    /// resume. A producer writing in a loop checks this between writes.
+    /// resume. A producer writing in a loop checks this between writes;
+    /// once it was told `true`, it is told `write_resumed` when the buffer
+    /// drains to the low watermark, whether or not `write_paused` came.
     pub fn is_write_paused(&self) -> bool {
-        self.core.write_paused || self.core.buffered() > self.core.opts.high_water
+        let paused = self.core.write_paused || self.core.buffered() > self.core.opts.high_water;
+        if paused {
+            self.core.paused_seen.set(true);
+        }
+        paused
     }
 
     /// Closes in order: what is buffered is sent, then the connection

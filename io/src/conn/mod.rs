@@ -45,6 +45,10 @@ pub(crate) use handle::Inner;
 pub use handle::{Conn, ConnMsg, ConnRef};
 pub use options::{ConnOptions, WriteError};
 
+/// Protocol callbacks (paused, resumed, drained) one `settle` makes at
+/// most; a pull producer that wants more continues on the next turn.
+const SETTLE_ROUNDS: usize = 4;
+
 /// Size of the per-thread read buffer (one read's most).
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
@@ -126,17 +130,22 @@ impl<P: Protocol> Connection<P> {
         }
     }
 
-    /// After a callback: flush, tell the protocol about watermarks, carry
-    /// out a requested half-close or close.
+    /// After a callback: flush, tell the protocol about watermarks and a
+    /// drained buffer, carry out a requested abort, half-close or close.
+    ///
+    /// An abort requested by any callback (including the ones called here)
+    /// ends the connection with a reset at once, and no protocol callback
+    /// but `closed` follows it.
     fn settle(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        if self.core.io.is_closed() {
-            return Ok(());
-        }
-        if self.core.closing == Closing::Abort {
-            self.finish(CloseReason::Aborted, Ending::Abort, ctx);
-            return Ok(());
-        }
-        for _ in 0..4 {
+        let mut rounds = 0;
+        loop {
+            if self.core.io.is_closed() {
+                return Ok(());
+            }
+            if self.core.closing == Closing::Abort {
+                self.finish(CloseReason::Aborted, Ending::Abort, ctx);
+                return Ok(());
+            }
             if self.core.buffered() > 0 && self.core.writable {
                 let before = self.core.buffered();
                 if let Err(e) = self.core.flush() {
@@ -148,14 +157,35 @@ impl<P: Protocol> Connection<P> {
                 }
             }
             let buffered = self.core.buffered();
-            if !self.core.write_paused && buffered > self.core.opts.high_water {
+            if self.core.paused_seen.take() && buffered <= self.core.opts.high_water {
+                // The producer saw "paused" and stopped, but the flush
+                // drained the buffer before `write_paused` was due: it is
+                // owed a "resumed", which the watermark logic below gives.
                 self.core.write_paused = true;
-                self.protocol
-                    .write_paused(&mut Self::conn(&mut self.core, ctx));
-            } else if self.core.write_paused && buffered <= self.core.opts.low_water {
-                self.core.write_paused = false;
-                self.protocol
-                    .write_resumed(&mut Self::conn(&mut self.core, ctx));
+            }
+            let drained = buffered == 0
+                && self.core.drain_wanted
+                && self.core.closing == Closing::No
+                && !self.core.shut_pending;
+            if rounds == SETTLE_ROUNDS {
+                if drained {
+                    // A pull producer that the socket keeps up with: give
+                    // other actors a turn, then let it produce again.
+                    ctx.send_self(ConnMsg(Inner::Settle));
+                }
+                break;
+            }
+            rounds += 1;
+            let conn = &mut Self::conn(&mut self.core, ctx);
+            if !conn.core.write_paused && buffered > conn.core.opts.high_water {
+                conn.core.write_paused = true;
+                self.protocol.write_paused(conn);
+            } else if conn.core.write_paused && buffered <= conn.core.opts.low_water {
+                conn.core.write_paused = false;
+                self.protocol.write_resumed(conn);
+            } else if drained {
+                conn.core.drain_wanted = false;
+                self.protocol.write_drained(conn);
             } else {
                 break;
             }
@@ -183,7 +213,7 @@ impl<P: Protocol> Connection<P> {
     }
 
     /// Reads up to the budget, handing each chunk to the protocol.
-    fn read_some(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+    pub(crate) fn read_some(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         let mut budget = self.core.opts.read_budget;
         let mut buf = take_buf();
         while self.core.can_read() {
@@ -394,6 +424,7 @@ impl<P: Protocol> Actor for Connection<P> {
             }
             Inner::Resolved(result) => self.connect_resolved(result, ctx),
             Inner::Stop(reason) => ctx.stop_with(reason),
+            Inner::Settle => self.settle(ctx)?,
             Inner::ConnectTimeout => {
                 if self.connecting.is_some() {
                     self.connect_fail(crate::ConnectError::TimedOut, ctx);
