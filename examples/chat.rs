@@ -6,28 +6,55 @@
 //!        renames you, `/who` lists who is here, `/quit` leaves)
 //! Stop:  Ctrl-C (or SIGTERM).
 //!
-//! A slow client never slows the others: the room sends without waiting,
-//! and a client whose mailbox is full or whose socket is not draining
-//! (its write buffer passed the high watermark) has lines dropped; after
-//! 256 dropped in a row (it is not reading at all) it is disconnected,
-//! and the room says so. Lines longer than 4 KiB are refused.
+//! Every line reaches every member, in order, and memory stays bounded,
+//! as with Twisted's producers but without dropping anything:
+//! * The room counts the bytes it sent each member that the member's
+//!   socket has not yet taken (members acknowledge as their sockets
+//!   drain). While any member owes more than `WINDOW`, the room pauses the
+//!   reading of whoever sends it lines: a client that floods the room is
+//!   slowed down by TCP itself, and the room never queues more than a few
+//!   read chunks' worth of lines.
+//! * A member is disconnected only when it really does not read: it owes
+//!   more than `WINDOW` and its socket has taken nothing for `STALL`.
+//!   Then the others carry on at full speed.
+//! * Lines longer than 4 KiB are refused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use weft::actors::ActorId;
 use weft::prelude::*;
 
 const MAX_LINE: usize = 4096;
-const MAX_DROPPED: u64 = 256;
+/// Bytes a member may owe before senders are slowed down.
+const WINDOW: usize = 256 * 1024;
+/// A member that owes more than `WINDOW` and whose socket took nothing
+/// for this long is not reading.
+const STALL: Duration = Duration::from_secs(3);
+/// A member acknowledges what its socket took in steps of this much.
+const ACK_EVERY: usize = 16 * 1024;
 
-/// The room: who is here, and broadcasting.
+/// One member of the room.
+struct Member {
+    name: String,
+    conn: ConnRef<Client>,
+    /// Bytes sent to it that its socket has not taken (as far as the room
+    /// knows).
+    owed: usize,
+    /// When its socket last took something (or it joined).
+    progress: Duration,
+}
+
+/// The room: who is here, broadcasting, and flow control.
 struct Room {
-    /// Name, connection, and lines dropped in a row because its mailbox
-    /// was full.
-    members: HashMap<ActorId, (String, ConnRef<Client>, u64)>,
+    members: HashMap<ActorId, Member>,
+    /// Members owing more than `WINDOW`.
+    behind: HashSet<ActorId>,
+    /// Senders whose reading is paused until nobody is behind.
+    throttled: HashSet<ActorId>,
 }
 
 enum RoomMsg {
@@ -35,93 +62,154 @@ enum RoomMsg {
     Line(ActorId, String),
     Nick(ActorId, String),
     Who(ActorId),
+    /// A member's socket took this many more bytes.
+    Ack(ActorId, usize),
     Leave(ActorId, String),
+    /// Look for members that stopped reading.
+    Check,
 }
 
 impl Room {
-    fn broadcast(&mut self, from: Option<ActorId>, text: &str) {
+    /// Sends `text` to every member but `from` (with back-pressure on the
+    /// members' mailboxes: held, never dropped).
+    fn broadcast(&mut self, ctx: &mut Ctx<'_, Self>, from: Option<ActorId>, text: &str) {
         let line: Arc<str> = Arc::from(format!("{text}\n"));
-        let mut slow = Vec::new();
-        let mut gone = Vec::new();
-        let mut ok = Vec::new();
-        for (id, (_, conn, _)) in &self.members {
-            if Some(*id) == from {
-                continue;
-            }
-            // Never wait for one client: a full mailbox drops the line
-            // for that client only (the client counts it).
-            match conn.send(ClientMsg::Line(line.clone())) {
-                Ok(()) => ok.push(*id),
-                Err(e) if e.is_stopped() => gone.push(*id),
-                Err(_) => slow.push(*id),
+        let ids: Vec<ActorId> = self.members.keys().copied().collect();
+        for id in ids {
+            if Some(id) != from {
+                self.send(ctx, id, line.clone());
             }
         }
-        for id in gone {
-            self.members.remove(&id);
+    }
+
+    fn send(&mut self, ctx: &mut Ctx<'_, Self>, to: ActorId, line: Arc<str>) {
+        let Some(m) = self.members.get_mut(&to) else {
+            return;
+        };
+        m.owed += line.len();
+        let msg = ConnMsg::user(ClientMsg::Line(line));
+        if ctx.send(m.conn.addr(), msg).is_err() {
+            self.members.remove(&to);
+            self.behind.remove(&to);
+            return;
         }
-        for id in ok {
-            if let Some(member) = self.members.get_mut(&id) {
-                member.2 = 0;
+        if m.owed > WINDOW && self.behind.insert(to) {
+            // It fell behind: stall detection starts from now.
+            m.progress = ctx.runtime().now();
+        }
+    }
+
+    fn ack(&mut self, ctx: &mut Ctx<'_, Self>, id: ActorId, n: usize) {
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        m.owed = m.owed.saturating_sub(n);
+        m.progress = ctx.runtime().now();
+        if m.owed <= WINDOW && self.behind.remove(&id) {
+            self.release(ctx);
+        }
+    }
+
+    /// Nobody is behind any more: the throttled senders read again.
+    fn release(&mut self, ctx: &mut Ctx<'_, Self>) {
+        if !self.behind.is_empty() {
+            return;
+        }
+        for id in std::mem::take(&mut self.throttled) {
+            if let Some(m) = self.members.get(&id) {
+                let _ = ctx.send(m.conn.addr(), ConnMsg::user(ClientMsg::Throttle(false)));
             }
         }
-        for id in slow {
-            let Some((name, conn, dropped)) = self.members.get_mut(&id) else {
-                continue;
-            };
-            *dropped += 1;
-            if *dropped == MAX_DROPPED {
-                eprintln!("chat: {name} too slow ({dropped} lines dropped); disconnecting");
-                conn.abort();
-            }
+    }
+
+    fn leave(&mut self, ctx: &mut Ctx<'_, Self>, id: ActorId, why: &str) {
+        self.throttled.remove(&id);
+        let was_behind = self.behind.remove(&id);
+        if let Some(m) = self.members.remove(&id) {
+            self.broadcast(ctx, None, &format!("* {} left ({why})", m.name));
+        }
+        if was_behind {
+            self.release(ctx);
         }
     }
 
     fn name(&self, id: ActorId) -> String {
         self.members
             .get(&id)
-            .map_or_else(|| format!("guest{}", id.0), |(n, _, _)| n.clone())
+            .map_or_else(|| format!("guest{}", id.0), |m| m.name.clone())
     }
 }
 
 impl Actor for Room {
     type Msg = RoomMsg;
 
-    fn handle(&mut self, msg: RoomMsg, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+    fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        ctx.send_interval(STALL / 4, MissedTicks::Skip, || RoomMsg::Check);
+        Ok(())
+    }
+
+    fn handle(&mut self, msg: RoomMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         match msg {
             RoomMsg::Join(id, conn) => {
                 let name = format!("guest{}", id.0);
-                let _ = conn.send(ClientMsg::Line(Arc::from(format!(
-                    "* welcome, {name}; {} others here\n",
-                    self.members.len()
-                ))));
-                self.members.insert(id, (name.clone(), conn, 0));
-                self.broadcast(Some(id), &format!("* {name} joined"));
+                let others = self.members.len();
+                let progress = ctx.runtime().now();
+                let member = Member {
+                    name: name.clone(),
+                    conn,
+                    owed: 0,
+                    progress,
+                };
+                self.members.insert(id, member);
+                let welcome = format!("* welcome, {name}; {others} others here\n");
+                self.send(ctx, id, Arc::from(welcome));
+                self.broadcast(ctx, Some(id), &format!("* {name} joined"));
             }
             RoomMsg::Line(id, text) => {
+                if !self.behind.is_empty() && self.throttled.insert(id) {
+                    if let Some(m) = self.members.get(&id) {
+                        let _ = ctx.send(m.conn.addr(), ConnMsg::user(ClientMsg::Throttle(true)));
+                    }
+                }
                 let name = self.name(id);
-                self.broadcast(Some(id), &format!("<{name}> {text}"));
+                self.broadcast(ctx, Some(id), &format!("<{name}> {text}"));
             }
             RoomMsg::Nick(id, new) => {
                 let old = self.name(id);
-                if let Some(entry) = self.members.get_mut(&id) {
-                    entry.0 = new.clone();
+                if let Some(m) = self.members.get_mut(&id) {
+                    m.name = new.clone();
                 }
-                self.broadcast(None, &format!("* {old} is now {new}"));
+                self.broadcast(ctx, None, &format!("* {old} is now {new}"));
             }
             RoomMsg::Who(id) => {
-                let mut names: Vec<&str> =
-                    self.members.values().map(|(n, _, _)| n.as_str()).collect();
+                let mut names: Vec<&str> = self.members.values().map(|m| m.name.as_str()).collect();
                 names.sort_unstable();
-                if let Some((_, conn, _)) = self.members.get(&id) {
-                    let _ = conn.send(ClientMsg::Line(Arc::from(format!(
-                        "* here: {}\n",
-                        names.join(", ")
-                    ))));
-                }
+                let list = format!("* here: {}\n", names.join(", "));
+                self.send(ctx, id, Arc::from(list));
             }
-            RoomMsg::Leave(id, why) => {
-                if let Some((name, _, _)) = self.members.remove(&id) {
-                    self.broadcast(None, &format!("* {name} left ({why})"));
+            RoomMsg::Ack(id, n) => self.ack(ctx, id, n),
+            RoomMsg::Leave(id, why) => self.leave(ctx, id, &why),
+            RoomMsg::Check => {
+                let now = ctx.runtime().now();
+                let stalled: Vec<ActorId> = self
+                    .behind
+                    .iter()
+                    .filter(|id| {
+                        self.members
+                            .get(id)
+                            .is_some_and(|m| now - m.progress >= STALL)
+                    })
+                    .copied()
+                    .collect();
+                for id in stalled {
+                    if let Some(m) = self.members.get(&id) {
+                        eprintln!(
+                            "chat: {} not reading ({} bytes owed); disconnecting",
+                            m.name, m.owed
+                        );
+                        m.conn.abort();
+                    }
+                    self.leave(ctx, id, "not reading");
                 }
             }
         }
@@ -134,27 +222,19 @@ struct Client {
     room: Addr<Room>,
     me: Option<ActorId>,
     line: Vec<u8>,
-    dropped: u64,
+    /// Bytes written for the room's lines that the room has not been told
+    /// the socket took.
+    unacked: usize,
 }
 
 enum ClientMsg {
     /// A line for this client.
     Line(Arc<str>),
+    /// Pause (true) or resume (false) reading: the room is slowing senders.
+    Throttle(bool),
 }
 
 impl Client {
-    fn drop_line(&mut self, conn: &mut Conn<'_, '_, Self>) {
-        self.dropped += 1;
-        if self.dropped == MAX_DROPPED {
-            eprintln!(
-                "chat: {:?} not reading, {} lines dropped in a row; disconnecting",
-                conn.peer_addr(),
-                self.dropped
-            );
-            conn.abort();
-        }
-    }
-
     fn command(&mut self, conn: &mut Conn<'_, '_, Self>, line: &str) -> ActorResult {
         let me = conn.ctx().id();
         if let Some(nick) = line.strip_prefix("/nick ") {
@@ -199,9 +279,6 @@ impl Protocol for Client {
                 let raw = std::mem::take(&mut self.line);
                 let text = String::from_utf8_lossy(&raw);
                 self.command(conn, text.trim_end_matches('\r'))?;
-                if conn.is_reading_paused() {
-                    break;
-                }
             } else if self.line.len() == MAX_LINE {
                 conn.write(b"* line too long; bye\n")?;
                 conn.close();
@@ -216,20 +293,29 @@ impl Protocol for Client {
     fn message(&mut self, conn: &mut Conn<'_, '_, Self>, msg: ClientMsg) -> ActorResult {
         match msg {
             ClientMsg::Line(line) => {
-                if conn.is_write_paused() {
-                    // Our reader is not keeping up: drop, do not buffer.
-                    self.drop_line(conn);
-                } else {
-                    conn.write(line.as_bytes())?;
-                    self.dropped = 0;
-                }
+                // Never refused: what this member may owe is bounded by the
+                // room's window (see the module doc).
+                conn.write(line.as_bytes())?;
+                self.unacked += line.len();
             }
+            ClientMsg::Throttle(true) => conn.pause_reading(),
+            ClientMsg::Throttle(false) => conn.resume_reading(),
         }
         Ok(())
     }
 
+    fn write_drained(&mut self, conn: &mut Conn<'_, '_, Self>) {
+        // The socket took everything written so far.
+        if self.unacked >= ACK_EVERY {
+            if let Some(me) = self.me {
+                let n = std::mem::take(&mut self.unacked);
+                let _ = conn.ctx().send(&self.room, RoomMsg::Ack(me, n));
+            }
+        }
+    }
+
     // A chat client keeps reading (and talking) while its own output is
-    // slow: lines for it are dropped instead (see `message`).
+    // slow: the room's window bounds what it owes instead.
     fn write_paused(&mut self, _conn: &mut Conn<'_, '_, Self>) {}
     fn write_resumed(&mut self, _conn: &mut Conn<'_, '_, Self>) {}
 
@@ -262,14 +348,20 @@ fn main() -> ExitCode {
     };
     let room = rt.handle().spawn(Room {
         members: HashMap::new(),
+        behind: HashSet::new(),
+        throttled: HashSet::new(),
     });
     let factory = move || Client {
         room: room.clone(),
         me: None,
         line: Vec::new(),
-        dropped: 0,
+        unacked: 0,
     };
-    let listening = match listen_tcp(rt.handle(), addr, ListenOptions::new(), factory) {
+    // The room's window bounds what a member owes; the write buffer's
+    // limit is only a backstop well above it.
+    let conn = ConnOptions::new().max_write_buffer(64 * WINDOW);
+    let options = ListenOptions::new().conn(conn);
+    let listening = match listen_tcp(rt.handle(), addr, options, factory) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("chat: {e}");

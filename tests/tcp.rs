@@ -734,12 +734,22 @@ impl Protocol for Greeted {
     }
 }
 
-/// Holds the only worker for a moment (so readiness piles up).
+/// Holds the only worker: until told (`Gate`), or for a moment (`Nap`).
 struct Blocker;
+enum BlockerMsg {
+    Gate(mpsc::Sender<()>, mpsc::Receiver<()>),
+    Nap,
+}
 impl Actor for Blocker {
-    type Msg = ();
-    fn handle(&mut self, _m: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        std::thread::sleep(Duration::from_millis(200));
+    type Msg = BlockerMsg;
+    fn handle(&mut self, msg: BlockerMsg, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        match msg {
+            BlockerMsg::Gate(entered, open) => {
+                entered.send(())?;
+                open.recv_timeout(WAIT)?;
+            }
+            BlockerMsg::Nap => std::thread::sleep(Duration::from_millis(200)),
+        }
         Ok(())
     }
 }
@@ -756,10 +766,19 @@ fn bytes_that_arrive_with_the_connect_event_are_read() {
         let (mut s, _) = server.accept().unwrap();
         s.write_all(b"hello\n").unwrap();
     });
-    let blocker = rt.handle().spawn(Blocker);
+    // The worker runs the connect, then naps before it can see the
+    // connect's event: gate it while both are queued, in that order.
+    // (Two actors: a message to the gate itself would be handled in the
+    // gate's own turn, before the connect.)
+    let (gate, napper) = (rt.handle().spawn(Blocker), rt.handle().spawn(Blocker));
+    let (entered_tx, entered) = mpsc::channel();
+    let (open, open_rx) = mpsc::channel();
+    gate.send(BlockerMsg::Gate(entered_tx, open_rx)).unwrap();
+    recv(&entered);
     let (tx, rx) = mpsc::channel();
     let connecting = connect_tcp(rt.handle(), addr, ConnectOptions::new(), Greeted(tx));
-    blocker.send(()).unwrap();
+    napper.send(BlockerMsg::Nap).unwrap();
+    open.send(()).unwrap();
     greeter.join().unwrap();
     let conn = connecting.wait(WAIT).expect("connects");
     assert_eq!(recv(&rx), "hello\n");
