@@ -1,4 +1,4 @@
-//! weft's benchmark harness: the workloads of `shared/BENCHMARKS.md`, run for
+//! weft's benchmark harness: the workloads listed in BENCHMARKS.md, run for
 //! weft and its peers (actix, ractor, tokio, crossbeam-channel) in one run.
 //!
 //! `cargo run --release --manifest-path bench/Cargo.toml -- actors [WORKLOAD] [--runs N]`
@@ -8,9 +8,11 @@
 //! Every (workload, system, run) executes in a fresh child process (this
 //! binary re-executed with `--child`), so one system's threads, allocator
 //! state or leaked memory never disturb the next measurement, and memory
-//! figures are the child's own peak RSS growth. The parent prints a table
-//! (workloads down, systems across, weft/peer ratios) and one JSON line per
-//! cell: `{"group":..,"workload":..,"system":..,"median":..,"unit":..,"runs":..}`.
+//! figures are the child's own peak RSS growth. The parent prints one JSON
+//! line per cell as soon as its runs are done
+//! (`{"group":..,"workload":..,"system":..,"median":..,"unit":..,"runs":..}`,
+//! so a cut-off run still yields what it measured), then a table
+//! (workloads down, systems across, weft/peer ratios).
 
 mod actix_w;
 mod crossbeam_w;
@@ -30,7 +32,7 @@ const SYSTEMS: [&str; 5] = ["weft", "actix", "ractor", "tokio", "crossbeam"];
 
 /// The actor jobs. A job may emit several figures (e.g. spawn -> spawn,
 /// spawn-bytes).
-const ACTOR_JOBS: [&str; 11] = [
+const ACTOR_JOBS: [&str; 12] = [
     "ping-pong",
     "ping-pong-2w",
     "thread-ring",
@@ -40,6 +42,7 @@ const ACTOR_JOBS: [&str; 11] = [
     "ask",
     "ask-actor",
     "timers",
+    "timers-10k",
     "churn",
     "churn-bytes",
 ];
@@ -49,7 +52,7 @@ pub fn emit(workload: &str, unit: &str, value: f64) {
     println!("RESULT {workload} {unit} {value}");
 }
 
-/// Sizes, exactly as `shared/BENCHMARKS.md` gives them.
+/// Sizes, exactly as BENCHMARKS.md gives them.
 pub mod sizes {
     pub const PING_PONG: u64 = 1_000_000;
     pub const RING_ACTORS: usize = 503;
@@ -59,12 +62,54 @@ pub mod sizes {
     pub const SPAWN: usize = 1_000_000;
     pub const ASK: u64 = 1_000_000;
     pub const TIMERS: usize = 1_000_000;
+    /// The small timers variant: the cost per timer should not change.
+    pub const TIMERS_SMALL: usize = 10_000;
     /// Deadlines are spread over this span.
     pub const TIMER_SPAN_MS: u64 = 1_000;
     /// Supervised churn: children started, each handling one message.
     pub const CHURN: usize = 1_000_000;
     /// Supervised children kept alive to weigh the bookkeeping.
     pub const CHURN_ALIVE: usize = 100_000;
+}
+
+/// Timer `i` of `n` is due at `i / n` of the span after `start`: deadlines
+/// spread evenly over the span from the moment arming began (not delays
+/// from the moment each is set, which would stretch the span by the time
+/// arming takes and put the floor of the last fire above the span). The
+/// clock is read once per 1,024 timers, so the insert rate measures the
+/// runtime rather than `Instant::now`.
+pub struct TimerSpread {
+    start: Instant,
+    n: usize,
+    elapsed: Duration,
+}
+
+impl TimerSpread {
+    pub fn new(start: Instant, n: usize) -> Self {
+        TimerSpread {
+            start,
+            n,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// The delay that makes timer `i` due on its place in the spread.
+    pub fn delay(&mut self, i: usize) -> Duration {
+        if i % 1024 == 0 {
+            self.elapsed = self.start.elapsed();
+        }
+        let at = Duration::from_micros((i as u64 * sizes::TIMER_SPAN_MS * 1000) / self.n as u64);
+        at.saturating_sub(self.elapsed)
+    }
+}
+
+/// The figure names of a timers job: `timers` or `timers-10k`.
+pub fn timer_names(n: usize) -> (&'static str, &'static str) {
+    if n == sizes::TIMERS {
+        ("timers", "timers-last")
+    } else {
+        ("timers-10k", "timers-10k-last")
+    }
 }
 
 /// Reports the spawn workload: actors/s since `start`, and bytes per actor
@@ -278,8 +323,11 @@ fn main() {
     let mut table: BTreeMap<String, BTreeMap<String, Cell>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut notes: BTreeMap<(String, String), String> = BTreeMap::new();
+    let group_start = Instant::now();
     for job in &jobs {
         for system in &systems {
+            let cell_start = Instant::now();
+            let mut emitted: Vec<String> = Vec::new();
             for run in 0..runs {
                 eprint!("\r{job:>14} {system:<10} run {}/{runs}   ", run + 1);
                 // Let the machine settle: a peer that just freed gigabytes
@@ -290,6 +338,9 @@ fn main() {
                         for (workload, unit, v) in figures {
                             if !order.contains(&workload) {
                                 order.push(workload.clone());
+                            }
+                            if !emitted.contains(&workload) {
+                                emitted.push(workload.clone());
                             }
                             table
                                 .entry(workload)
@@ -309,9 +360,28 @@ fn main() {
                     }
                 }
             }
+            // Each cell's JSON line as soon as it is known, so a run that
+            // is cut off still leaves its results.
+            for workload in &emitted {
+                if let Some(cell) = table.get_mut(workload).and_then(|r| r.get_mut(system)) {
+                    let m = median(&mut cell.values);
+                    println!(
+                        "{{\"group\":\"{group}\",\"workload\":\"{workload}\",\"system\":\"{system}\",\"median\":{m:.1},\"unit\":\"{}\",\"runs\":{}}}",
+                        cell.unit,
+                        cell.values.len()
+                    );
+                }
+            }
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            eprintln!(
+                "\r{job:>14} {system:<10} {:.1} s (group so far {:.0} s)",
+                cell_start.elapsed().as_secs_f64(),
+                group_start.elapsed().as_secs_f64()
+            );
         }
     }
     eprintln!();
+    println!();
     // Table.
     let peers: Vec<&String> = systems.iter().filter(|s| *s != "weft").collect();
     let mut header = format!("{:<14}", "workload");
@@ -323,7 +393,6 @@ fn main() {
     }
     println!("{header}");
     println!("{}", "-".repeat(header.len()));
-    let mut json = Vec::new();
     for workload in &order {
         let row = table.get_mut(workload).expect("row exists");
         let mut line = format!("{workload:<14}");
@@ -334,11 +403,6 @@ fn main() {
                     let m = median(&mut cell.values);
                     medians.insert(s.clone(), m);
                     line += &format!(" | {:>12}", fmt_value(m, &cell.unit));
-                    json.push(format!(
-                        "{{\"group\":\"{group}\",\"workload\":\"{workload}\",\"system\":\"{s}\",\"median\":{m:.1},\"unit\":\"{}\",\"runs\":{}}}",
-                        cell.unit,
-                        cell.values.len()
-                    ));
                 }
                 None => line += &format!(" | {:>12}", "n/a"),
             }
@@ -357,8 +421,8 @@ fn main() {
             println!("note: {job} / {system}: {why}");
         }
     }
-    println!();
-    for j in json {
-        println!("{j}");
-    }
+    println!(
+        "(group {group}: {:.0} s in all)",
+        group_start.elapsed().as_secs_f64()
+    );
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::{oneshot, Notify};
@@ -35,7 +35,8 @@ pub fn run(job: &str) -> bool {
         "spawn" => crate::tokio_multi(crate::cores()).block_on(spawn()),
         "ask" => ask_thread(),
         "ask-actor" => crate::tokio_multi(crate::cores()).block_on(ask_actor()),
-        "timers" => crate::tokio_multi(crate::cores()).block_on(timers()),
+        "timers" => crate::tokio_multi(crate::cores()).block_on(timers(sizes::TIMERS)),
+        "timers-10k" => crate::tokio_multi(crate::cores()).block_on(timers(sizes::TIMERS_SMALL)),
         "churn" => crate::tokio_multi(crate::cores()).block_on(churn(false)),
         "churn-bytes" => crate::tokio_multi(crate::cores()).block_on(churn(true)),
         _ => return false,
@@ -327,8 +328,7 @@ impl Actor for Timed {
     }
 }
 
-async fn timers() {
-    let n = sizes::TIMERS;
+async fn timers(n: usize) {
     let all = Arc::new(Notify::new());
     let actor = Actor::spawn(
         None,
@@ -344,9 +344,10 @@ async fn timers() {
     .0;
     let base = mem::rss();
     let start = Instant::now();
+    let mut spread = crate::TimerSpread::new(start, n);
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
-        let delay = Duration::from_micros((i as u64 * sizes::TIMER_SPAN_MS * 1000) / n as u64);
+        let delay = spread.delay(i);
         handles.push(actor.send_after(delay, move || i % 2 == 1));
     }
     let bytes = mem::rss().saturating_sub(base)
@@ -357,9 +358,12 @@ async fn timers() {
     let ops = (n + n / 2) as f64 / start.elapsed().as_secs_f64();
     all.notified().await;
     let last = start.elapsed().as_secs_f64();
-    emit("timers", "per_s", ops);
-    emit("timers-last", "us", last * 1e6);
-    emit("timer-bytes", "bytes", (bytes / n as u64) as f64);
+    let (name, last_name) = crate::timer_names(n);
+    emit(name, "per_s", ops);
+    emit(last_name, "us", last * 1e6);
+    if n == sizes::TIMERS {
+        emit("timer-bytes", "bytes", (bytes / n as u64) as f64);
+    }
 }
 
 // ---- supervised churn: children linked to a supervisor actor ----

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,7 +35,8 @@ pub fn run(job: &str) -> bool {
         "spawn" => crate::tokio_multi(crate::cores()).block_on(spawn()),
         "ask" => ask_thread(),
         "ask-actor" => crate::tokio_multi(crate::cores()).block_on(ask_task()),
-        "timers" => crate::tokio_multi(crate::cores()).block_on(timers()),
+        "timers" => crate::tokio_multi(crate::cores()).block_on(timers(sizes::TIMERS)),
+        "timers-10k" => crate::tokio_multi(crate::cores()).block_on(timers(sizes::TIMERS_SMALL)),
         _ => return false,
     }
     true
@@ -201,17 +202,17 @@ async fn ask_task() {
     );
 }
 
-async fn timers() {
-    let n = sizes::TIMERS;
+async fn timers(n: usize) {
     let fired = Arc::new(AtomicUsize::new(0));
     let all = Arc::new(tokio::sync::Notify::new());
     let expected = n - n / 2;
     let base = mem::rss();
     let start = Instant::now();
+    let mut spread = crate::TimerSpread::new(start, n);
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let (fired, all) = (fired.clone(), all.clone());
-        let delay = Duration::from_micros((i as u64 * sizes::TIMER_SPAN_MS * 1000) / n as u64);
+        let delay = spread.delay(i);
         handles.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             // Even timers are the cancelled half; one that fired before its
@@ -229,7 +230,10 @@ async fn timers() {
     let ops = (n + n / 2) as f64 / start.elapsed().as_secs_f64();
     all.notified().await;
     let last = start.elapsed().as_secs_f64();
-    emit("timers", "per_s", ops);
-    emit("timers-last", "us", last * 1e6);
-    emit("timer-bytes", "bytes", (bytes / n as u64) as f64);
+    let (name, last_name) = crate::timer_names(n);
+    emit(name, "per_s", ops);
+    emit(last_name, "us", last * 1e6);
+    if n == sizes::TIMERS {
+        emit("timer-bytes", "bytes", (bytes / n as u64) as f64);
+    }
 }

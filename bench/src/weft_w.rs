@@ -20,7 +20,8 @@ pub fn run(job: &str) -> bool {
         "spawn" => spawn(),
         "ask" => ask_thread(),
         "ask-actor" => ask_actor(),
-        "timers" => timers(),
+        "timers" => timers(sizes::TIMERS),
+        "timers-10k" => timers(sizes::TIMERS_SMALL),
         "churn" => churn(false),
         "churn-bytes" => churn(true),
         _ => return false,
@@ -311,7 +312,8 @@ struct Timed {
     report: Option<ReplyTo<(f64, u64)>>,
 }
 enum TimedMsg {
-    Arm(ReplyTo<(f64, u64)>),
+    /// Arm this many timers.
+    Arm(usize, ReplyTo<(f64, u64)>),
     Wait(ReplyTo<f64>),
     /// Whether this timer is one that was not cancelled (a cancelled one
     /// may fire before its cancel runs; it does not count).
@@ -321,14 +323,13 @@ impl Actor for Timed {
     type Msg = TimedMsg;
     fn handle(&mut self, msg: TimedMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         match msg {
-            TimedMsg::Arm(r) => {
-                let n = sizes::TIMERS;
+            TimedMsg::Arm(n, r) => {
                 let base = mem::rss();
                 let start = Instant::now();
+                let mut spread = crate::TimerSpread::new(start, n);
                 let mut handles = Vec::with_capacity(n);
                 for i in 0..n {
-                    let delay =
-                        Duration::from_micros((i as u64 * sizes::TIMER_SPAN_MS * 1000) / n as u64);
+                    let delay = spread.delay(i);
                     handles.push(ctx.send_later(delay, TimedMsg::Fired(i % 2 == 1)));
                 }
                 let bytes = mem::rss().saturating_sub(base)
@@ -365,7 +366,7 @@ impl Actor for Timed {
     }
 }
 
-fn timers() {
+fn timers(n: usize) {
     let rt = rt(crate::cores());
     let t = rt.handle().spawn(Timed {
         fired: 0,
@@ -374,11 +375,14 @@ fn timers() {
         done: None,
         report: None,
     });
-    let (ops, bytes) = t.ask_wait(TimedMsg::Arm, LONG).expect("armed");
+    let (ops, bytes) = t.ask_wait(|r| TimedMsg::Arm(n, r), LONG).expect("armed");
     let last = t.ask_wait(TimedMsg::Wait, LONG).expect("all fired");
-    emit("timers", "per_s", ops);
-    emit("timers-last", "us", last * 1e6);
-    emit("timer-bytes", "bytes", bytes as f64);
+    let (name, last_name) = crate::timer_names(n);
+    emit(name, "per_s", ops);
+    emit(last_name, "us", last * 1e6);
+    if n == sizes::TIMERS {
+        emit("timer-bytes", "bytes", bytes as f64);
+    }
 }
 
 // ---- supervised churn ----

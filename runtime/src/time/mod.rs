@@ -43,13 +43,17 @@ pub enum MissedTicks {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerKey(Key);
 
+/// What a wheel entry holds: 16 bytes, so that a pending timer stays
+/// small (the rare interval is boxed).
 enum Payload {
     Once(Box<dyn FnOnce() + Send>),
-    Every {
-        call: Arc<dyn Fn() + Send + Sync>,
-        period: u64,
-        missed: MissedTicks,
-    },
+    Every(Box<Interval>),
+}
+
+struct Interval {
+    call: Arc<dyn Fn() + Send + Sync>,
+    period: u64,
+    missed: MissedTicks,
 }
 
 enum Call {
@@ -73,10 +77,15 @@ pub(crate) struct Timers {
     next_due: AtomicU64,
 }
 
+/// Whole ticks in `d`, rounded up. In `u64` arithmetic: a `u128`
+/// division (what `as_nanos` leads to) was a visible part of every timer
+/// insert.
 fn ticks_ceil(d: Duration) -> u64 {
-    let nanos = d.as_nanos();
-    let tick = TICK.as_nanos();
-    u64::try_from(nanos.div_ceil(tick)).unwrap_or(u64::MAX)
+    const TICK_NANOS: u32 = TICK.as_nanos() as u32;
+    const PER_SEC: u64 = 1_000_000_000 / TICK_NANOS as u64;
+    d.as_secs()
+        .saturating_mul(PER_SEC)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(TICK_NANOS)))
 }
 
 fn tick_to_duration(tick: u64) -> Duration {
@@ -84,7 +93,11 @@ fn tick_to_duration(tick: u64) -> Duration {
 }
 
 fn ticks_floor(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos() / TICK.as_nanos()).unwrap_or(u64::MAX)
+    const TICK_NANOS: u32 = TICK.as_nanos() as u32;
+    const PER_SEC: u64 = 1_000_000_000 / TICK_NANOS as u64;
+    d.as_secs()
+        .saturating_mul(PER_SEC)
+        .saturating_add(u64::from(d.subsec_nanos() / TICK_NANOS))
 }
 
 impl Timers {
@@ -115,7 +128,7 @@ impl Timers {
     fn insert(&self, when: u64, payload: Payload) -> TimerKey {
         let mut st = self.state.lock();
         let key = st.wheel.insert(when, payload);
-        self.next_due.fetch_min(when, Ordering::Relaxed);
+        self.lower_next_due(when);
         let wake = when < st.sleep_until;
         if wake {
             st.sleep_until = when;
@@ -126,6 +139,14 @@ impl Timers {
             let _ = self.waker.wake();
         }
         TimerKey(key)
+    }
+
+    /// Lowers the lower bound on the earliest deadline. Most inserts are
+    /// later than it: a load, not a read-modify-write, decides that.
+    fn lower_next_due(&self, when: u64) {
+        if when < self.next_due.load(Ordering::Relaxed) {
+            self.next_due.fetch_min(when, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn once(&self, delay: Duration, f: Box<dyn FnOnce() + Send>) -> TimerKey {
@@ -142,22 +163,25 @@ impl Timers {
         let when = ticks_ceil(self.clock.now()) + period;
         self.insert(
             when,
-            Payload::Every {
+            Payload::Every(Box::new(Interval {
                 call,
                 period,
                 missed,
-            },
+            })),
         )
     }
 
     pub(crate) fn cancel(&self, key: TimerKey) -> bool {
-        self.state.lock().wheel.remove(key.0).is_some()
+        let removed = self.state.lock().wheel.remove(key.0);
+        // Dropped after the lock is released: freeing the callback (and
+        // what it captured) is no reason to hold up the firing thread.
+        removed.is_some()
     }
 
     fn move_to(&self, key: TimerKey, when: u64) -> bool {
         let mut st = self.state.lock();
         let moved = st.wheel.reschedule(key.0, when);
-        self.next_due.fetch_min(when, Ordering::Relaxed);
+        self.lower_next_due(when);
         let wake = moved && when < st.sleep_until;
         if wake {
             st.sleep_until = when;
@@ -236,14 +260,10 @@ impl Timers {
                 for key in due.drain(..) {
                     let when = st.wheel.when(key).expect("expired key is live");
                     match st.wheel.value_mut(key) {
-                        Some(Payload::Every {
-                            call,
-                            period,
-                            missed,
-                        }) => {
-                            calls.push(Call::Every(call.clone()));
-                            let period = *period;
-                            let next = match missed {
+                        Some(Payload::Every(interval)) => {
+                            calls.push(Call::Every(interval.call.clone()));
+                            let period = interval.period;
+                            let next = match interval.missed {
                                 MissedTicks::Burst => when + period,
                                 MissedTicks::Skip => {
                                     when + period * ((now.saturating_sub(when)) / period + 1)
@@ -275,6 +295,24 @@ impl Timers {
                     tracing::error!("a timer callback panicked; the timer is dropped");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The u64 tick arithmetic agrees with the exact u128 one.
+        #[test]
+        fn ticks_round_as_the_exact_division_does(secs in 0u64..u64::MAX / 2_000, nanos in 0u32..1_000_000_000) {
+            let d = Duration::new(secs, nanos);
+            let exact = d.as_nanos();
+            let tick = TICK.as_nanos();
+            prop_assert_eq!(u128::from(ticks_ceil(d)), exact.div_ceil(tick));
+            prop_assert_eq!(u128::from(ticks_floor(d)), exact / tick);
         }
     }
 }
