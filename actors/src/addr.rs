@@ -108,6 +108,7 @@ impl<A: Actor> Addr<A> {
     }
 
     /// Queues `msg` without blocking.
+    #[inline]
     pub fn send(&self, msg: A::Msg) -> Result<(), SendError<A::Msg>> {
         self.cell.push_with(msg, |m| m)
     }

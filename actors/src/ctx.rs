@@ -290,8 +290,7 @@ impl<'a, A: Actor> Ctx<'a, A> {
         let me = Arc::downgrade(self.cell);
         let deliver: Deliver = Box::new(move |down| {
             if let Some(me) = me.upgrade() {
-                me.forget_monitoring(r);
-                me.push_internal(map(down));
+                me.push_monitor_notice(r, map(down));
             }
         });
         // This side first: once the target holds the monitor, its exit

@@ -118,10 +118,10 @@ impl<A: Actor> Cell<A> {
                     self.handle.cancel_timer(*key);
                 });
             }
+            if let Some(parent) = ctx_rare.parent.take().and_then(|p| p.upgrade()) {
+                parent.forget_child(self.id);
+            }
             self.contain("dropping the actor's context", || drop(ctx_rare));
-        }
-        if let Some(parent) = inner.ctx.parent.take().and_then(|p| p.upgrade()) {
-            parent.forget_child(self.id);
         }
     }
 

@@ -37,43 +37,39 @@ pub(crate) enum Envelope<M> {
     Stop(Option<Box<ExitReason>>),
 }
 
-/// A FIFO of envelopes with the first one held inline and the rest in a
-/// boxed ring buffer: an actor that receives one message at a time (the
-/// common case) never touches the heap, and an idle actor pays one word
-/// for the buffer it does not have.
+/// A FIFO of envelopes with the first one held inline: an actor that
+/// receives one message at a time (the common case) never touches the
+/// heap buffer, and an idle actor that received a message holds none.
 pub(crate) struct Queue<M> {
     first: Option<Envelope<M>>,
-    // Boxed on purpose: one word in every idle cell instead of four (the
-    // cell-size test and the spawn benchmark's bytes per actor).
-    #[allow(clippy::box_collection)]
-    rest: Option<Box<VecDeque<Envelope<M>>>>,
+    rest: VecDeque<Envelope<M>>,
 }
 
 impl<M> Queue<M> {
     pub(crate) const fn new() -> Self {
         Queue {
             first: None,
-            rest: None,
+            rest: VecDeque::new(),
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, e: Envelope<M>) {
-        match &mut self.rest {
-            None if self.first.is_none() => self.first = Some(e),
-            Some(rest) if self.first.is_none() && rest.is_empty() => self.first = Some(e),
-            Some(rest) => rest.push_back(e),
-            None => self.rest.get_or_insert_with(Box::default).push_back(e),
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(e);
+        } else {
+            self.rest.push_back(e);
         }
     }
 
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<Envelope<M>> {
-        self.first
-            .take()
-            .or_else(|| self.rest.as_mut().and_then(|r| r.pop_front()))
+        self.first.take().or_else(|| self.rest.pop_front())
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.first.is_none() && self.rest.as_ref().map_or(true, |r| r.is_empty())
+        self.first.is_none() && self.rest.is_empty()
     }
 
     /// Empties the queue and gives its buffer back.
@@ -154,6 +150,7 @@ pub(crate) struct Rare {
     pub(crate) exit: Option<ExitReason>,
 }
 
+#[repr(C)]
 pub(crate) struct Mailbox<M> {
     pub(crate) queue: Queue<M>,
     /// User messages in `queue`.
@@ -177,6 +174,7 @@ impl<M> Mailbox<M> {
         self.rare.get_or_insert_with(Box::default)
     }
 
+    #[inline]
     pub(crate) fn is_full(&self) -> bool {
         self.len >= self.capacity
     }
@@ -206,6 +204,7 @@ pub(crate) enum Room {
 impl<A: Actor> Cell<A> {
     /// Accepts a user message built by `f` from `value`, if the mailbox is
     /// open and has room; otherwise hands `value` back.
+    #[inline]
     pub(crate) fn push_with<T>(
         self: &Arc<Self>,
         value: T,
@@ -216,6 +215,7 @@ impl<A: Actor> Cell<A> {
     }
 
     /// As `push_with`, and on failure hands `f` back too, for a retry.
+    #[inline]
     pub(crate) fn try_push_with<T, F: FnOnce(T) -> A::Msg>(
         self: &Arc<Self>,
         value: T,
@@ -250,6 +250,7 @@ impl<A: Actor> Cell<A> {
         result
     }
 
+    #[inline]
     fn push_locked<T, F: FnOnce(T) -> A::Msg>(
         &self,
         value: T,
@@ -270,12 +271,30 @@ impl<A: Actor> Cell<A> {
 
     /// Delivers a runtime-internal message (not counted against the
     /// capacity). Returns false if the actor has exited.
+    #[inline]
     pub(crate) fn push_internal(self: &Arc<Self>, msg: A::Msg) -> bool {
         {
             let mut mb = self.mailbox.lock();
             if self.state.is_closed() {
                 return false;
             }
+            mb.queue.push(Envelope::Internal(msg));
+        }
+        if self.state.notify_after_push() {
+            self.schedule();
+        }
+        true
+    }
+
+    /// A monitor this actor holds fired: drops its note and delivers the
+    /// notice under one lock (a supervisor hears of every child's exit).
+    pub(crate) fn push_monitor_notice(self: &Arc<Self>, reference: u64, msg: A::Msg) -> bool {
+        {
+            let mut mb = self.mailbox.lock();
+            if self.state.is_closed() {
+                return false;
+            }
+            mb.unwatch(WatchKey::monitoring(reference));
             mb.queue.push(Envelope::Internal(msg));
         }
         if self.state.notify_after_push() {
@@ -318,6 +337,7 @@ impl<A: Actor> Cell<A> {
 
     /// Takes everything queued into the (empty) turn buffer. Taking empties
     /// the mailbox, so blocked senders are woken.
+    #[inline]
     pub(crate) fn refill(&self, batch: &mut Queue<A::Msg>) -> bool {
         debug_assert!(batch.is_empty());
         let mut mb = self.mailbox.lock();

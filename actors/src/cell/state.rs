@@ -54,6 +54,7 @@ pub(crate) struct State(AtomicU8);
 
 impl State {
     /// Idle: nobody owns the cell and it is in no queue.
+    #[inline]
     pub(crate) fn new() -> Self {
         State(AtomicU8::new(0))
     }
@@ -62,6 +63,7 @@ impl State {
     /// caller owns the cell's state until it schedules the cell. Fails on
     /// any flag, `MUTED` included (a muted actor's mailbox may hold
     /// messages older than its empty turn buffer).
+    #[inline]
     pub(crate) fn claim_idle(&self) -> bool {
         self.0.load(Relaxed) == 0
             && self
@@ -75,6 +77,7 @@ impl State {
     /// schedule it. If `NOTIFIED` is already set, the runner has yet to
     /// clear it and takes the mailbox after clearing it (the lock orders
     /// the push before that take), so no write is needed.
+    #[inline]
     pub(crate) fn notify_after_push(&self) -> bool {
         if self.0.load(Acquire) & NOTIFIED != 0 {
             return false;
@@ -84,12 +87,14 @@ impl State {
 
     /// Sets `NOTIFIED` with a read-modify-write (a waker: no push came
     /// first). `true`: the cell was idle and the caller must schedule it.
+    #[inline]
     pub(crate) fn notify(&self) -> bool {
         let prev = self.0.fetch_or(NOTIFIED, AcqRel);
         prev & (NOTIFIED | RUNNING | DEAD) == 0
     }
 
     /// The runner takes the cell: `NOTIFIED` → `RUNNING`, flags kept.
+    #[inline]
     pub(crate) fn to_running(&self) {
         let prev = self.0.fetch_xor(NOTIFIED | RUNNING, AcqRel);
         debug_assert!(
@@ -100,6 +105,7 @@ impl State {
 
     /// The runner consumes a notification: `true` if `NOTIFIED` was set
     /// (then it must take the mailbox again).
+    #[inline]
     pub(crate) fn take_notified(&self) -> bool {
         if self.0.load(Acquire) & NOTIFIED == 0 {
             return false;
@@ -110,6 +116,7 @@ impl State {
 
     /// The runner gives the cell up at the end of a turn, unless something
     /// arrived (`NOTIFIED` or `SIGNAL`).
+    #[inline]
     pub(crate) fn to_idle(&self) -> ToIdle {
         let mut s = self.0.load(Acquire);
         loop {
@@ -129,33 +136,39 @@ impl State {
 
     /// The runner yields: the cell stays owned by the run queue
     /// (`NOTIFIED`), and the caller must schedule it.
+    #[inline]
     pub(crate) fn to_yield(&self) {
         self.0.fetch_or(NOTIFIED, AcqRel);
         self.0.fetch_and(!RUNNING, AcqRel);
     }
 
     /// Under the mailbox lock: a signal is pending.
+    #[inline]
     pub(crate) fn set_signal(&self) {
         self.0.fetch_or(SIGNAL, AcqRel);
     }
 
     /// Under the mailbox lock: the pending signals were taken.
+    #[inline]
     pub(crate) fn clear_signal(&self) {
         self.0.fetch_and(!SIGNAL, AcqRel);
     }
 
     /// Whether a signal is pending.
+    #[inline]
     pub(crate) fn has_signal(&self) -> bool {
         self.0.load(Acquire) & SIGNAL != 0
     }
 
     /// Under the mailbox lock: blocked senders wait for room.
+    #[inline]
     pub(crate) fn set_waiters(&self) {
         self.0.fetch_or(WAITERS, AcqRel);
     }
 
     /// Under the mailbox lock: `true` if senders waited (the flag is
     /// cleared; the caller wakes them).
+    #[inline]
     pub(crate) fn take_waiters(&self) -> bool {
         if self.0.load(Acquire) & WAITERS == 0 {
             return false;
@@ -165,11 +178,13 @@ impl State {
     }
 
     /// By the runner, before it goes idle holding sends.
+    #[inline]
     pub(crate) fn set_muted(&self) {
         self.0.fetch_or(MUTED, AcqRel);
     }
 
     /// By the runner: it holds nothing any more.
+    #[inline]
     pub(crate) fn clear_muted(&self) {
         if self.0.load(Relaxed) & MUTED != 0 {
             self.0.fetch_and(!MUTED, AcqRel);
@@ -178,22 +193,26 @@ impl State {
 
     /// Under the mailbox lock, by the exiting runner: nothing more is
     /// accepted.
+    #[inline]
     pub(crate) fn close(&self) {
         self.0.fetch_or(CLOSED, AcqRel);
     }
 
     /// Whether the mailbox is closed (read under the mailbox lock, which
     /// orders it with the exit that closed it).
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.0.load(Acquire) & CLOSED != 0
     }
 
     /// By the exiting runner: the cell is never scheduled again.
+    #[inline]
     pub(crate) fn mark_dead(&self) {
         self.0.fetch_or(DEAD, AcqRel);
     }
 
     /// Whether the actor has exited.
+    #[inline]
     pub(crate) fn is_dead(&self) -> bool {
         self.0.load(Acquire) & DEAD != 0
     }

@@ -39,12 +39,10 @@ pub(crate) enum Flush {
 pub(crate) type StartNotice = Box<dyn FnOnce(Result<(), ExitReason>) + Send>;
 
 /// The parts of `Ctx` that persist between turns.
+#[repr(C)]
 pub(crate) struct CtxState<A: Actor> {
-    pub(crate) stop: Option<Box<ExitReason>>,
-    /// The actor that spawned this one with `Ctx::spawn`: told when this
-    /// one exits, so its list of children never holds the dead.
-    pub(crate) parent: Option<Weak<dyn AnyCell>>,
     pub(crate) rare: Option<Box<CtxRare<A>>>,
+    pub(crate) stop: Option<Box<ExitReason>>,
 }
 
 pub(crate) struct CtxRare<A: Actor> {
@@ -55,11 +53,15 @@ pub(crate) struct CtxRare<A: Actor> {
     pub(crate) on_start: Option<StartNotice>,
     /// The actor holds its start notice until `Ctx::start_complete`.
     pub(crate) start_held: bool,
+    /// The actor that spawned this one with `Ctx::spawn`: told when this
+    /// one exits, so its table of children never holds the dead.
+    pub(crate) parent: Option<Weak<dyn AnyCell>>,
 }
 
 impl<A: Actor> CtxRare<A> {
     fn is_empty(&self) -> bool {
-        self.outbox.is_empty()
+        self.parent.is_none()
+            && self.outbox.is_empty()
             && self.trap.is_none()
             && self.intervals.is_empty()
             && self.on_start.is_none()
@@ -73,6 +75,7 @@ impl<A: Actor> CtxRare<A> {
             intervals: Vec::new(),
             on_start: None,
             start_held: false,
+            parent: None,
         }
     }
 }
@@ -95,10 +98,11 @@ pub(crate) enum Life<A> {
 }
 
 /// Everything only the runner touches.
+#[repr(C)]
 pub(crate) struct Inner<A: Actor> {
+    pub(crate) ctx: CtxState<A>,
     pub(crate) life: Life<A>,
     pub(crate) batch: Queue<A::Msg>,
-    pub(crate) ctx: CtxState<A>,
 }
 
 /// How a turn ended.
@@ -212,6 +216,7 @@ impl<A: Actor> Cell<A> {
     }
 
     /// Handles pending signals, if any; `Err` with the reason to exit.
+    #[inline]
     fn check_signals(
         self: &Arc<Self>,
         actor: &mut A,
@@ -220,6 +225,15 @@ impl<A: Actor> Cell<A> {
         if !self.state.has_signal() {
             return Ok(());
         }
+        self.handle_signals(actor, cs)
+    }
+
+    #[cold]
+    fn handle_signals(
+        self: &Arc<Self>,
+        actor: &mut A,
+        cs: &mut CtxState<A>,
+    ) -> Result<(), ExitReason> {
         for signal in self.take_signals() {
             match signal {
                 Signal::Kill(ExitReason::Killed) => return Err(ExitReason::Killed),
