@@ -507,3 +507,25 @@ fn a_stuck_handler_cannot_hang_shutdown_past_its_timeout() {
     }
     assert!(healthy.is_stopped());
 }
+
+/// `is_running` is Twisted's `reactor.running`: false before `run`, true
+/// while its start-up hooks and actors run, false once shutdown is asked.
+#[test]
+fn is_running_follows_the_lifecycle() {
+    let rt = Runtime::builder()
+        .workers(1)
+        .signals(Signals::Ignore)
+        .build()
+        .unwrap();
+    assert!(!rt.handle().is_running());
+    let (tx, rx) = mpsc::channel();
+    let h = rt.handle().clone();
+    rt.handle().on_startup(move || {
+        tx.send(h.is_running()).unwrap();
+        h.shutdown();
+        tx.send(h.is_running()).unwrap();
+    });
+    rt.run().unwrap();
+    assert_eq!((recv(&rx), recv(&rx)), (true, false));
+    assert!(!rt.handle().is_running());
+}

@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 /// Why an ask ended without a reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AskError {
     /// No reply within the timeout.
     #[error("no reply within the timeout")]
@@ -192,5 +193,11 @@ impl<R> Pending<R> {
     /// Whether the reply (or an error) has arrived.
     pub fn is_ready(&self) -> bool {
         self.slot.ready.load(Ordering::Acquire)
+    }
+}
+
+impl<R> std::fmt::Debug for Pending<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
     }
 }

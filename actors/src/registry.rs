@@ -12,6 +12,7 @@ use crate::system::System;
 
 /// Why a name could not be registered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NameError {
     /// Another live actor holds the name.
     #[error("the name `{0}` is taken by a live actor")]
@@ -91,5 +92,11 @@ impl<'a> Registry<'a> {
     /// Removes `name`; true if it was registered.
     pub fn unregister(&self, name: &str) -> bool {
         self.system.names.remove(name).is_some()
+    }
+}
+
+impl std::fmt::Debug for Registry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
     }
 }

@@ -80,6 +80,7 @@ impl SpawnOptions {
 
 /// Why an actor could not be spawned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpawnError {
     /// A mailbox needs room for at least one message.
     #[error("mailbox capacity must be at least 1")]

@@ -171,6 +171,7 @@ impl ConnectOptions {
 
 /// Why a connection could not be made.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The target is not an address.
     #[error("bad address {input:?}: {problem}")]
@@ -551,4 +552,10 @@ fn start_connect(addr: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStream
         Err(e) => return Err(err(e)),
     }
     Ok(TcpStream::from_std(socket.into()))
+}
+
+impl<P: Protocol> std::fmt::Debug for Connecting<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connecting").finish_non_exhaustive()
+    }
 }

@@ -94,6 +94,7 @@ pub trait Protocol: Send + Sized + 'static {
 
 /// Why a connection ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// Closed in order: by us (`close`) after what was written was sent,
     /// or after the peer's end of input.

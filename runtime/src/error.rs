@@ -4,6 +4,7 @@ use std::io;
 
 /// What can go wrong in the runtime layer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     /// A builder setting is out of range; says which and why.
     #[error("invalid runtime setting `{setting}`: {reason}")]

@@ -363,6 +363,13 @@ impl Handle {
         }
     }
 
+    /// Whether `run` is running and no shutdown was asked for (Twisted's
+    /// `reactor.running`): false before `run`, true from its start-up
+    /// hooks on, false again once a shutdown is requested.
+    pub fn is_running(&self) -> bool {
+        *self.shared.lifecycle.lock() == Lifecycle::Running
+    }
+
     /// Whether shutdown was asked for or has happened.
     pub fn is_shutting_down(&self) -> bool {
         !matches!(
@@ -475,5 +482,13 @@ pub(crate) fn join_until(
         }
         std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
         pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("handle", &self.handle)
+            .finish()
     }
 }

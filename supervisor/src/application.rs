@@ -141,3 +141,9 @@ fn dump_into(sup: &Addr<Supervisor>, depth: usize, timeout: Duration, out: &mut 
         }
     }
 }
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").finish_non_exhaustive()
+    }
+}

@@ -292,3 +292,23 @@ impl<A: Actor, Arg: Clone + Send + 'static> Actor for DynamicSupervisor<A, Arg> 
         Ok(())
     }
 }
+
+impl<A: Actor, Arg> std::fmt::Debug for DynamicSpec<A, Arg> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamicSpec").finish_non_exhaustive()
+    }
+}
+
+impl<A: Actor, Arg> std::fmt::Debug for DynamicMsg<A, Arg> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DynamicMsg")
+    }
+}
+
+impl<A: Actor, Arg> std::fmt::Debug for DynamicSupervisor<A, Arg> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamicSupervisor")
+            .field("children", &self.children.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -175,6 +175,7 @@ impl SupervisorSpec {
 
 /// Why a supervisor exited abnormally (inside `ExitReason::Error`).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SupervisorError {
     /// A child's start failed while the supervisor was starting.
     #[error("child `{child}` failed to start: {reason}")]
@@ -591,5 +592,17 @@ impl Actor for Supervisor {
             }
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for SupervisorMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SupervisorMsg")
+    }
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").finish_non_exhaustive()
     }
 }

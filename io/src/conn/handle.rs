@@ -269,3 +269,22 @@ fn user<M>(m: ConnMsg<M>) -> M {
         _ => unreachable!("only user messages are sent through ConnRef::send"),
     }
 }
+
+impl<M> std::fmt::Debug for ConnMsg<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &self.0 {
+            Inner::User(_) => "User",
+            Inner::Io(_) => "Io",
+            Inner::ReadMore => "ReadMore",
+            Inner::IdleCheck(_) => "IdleCheck",
+            Inner::Close => "Close",
+            Inner::Abort => "Abort",
+            Inner::DrainTimeout => "DrainTimeout",
+            Inner::Resolved(_) => "Resolved",
+            Inner::ConnectTimeout => "ConnectTimeout",
+            Inner::Stop(_) => "Stop",
+            Inner::Settle => "Settle",
+        };
+        write!(f, "ConnMsg::{what}")
+    }
+}

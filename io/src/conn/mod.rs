@@ -470,3 +470,12 @@ impl<P: Protocol> Actor for Connection<P> {
         }
     }
 }
+
+impl<P: Protocol> std::fmt::Debug for Connection<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("connecting", &self.connecting.is_some())
+            .field("buffered", &self.core.buffered())
+            .finish_non_exhaustive()
+    }
+}

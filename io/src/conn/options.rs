@@ -99,6 +99,7 @@ impl ConnOptions {
 
 /// Why a write was refused. The data was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WriteError {
     /// The write buffer would pass `max_write_buffer`: the peer is not
     /// reading and the protocol did not pause.

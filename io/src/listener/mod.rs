@@ -420,3 +420,23 @@ pub fn listen_tcp<P: Protocol>(
         local,
     })
 }
+
+impl std::fmt::Debug for ListenerMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenerMsg")
+    }
+}
+
+impl<P: Protocol> std::fmt::Debug for Listener<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").finish_non_exhaustive()
+    }
+}
+
+impl<P: Protocol> std::fmt::Debug for Listening<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listening")
+            .field("local_addr", &self.local_addr())
+            .finish_non_exhaustive()
+    }
+}

@@ -133,6 +133,7 @@ impl ListenOptions {
 
 /// Why a listener could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ListenError {
     /// Binding or listening failed (address in use, not local, no
     /// permission, ...).
