@@ -400,8 +400,7 @@ fn binding_a_busy_address_is_an_error() {
     let rt = runtime(1);
     let l = listen_echo(&rt, ListenOptions::new());
     let err = listen_tcp(rt.handle(), l.local_addr(), ListenOptions::new(), echo)
-        .err()
-        .expect("the port is taken");
+        .expect_err("the port is taken");
     assert!(
         matches!(&err, ListenError::Bind { source, .. } if source.kind() == ErrorKind::AddrInUse),
         "{err}"
