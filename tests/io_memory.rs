@@ -614,3 +614,112 @@ fn a_pull_producer_is_asked_for_more_whenever_the_buffer_drains() {
         assert_eq!(peer.closed(), Some(MemoryClose::Closed));
     }
 }
+
+/// Counts the bytes it is forwarded (slowly), checking their order; its
+/// mailbox is bounded by bytes.
+struct Consumer {
+    expect: u64,
+    max_queued: usize,
+    done: Sender<(u64, usize)>,
+    total: u64,
+}
+impl Actor for Consumer {
+    type Msg = Vec<u8>;
+    fn handle(&mut self, chunk: Vec<u8>, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        for b in chunk {
+            if b != (self.expect % 251) as u8 {
+                return Err(format!("byte {} out of order", self.expect).into());
+            }
+            self.expect += 1;
+        }
+        self.max_queued = self.max_queued.max(ctx.address().queued_weight());
+        std::hint::black_box((0..20_000).sum::<u64>());
+        if self.expect == self.total {
+            self.done.send((self.expect, self.max_queued))?;
+        }
+        Ok(())
+    }
+    fn weigh(chunk: &Vec<u8>) -> usize {
+        chunk.len()
+    }
+}
+
+/// Forwards what it reads to the consumer, with back-pressure.
+struct Forward(Addr<Consumer>);
+impl Protocol for Forward {
+    type Msg = ();
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        conn.ctx().send(&self.0, data.to_vec())?;
+        Ok(())
+    }
+}
+
+/// A byte stream forwarded from a connection to a slow actor whose
+/// mailbox is bounded by bytes: the connection is muted (it stops reading,
+/// so the peer's window closes) while 256 KiB wait there, instead of
+/// parking up to 1,024 reads of 64 KiB; every byte arrives, in order.
+#[test]
+fn a_byte_stream_into_a_byte_bounded_mailbox_stays_bounded() {
+    let rt = runtime(2);
+    let total: u64 = 8 << 20;
+    let (done, rx) = mpsc::channel();
+    let consumer = rt
+        .handle()
+        .spawn_with(
+            Consumer {
+                expect: 0,
+                max_queued: 0,
+                done,
+                total,
+            },
+            SpawnOptions::new().max_weight(256 * 1024),
+        )
+        .unwrap();
+    let (_conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Forward(consumer));
+    let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+    for chunk in data.chunks(1 << 20) {
+        peer.write(chunk);
+    }
+    let (got, max_queued) = recv(&rx);
+    assert_eq!(got, total);
+    assert!(
+        max_queued <= 256 * 1024 + 64 * 1024,
+        "{max_queued} bytes waited"
+    );
+}
+
+/// Holds its first message until the gate opens; weighs messages by length.
+struct GatedConn(Option<mpsc::Receiver<()>>);
+impl Protocol for GatedConn {
+    type Msg = Vec<u8>;
+    fn data(&mut self, _conn: &mut Conn<'_, '_, Self>, _data: &[u8]) -> ActorResult {
+        Ok(())
+    }
+    fn message(&mut self, _conn: &mut Conn<'_, '_, Self>, _msg: Vec<u8>) -> ActorResult {
+        if let Some(gate) = self.0.take() {
+            gate.recv_timeout(WAIT)?;
+        }
+        Ok(())
+    }
+    fn weigh(msg: &Vec<u8>) -> usize {
+        msg.len()
+    }
+}
+
+/// `ConnOptions::mailbox_bytes` bounds a connection's mailbox by the
+/// weight of its protocol's messages.
+#[test]
+fn a_connection_mailbox_can_be_bounded_by_bytes() {
+    let rt = runtime(1);
+    let (open, gate) = mpsc::channel();
+    let opts = ConnOptions::new().mailbox_bytes(1_000);
+    let (conn, _peer) = connect_memory(rt.handle(), opts, GatedConn(Some(gate)));
+    conn.send(vec![0]).unwrap();
+    while conn.addr().queued() > 0 {
+        std::thread::yield_now();
+    }
+    conn.send(vec![1; 999]).unwrap();
+    conn.send(vec![2; 10]).unwrap();
+    assert!(matches!(conn.send(vec![3]), Err(SendError::Full(_))));
+    open.send(()).unwrap();
+}

@@ -56,6 +56,16 @@ pub trait Actor: Send + Sized + 'static {
     /// Handles one message.
     fn handle(&mut self, msg: Self::Msg, ctx: &mut Ctx<'_, Self>) -> ActorResult;
 
+    /// How much a message sent to this actor weighs against its mailbox's
+    /// weight limit ([`SpawnOptions::max_weight`](crate::SpawnOptions::max_weight)):
+    /// for a chunk of bytes, its length. The default weighs nothing, so
+    /// only the message count ([`SpawnOptions::capacity`](crate::SpawnOptions::capacity))
+    /// bounds the mailbox.
+    fn weigh(msg: &Self::Msg) -> usize {
+        let _ = msg;
+        0
+    }
+
     /// Asked when another actor, a supervisor or the runtime's shutdown
     /// requests a stop with `reason` (`Addr::stop_with`, a supervisor's
     /// ordered shutdown, `Handle::shutdown`). Return [`Stopping::Stop`]

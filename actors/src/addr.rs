@@ -107,6 +107,12 @@ impl<A: Actor> Addr<A> {
         self.cell.queued()
     }
 
+    /// What the user messages waiting in the mailbox weigh (see
+    /// [`Actor::weigh`] and [`SpawnOptions::max_weight`](crate::SpawnOptions::max_weight); a snapshot).
+    pub fn queued_weight(&self) -> usize {
+        self.cell.queued_weight()
+    }
+
     /// Queues `msg` without blocking.
     #[inline]
     pub fn send(&self, msg: A::Msg) -> Result<(), SendError<A::Msg>> {

@@ -96,7 +96,7 @@ impl<'a, A: Actor> Ctx<'a, A> {
         options: SpawnOptions,
         map: impl FnOnce(Result<(), ExitReason>) -> A::Msg + Send + 'static,
     ) -> Result<Addr<B>, SpawnError> {
-        let capacity = check(&options)?;
+        let birth = check(&options)?;
         let me = Arc::downgrade(self.cell);
         let notice: StartNotice = Box::new(move |outcome| {
             if let Some(me) = me.upgrade() {
@@ -105,7 +105,7 @@ impl<'a, A: Actor> Ctx<'a, A> {
         });
         let birth = Birth {
             on_start: Some(notice),
-            ..Birth::new(capacity)
+            ..birth
         };
         let parent: Arc<dyn AnyCell> = self.cell.clone();
         Ok(spawn_cell(&self.cell.handle, actor, birth, Some(&parent)))

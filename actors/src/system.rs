@@ -55,12 +55,14 @@ pub(crate) struct System {
 #[derive(Clone, Debug)]
 pub struct SpawnOptions {
     capacity: usize,
+    max_weight: Option<usize>,
 }
 
 impl Default for SpawnOptions {
     fn default() -> Self {
         SpawnOptions {
             capacity: DEFAULT_CAPACITY,
+            max_weight: None,
         }
     }
 }
@@ -76,6 +78,18 @@ impl SpawnOptions {
         self.capacity = capacity;
         self
     }
+
+    /// Also bounds the mailbox by weight: once the messages waiting weigh
+    /// `max` or more in all (each as [`Actor::weigh`] says, e.g. its bytes),
+    /// the mailbox is full, whatever their count. A message is accepted
+    /// while the total is below `max`, so the total exceeds it by at most
+    /// one message. A connection forwarding 64 KiB chunks to an actor
+    /// with `max_weight(1 << 20)` parks at most about 1 MiB there, not
+    /// `capacity` times 64 KiB. Values above `u32::MAX - 1` are clamped.
+    pub fn max_weight(mut self, max: usize) -> Self {
+        self.max_weight = Some(max);
+        self
+    }
 }
 
 /// Why an actor could not be spawned.
@@ -85,6 +99,9 @@ pub enum SpawnError {
     /// A mailbox needs room for at least one message.
     #[error("mailbox capacity must be at least 1")]
     ZeroCapacity,
+    /// A weight limit must let at least one message in.
+    #[error("mailbox weight limit must be at least 1")]
+    ZeroWeight,
     /// A mailbox holds at most `u32::MAX` messages.
     #[error("mailbox capacity {0} is larger than {max}", max = u32::MAX)]
     CapacityTooLarge(usize),
@@ -111,12 +128,21 @@ pub trait Spawn {
     ) -> Result<Addr<A>, SpawnError>;
 }
 
-pub(crate) fn check(options: &SpawnOptions) -> Result<u32, SpawnError> {
-    match u32::try_from(options.capacity) {
-        Ok(0) => Err(SpawnError::ZeroCapacity),
-        Ok(c) => Ok(c),
-        Err(_) => Err(SpawnError::CapacityTooLarge(options.capacity)),
+/// The cell's start from the options (capacity and weight limit checked).
+pub(crate) fn check(options: &SpawnOptions) -> Result<Birth, SpawnError> {
+    let capacity = match u32::try_from(options.capacity) {
+        Ok(0) => return Err(SpawnError::ZeroCapacity),
+        Ok(c) => c,
+        Err(_) => return Err(SpawnError::CapacityTooLarge(options.capacity)),
+    };
+    let mut birth = Birth::new(capacity);
+    if let Some(max) = options.max_weight {
+        if max == 0 {
+            return Err(SpawnError::ZeroWeight);
+        }
+        birth.max_weight = u32::try_from(max).unwrap_or(u32::MAX - 1).min(u32::MAX - 1);
     }
+    Ok(birth)
 }
 
 impl Spawn for Handle {
@@ -125,8 +151,7 @@ impl Spawn for Handle {
     }
 
     fn spawn_with<A: Actor>(&self, actor: A, options: SpawnOptions) -> Result<Addr<A>, SpawnError> {
-        let capacity = check(&options)?;
-        Ok(spawn_cell(self, actor, Birth::new(capacity), None))
+        Ok(spawn_cell(self, actor, check(&options)?, None))
     }
 
     fn spawn_thread<A: Actor>(
@@ -134,12 +159,11 @@ impl Spawn for Handle {
         actor: A,
         options: SpawnOptions,
     ) -> Result<Addr<A>, SpawnError> {
-        let capacity = check(&options)?;
         let home = ThreadHome::new();
         let system = System::get(self);
         let birth = Birth {
             home: Some(home.clone()),
-            ..Birth::new(capacity)
+            ..check(&options)?
         };
         let cell = system.insert(|id, slot| Cell::new(actor, self.clone(), id, slot, birth));
         let (thread_cell, thread_home) = (cell.clone(), home.clone());

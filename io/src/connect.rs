@@ -332,12 +332,15 @@ pub fn connect_tcp<P: Protocol>(
         last_error: None,
         held: Vec::new(),
     };
+    let spawn = options.conn.spawn_options(weft_actors::DEFAULT_CAPACITY);
     let mut conn = Connection::new(
         protocol,
         Core::new(Transport::Closed, Arc::new(options.conn), None),
     );
     conn.connecting = Some(Box::new(state));
-    let addr = handle.spawn(conn);
+    let addr = handle
+        .spawn_with(conn, spawn)
+        .expect("the default capacity and a weight limit of at least 1 are valid");
     Connecting { pending, addr }
 }
 

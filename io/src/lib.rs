@@ -70,9 +70,13 @@ pub fn connect_memory<P: Protocol>(
     protocol: P,
 ) -> (ConnRef<P>, MemoryPeer) {
     let (end, peer) = memory::pipe();
+    let spawn = options.spawn_options(weft_actors::DEFAULT_CAPACITY);
     let conn = Connection::new(
         protocol,
         conn::Core::new(transport::Transport::Memory(end), Arc::new(options), None),
     );
-    (ConnRef::new(handle.spawn(conn)), peer)
+    let addr = handle
+        .spawn_with(conn, spawn)
+        .expect("the default capacity and a weight limit of at least 1 are valid");
+    (ConnRef::new(addr), peer)
 }

@@ -53,6 +53,15 @@ pub trait Protocol: Send + Sized + 'static {
         Ok(())
     }
 
+    /// How much one of this protocol's messages weighs against the
+    /// connection's mailbox byte limit
+    /// ([`ConnOptions::mailbox_bytes`](crate::ConnOptions::mailbox_bytes)):
+    /// for a chunk to write, its length. The default weighs nothing.
+    fn weigh(msg: &Self::Msg) -> usize {
+        let _ = msg;
+        0
+    }
+
     /// One of this protocol's own messages arrived.
     fn message(&mut self, conn: &mut Conn<'_, '_, Self>, msg: Self::Msg) -> ActorResult {
         let _ = (conn, msg);

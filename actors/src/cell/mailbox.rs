@@ -8,7 +8,8 @@
 //!
 //! Invariants:
 //! * A message is accepted only under the mailbox lock, only while the
-//!   mailbox is open, and (for user messages) only while `len < capacity`;
+//!   mailbox is open, and (for user messages) only while `len < capacity`
+//!   and `weight < max_weight`;
 //!   once closed nothing is accepted, so nothing is stranded in a dead cell.
 //!   A forced push (a muted actor's held send at exit, or a send whose
 //!   muting would close a cycle of muted actors) may exceed the capacity.
@@ -157,15 +158,21 @@ pub(crate) struct Mailbox<M> {
     pub(crate) len: u32,
     /// The most user messages `queue` may hold.
     pub(crate) capacity: u32,
+    /// What the user messages in `queue` weigh (`Actor::weigh`).
+    pub(crate) weight: u32,
+    /// The mailbox is full once `weight` reaches this (`u32::MAX`: never).
+    pub(crate) max_weight: u32,
     pub(crate) rare: Option<Box<Rare>>,
 }
 
 impl<M> Mailbox<M> {
-    pub(crate) fn new(capacity: u32) -> Self {
+    pub(crate) fn new(capacity: u32, max_weight: u32) -> Self {
         Mailbox {
             queue: Queue::new(),
             len: 0,
             capacity,
+            weight: 0,
+            max_weight,
             rare: None,
         }
     }
@@ -176,7 +183,7 @@ impl<M> Mailbox<M> {
 
     #[inline]
     pub(crate) fn is_full(&self) -> bool {
-        self.len >= self.capacity
+        self.len >= self.capacity || self.weight >= self.max_weight
     }
 
     /// Removes a watch entry; frees the table's memory once it is mostly
@@ -264,8 +271,11 @@ impl<A: Actor> Cell<A> {
         if mb.is_full() && room == Room::Bounded {
             return Err((SendError::Full(value), f));
         }
+        let msg = f(value);
+        let weight = u32::try_from(A::weigh(&msg)).unwrap_or(u32::MAX);
         mb.len += 1;
-        mb.queue.push(Envelope::User(f(value)));
+        mb.weight = mb.weight.saturating_add(weight);
+        mb.queue.push(Envelope::User(msg));
         Ok(())
     }
 
@@ -346,6 +356,7 @@ impl<A: Actor> Cell<A> {
         }
         std::mem::swap(&mut mb.queue, batch);
         mb.len = 0;
+        mb.weight = 0;
         if !self.state.take_waiters() {
             return true;
         }

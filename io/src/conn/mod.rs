@@ -434,6 +434,13 @@ impl<P: Protocol> Actor for Connection<P> {
         Ok(())
     }
 
+    fn weigh(msg: &Self::Msg) -> usize {
+        match &msg.0 {
+            Inner::User(m) => P::weigh(m),
+            _ => 0,
+        }
+    }
+
     fn stopping(&mut self, _reason: &ExitReason, ctx: &mut Ctx<'_, Self>) -> Stopping {
         if self.connecting.is_some() || self.core.io.is_closed() {
             return Stopping::Stop;

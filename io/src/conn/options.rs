@@ -19,6 +19,7 @@ pub struct ConnOptions {
     pub(crate) max_write_buffer: usize,
     pub(crate) read_budget: usize,
     pub(crate) drain_timeout: Duration,
+    pub(crate) mailbox_bytes: Option<usize>,
 }
 
 impl Default for ConnOptions {
@@ -32,6 +33,7 @@ impl Default for ConnOptions {
             max_write_buffer: 4 * 1024 * 1024,
             read_budget: 4 * READ_CHUNK,
             drain_timeout: Duration::from_secs(5),
+            mailbox_bytes: None,
         }
     }
 }
@@ -42,6 +44,26 @@ impl ConnOptions {
     /// per turn, 5 s to flush on shutdown.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Bounds the connection's mailbox by bytes too: once the protocol's
+    /// messages waiting there weigh `bytes` or more (each as
+    /// [`Protocol::weigh`](crate::Protocol::weigh) says, e.g. the length of
+    /// a chunk to write), the mailbox is full, and an actor sending to it
+    /// with `Ctx::send` is muted until it drains. Default: only the count
+    /// of messages bounds it. A value of 0 counts as 1.
+    pub fn mailbox_bytes(mut self, bytes: usize) -> Self {
+        self.mailbox_bytes = Some(bytes.max(1));
+        self
+    }
+
+    /// The spawn options of a connection actor with `capacity` messages.
+    pub(crate) fn spawn_options(&self, capacity: usize) -> weft_actors::SpawnOptions {
+        let options = weft_actors::SpawnOptions::new().capacity(capacity);
+        match self.mailbox_bytes {
+            Some(bytes) => options.max_weight(bytes),
+            None => options,
+        }
     }
 
     /// `TCP_NODELAY` (default on: weft flushes once per turn, so Nagle's

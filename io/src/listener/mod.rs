@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use socket2::{Domain, Socket, Type};
-use weft_actors::{Actor, ActorResult, Addr, Ctx, Down, ExitReason, Spawn, SpawnOptions, Stopping};
+use weft_actors::{Actor, ActorResult, Addr, Ctx, Down, ExitReason, Spawn, Stopping};
 use weft_runtime::mio::net::{TcpListener, TcpStream};
 use weft_runtime::mio::Interest;
 use weft_runtime::{Handle, IoToken, Readiness};
@@ -270,7 +270,7 @@ impl<P: Protocol> Actor for Listener<P> {
             )
         })
         .shutdown_timeout(self.opts.conn.drain_timeout + Duration::from_secs(1))
-        .spawn_options(SpawnOptions::new().capacity(self.opts.capacity));
+        .spawn_options(self.opts.conn.spawn_options(self.opts.capacity));
         let pool = ctx.spawn(Pool::<P>::new(spec));
         ctx.monitor(&pool, ListenerMsg::PoolDown);
         self.pool = Some(pool);
