@@ -20,7 +20,7 @@ use weft_runtime::mio::net::TcpStream;
 use weft_runtime::mio::Interest;
 use weft_runtime::{Handle, Readiness};
 
-use crate::conn::{ConnMsg, ConnOptions, ConnRef, Connection, Core, Inner};
+use crate::conn::{ConnMsg, ConnOptions, ConnRef, Connection, Core, Event, Phase};
 use crate::protocol::Protocol;
 use crate::transport::Transport;
 
@@ -259,7 +259,7 @@ impl<P: Protocol> Connecting<P> {
         match self.pending.wait(timeout) {
             Ok(result) => result,
             Err(AskError::Timeout) => {
-                let _ = self.addr.send(ConnMsg(Inner::Abort));
+                let _ = self.addr.send(ConnMsg(Event::Abort));
                 Err(ConnectError::TimedOut)
             }
             Err(AskError::WouldBlockWorker) => Err(ConnectError::Runtime(
@@ -337,7 +337,7 @@ pub fn connect_tcp<P: Protocol>(
         protocol,
         Core::new(Transport::Closed, Arc::new(options.conn), None),
     );
-    conn.connecting = Some(Box::new(state));
+    conn.phase = Phase::Connecting(Box::new(state));
     let addr = handle
         .spawn_with(conn, spawn)
         .expect("the default capacity and a weight limit of at least 1 are valid");
@@ -352,11 +352,44 @@ fn resolve(resolver: Option<Resolver>, host: &str, port: u16) -> io::Result<Vec<
 }
 
 impl<P: Protocol> Connection<P> {
+    /// Leaves the connecting phase (opened, or failed and stopping).
+    fn take_connect_state(&mut self) -> Option<Box<ConnectState<P>>> {
+        match std::mem::replace(&mut self.phase, Phase::Open) {
+            Phase::Connecting(state) => Some(state),
+            Phase::Open => None,
+        }
+    }
+
+    /// A message while connecting: readiness completes or fails the
+    /// connect; the protocol's messages are held for when it opens; a
+    /// close or abort gives up.
+    pub(crate) fn handle_connecting(
+        &mut self,
+        msg: Event<P::Msg>,
+        ctx: &mut Ctx<'_, Self>,
+    ) -> weft_actors::ActorResult {
+        match msg {
+            Event::Io(r) => self.connect_ready(r, ctx)?,
+            Event::User(m) => {
+                if let Phase::Connecting(state) = &mut self.phase {
+                    state.held.push(m);
+                }
+            }
+            Event::Close | Event::Abort => self.connect_fail(ConnectError::Aborted, ctx),
+            Event::Resolved(result) => self.connect_resolved(result, ctx),
+            Event::ConnectTimeout => self.connect_fail(ConnectError::TimedOut, ctx),
+            Event::Stop(reason) => ctx.stop_with(reason),
+            // Armed only once the connection is open.
+            Event::ReadMore | Event::IdleCheck(_) | Event::DrainTimeout | Event::Settle => {}
+        }
+        Ok(())
+    }
+
     pub(crate) fn connect_start(&mut self, ctx: &mut Ctx<'_, Self>) -> weft_actors::ActorResult {
-        let Some(state) = self.connecting.as_mut() else {
+        let Phase::Connecting(state) = &mut self.phase else {
             return Ok(());
         };
-        state.timer = Some(ctx.send_later(state.timeout, ConnMsg(Inner::ConnectTimeout)));
+        state.timer = Some(ctx.send_later(state.timeout, ConnMsg(Event::ConnectTimeout)));
         match state.target.take() {
             Some(Target::Addrs(addrs)) => {
                 state.addrs = addrs.into();
@@ -372,7 +405,7 @@ impl<P: Protocol> Connection<P> {
                 let spawned = ctx.spawn_blocking(
                     move || resolve(resolver, &host, port),
                     |r| {
-                        ConnMsg(Inner::Resolved(r.unwrap_or_else(|p| {
+                        ConnMsg(Event::Resolved(r.unwrap_or_else(|p| {
                             Err(io::Error::other(format!("resolver panicked: {}", p.0)))
                         })))
                     },
@@ -400,7 +433,7 @@ impl<P: Protocol> Connection<P> {
         result: io::Result<Vec<SocketAddr>>,
         ctx: &mut Ctx<'_, Self>,
     ) {
-        let Some(state) = self.connecting.as_mut() else {
+        let Phase::Connecting(state) = &mut self.phase else {
             return;
         };
         match result {
@@ -425,7 +458,7 @@ impl<P: Protocol> Connection<P> {
     /// Starts connecting to the next address, or fails with the last error.
     fn connect_next(&mut self, ctx: &mut Ctx<'_, Self>) {
         loop {
-            let Some(state) = self.connecting.as_mut() else {
+            let Phase::Connecting(state) = &mut self.phase else {
                 return;
             };
             let Some(addr) = state.addrs.pop_front() else {
@@ -442,7 +475,7 @@ impl<P: Protocol> Connection<P> {
                     match ctx.register_io(
                         &mut stream,
                         Interest::READABLE | Interest::WRITABLE,
-                        |r| ConnMsg(Inner::Io(r)),
+                        |r| ConnMsg(Event::Io(r)),
                     ) {
                         Ok(token) => {
                             self.core.token = Some(token);
@@ -463,7 +496,7 @@ impl<P: Protocol> Connection<P> {
         r: Readiness,
         ctx: &mut Ctx<'_, Self>,
     ) -> weft_actors::ActorResult {
-        let Some(state) = self.connecting.as_mut() else {
+        let Phase::Connecting(state) = &mut self.phase else {
             return Ok(());
         };
         let addr = state.current;
@@ -487,7 +520,7 @@ impl<P: Protocol> Connection<P> {
             self.connect_next(ctx);
             return Ok(());
         }
-        let mut state = self.connecting.take().expect("checked above");
+        let mut state = self.take_connect_state().expect("checked above");
         if let Some(timer) = state.timer.take() {
             timer.cancel();
         }
@@ -521,7 +554,7 @@ impl<P: Protocol> Connection<P> {
 
     /// Gives up: the error goes to whoever waits, the actor stops.
     pub(crate) fn connect_fail(&mut self, error: ConnectError, ctx: &mut Ctx<'_, Self>) {
-        let Some(mut state) = self.connecting.take() else {
+        let Some(mut state) = self.take_connect_state() else {
             return;
         };
         if let Some(timer) = state.timer.take() {

@@ -25,6 +25,7 @@ mod connect;
 mod listener;
 mod memory;
 mod protocol;
+mod stats;
 mod transport;
 
 use std::sync::Arc;

@@ -17,8 +17,8 @@ use std::time::Duration;
 use weft_runtime::IoToken;
 
 use super::options::{ConnOptions, WriteError};
-use crate::listener::Shared;
 use crate::protocol::CloseReason;
+use crate::stats::Shared;
 use crate::transport::Transport;
 
 /// A write of at least this many bytes goes straight to an empty socket
@@ -50,28 +50,44 @@ impl Closing {
 /// Everything of a connection but its protocol (so both can be borrowed
 /// at once).
 pub(crate) struct Core {
+    /// The socket (or in-memory end); `Closed` once released.
     pub(crate) io: Transport,
+    /// The reactor registration of a TCP socket.
     pub(crate) token: Option<IoToken>,
+    /// The write buffer; `wbuf[wpos..]` is what the socket has not taken.
     pub(crate) wbuf: Vec<u8>,
     pub(crate) wpos: usize,
     pub(crate) opts: Arc<ConnOptions>,
+    /// The listener's counters, for an accepted connection.
     pub(crate) shared: Option<Arc<Shared>>,
+    /// The idle timeout in force, when it was last active, and the
+    /// generation that makes an older timer's check stale.
     pub(crate) idle: Option<Duration>,
     pub(crate) last_active: Duration,
     pub(crate) idle_gen: u32,
+    /// An edge said readable and no `WouldBlock` (or drained short read)
+    /// has been seen since.
     pub(crate) readable: bool,
+    /// The socket takes writes (cleared by `WouldBlock`).
     pub(crate) writable: bool,
+    /// The protocol (or the default `write_paused`) paused reading.
     pub(crate) read_paused: bool,
+    /// The protocol was told `write_paused` and not yet `write_resumed`.
     pub(crate) write_paused: bool,
+    /// The peer's end of input was read.
     pub(crate) read_eof: bool,
     /// The reactor reported the read side closed (or an error): a short
     /// read no longer means drained, the end is still to be read.
     pub(crate) hup_seen: bool,
+    /// `shutdown_write` was asked: shut once the buffer is flushed.
     pub(crate) shut_pending: bool,
+    /// Our write side is shut.
     pub(crate) write_shut: bool,
+    /// Reading resumed in a callback: send `ReadMore` after it.
     pub(crate) kick_read: bool,
     /// `last_active` was set during the message being handled.
     pub(crate) touched: bool,
+    /// Whether (and why) the connection is closing.
     pub(crate) closing: Closing,
     /// The protocol asked `is_write_paused` and was told yes: it stopped
     /// producing, so it must be told to resume even if `write_paused` was

@@ -19,25 +19,39 @@ use crate::protocol::Protocol;
 
 /// A connection actor's message: one of the protocol's own messages, or
 /// one of weft's (readiness, timers, close requests).
-pub struct ConnMsg<M>(pub(crate) Inner<M>);
+pub struct ConnMsg<M>(pub(crate) Event<M>);
 
 impl<M> ConnMsg<M> {
     /// Wraps a protocol message.
     pub fn user(msg: M) -> Self {
-        ConnMsg(Inner::User(msg))
+        ConnMsg(Event::User(msg))
     }
 }
 
-pub(crate) enum Inner<M> {
+/// What a connection actor handles: the protocol's own messages, and
+/// weft's own events (readiness, timers, close requests, the connect's
+/// steps). `Connection::handle` dispatches them on the connection's phase.
+pub(crate) enum Event<M> {
+    /// One of the protocol's own messages.
     User(M),
+    /// The reactor's readiness for the socket (or the in-memory pipe).
     Io(Readiness),
+    /// Go on reading: the read budget was spent with the socket still
+    /// readable, or reading resumed.
     ReadMore,
+    /// The idle timer fired (for the given generation of the timeout).
     IdleCheck(u32),
+    /// `ConnRef::close`: flush, then close.
     Close,
+    /// `ConnRef::abort`: reset now.
     Abort,
+    /// A closing connection did not flush within `drain_timeout`.
     DrainTimeout,
+    /// The blocking pool resolved the connect target.
     Resolved(io::Result<Vec<SocketAddr>>),
+    /// The connect did not complete within its timeout.
     ConnectTimeout,
+    /// Stop the actor (queued behind held sends, so none is dropped).
     Stop(ExitReason),
     /// Settle again (a pull producer had more rounds than one turn gives).
     Settle,
@@ -156,7 +170,7 @@ impl<'c, P: Protocol> Conn<'_, 'c, P> {
             self.core.last_active = self.ctx.runtime().now();
             let generation = self.core.idle_gen;
             self.ctx
-                .send_later(d, ConnMsg(Inner::IdleCheck(generation)));
+                .send_later(d, ConnMsg(Event::IdleCheck(generation)));
         }
     }
 
@@ -169,7 +183,7 @@ impl<'c, P: Protocol> Conn<'_, 'c, P> {
 
     /// Sends this protocol `msg` after `delay` (a timer as a message).
     pub fn send_later(&mut self, delay: Duration, msg: P::Msg) -> TimerHandle {
-        self.ctx.send_later(delay, ConnMsg(Inner::User(msg)))
+        self.ctx.send_later(delay, ConnMsg(Event::User(msg)))
     }
 
     /// The runtime this connection runs on.
@@ -213,7 +227,7 @@ impl<P: Protocol> ConnRef<P> {
     /// mailbox or a closed connection hands the message back.
     pub fn send(&self, msg: P::Msg) -> Result<(), SendError<P::Msg>> {
         self.addr
-            .send(ConnMsg(Inner::User(msg)))
+            .send(ConnMsg(Event::User(msg)))
             .map_err(|e| match e {
                 SendError::Full(m) => SendError::Full(user(m)),
                 SendError::Stopped(m) => SendError::Stopped(user(m)),
@@ -224,7 +238,7 @@ impl<P: Protocol> ConnRef<P> {
     /// Asks the connection to close in order (flush, then close). False
     /// if it has already ended.
     pub fn close(&self) -> bool {
-        match self.addr.send(ConnMsg(Inner::Close)) {
+        match self.addr.send(ConnMsg(Event::Close)) {
             Ok(()) => true,
             // A full mailbox: the stop request is never refused, and the
             // connection answers it by closing in order too.
@@ -235,7 +249,7 @@ impl<P: Protocol> ConnRef<P> {
 
     /// Closes the connection at once, discarding what is buffered.
     pub fn abort(&self) -> bool {
-        match self.addr.send(ConnMsg(Inner::Abort)) {
+        match self.addr.send(ConnMsg(Event::Abort)) {
             Ok(()) => true,
             Err(SendError::Full(_)) => self.addr.kill(),
             Err(_) => false,
@@ -265,7 +279,7 @@ impl<P: Protocol> ConnRef<P> {
 
 fn user<M>(m: ConnMsg<M>) -> M {
     match m.0 {
-        Inner::User(m) => m,
+        Event::User(m) => m,
         _ => unreachable!("only user messages are sent through ConnRef::send"),
     }
 }
@@ -273,17 +287,17 @@ fn user<M>(m: ConnMsg<M>) -> M {
 impl<M> std::fmt::Debug for ConnMsg<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match &self.0 {
-            Inner::User(_) => "User",
-            Inner::Io(_) => "Io",
-            Inner::ReadMore => "ReadMore",
-            Inner::IdleCheck(_) => "IdleCheck",
-            Inner::Close => "Close",
-            Inner::Abort => "Abort",
-            Inner::DrainTimeout => "DrainTimeout",
-            Inner::Resolved(_) => "Resolved",
-            Inner::ConnectTimeout => "ConnectTimeout",
-            Inner::Stop(_) => "Stop",
-            Inner::Settle => "Settle",
+            Event::User(_) => "User",
+            Event::Io(_) => "Io",
+            Event::ReadMore => "ReadMore",
+            Event::IdleCheck(_) => "IdleCheck",
+            Event::Close => "Close",
+            Event::Abort => "Abort",
+            Event::DrainTimeout => "DrainTimeout",
+            Event::Resolved(_) => "Resolved",
+            Event::ConnectTimeout => "ConnectTimeout",
+            Event::Stop(_) => "Stop",
+            Event::Settle => "Settle",
         };
         write!(f, "ConnMsg::{what}")
     }

@@ -41,7 +41,7 @@ mod options;
 
 use self::core::Closing;
 pub(crate) use self::core::Core;
-pub(crate) use handle::Inner;
+pub(crate) use handle::Event;
 pub use handle::{Conn, ConnMsg, ConnRef};
 pub use options::{ConnOptions, WriteError};
 
@@ -71,7 +71,16 @@ fn put_buf(buf: Box<[u8]>) {
 pub struct Connection<P: Protocol> {
     pub(crate) protocol: P,
     pub(crate) core: Core,
-    pub(crate) connecting: Option<Box<ConnectState<P>>>,
+    pub(crate) phase: Phase<P>,
+}
+
+/// Where a connection is in its life; every message is dispatched on it
+/// once (`Actor::handle`), so no handler asks "still connecting?".
+pub(crate) enum Phase<P: Protocol> {
+    /// `connect_tcp` has not opened it yet (see `connect.rs`).
+    Connecting(Box<ConnectState<P>>),
+    /// Open (or closed and stopping): the protocol runs.
+    Open,
 }
 
 impl<P: Protocol> Connection<P> {
@@ -79,8 +88,12 @@ impl<P: Protocol> Connection<P> {
         Connection {
             protocol,
             core,
-            connecting: None,
+            phase: Phase::Open,
         }
+    }
+
+    fn is_connecting(&self) -> bool {
+        matches!(self.phase, Phase::Connecting(_))
     }
 
     /// Registers the transport and tells the protocol it is connected.
@@ -92,12 +105,12 @@ impl<P: Protocol> Connection<P> {
             Transport::Tcp(stream) => {
                 let token =
                     ctx.register_io(stream, Interest::READABLE | Interest::WRITABLE, |r| {
-                        ConnMsg(Inner::Io(r))
+                        ConnMsg(Event::Io(r))
                     })?;
                 core.token = Some(token);
             }
             Transport::Memory(end) => {
-                end.attach(ctx.ready_sink(|r| ConnMsg(Inner::Io(r))));
+                end.attach(ctx.ready_sink(|r| ConnMsg(Event::Io(r))));
             }
             Transport::Closed => return Err("connection has no transport".into()),
         }
@@ -108,7 +121,7 @@ impl<P: Protocol> Connection<P> {
         core.writable = true;
         if let Some(idle) = core.idle {
             core.last_active = ctx.runtime().now();
-            ctx.send_later(idle, ConnMsg(Inner::IdleCheck(core.idle_gen)));
+            ctx.send_later(idle, ConnMsg(Event::IdleCheck(core.idle_gen)));
         }
         self.protocol.connected(&mut Conn {
             core: &mut self.core,
@@ -171,7 +184,7 @@ impl<P: Protocol> Connection<P> {
                 if drained {
                     // A pull producer that the socket keeps up with: give
                     // other actors a turn, then let it produce again.
-                    ctx.send_self(ConnMsg(Inner::Settle));
+                    ctx.send_self(ConnMsg(Event::Settle));
                 }
                 break;
             }
@@ -193,7 +206,7 @@ impl<P: Protocol> Connection<P> {
         if self.core.kick_read {
             self.core.kick_read = false;
             if self.core.readable {
-                ctx.send_self(ConnMsg(Inner::ReadMore));
+                ctx.send_self(ConnMsg(Event::ReadMore));
             }
         }
         if self.core.buffered() == 0 {
@@ -243,13 +256,13 @@ impl<P: Protocol> Connection<P> {
                         // until it catches up (the actor is muted until
                         // then; this message waits behind the held send).
                         if self.core.can_read() {
-                            ctx.send_self(ConnMsg(Inner::ReadMore));
+                            ctx.send_self(ConnMsg(Event::ReadMore));
                         }
                         break;
                     }
                     if budget == 0 {
                         if self.core.can_read() {
-                            ctx.send_self(ConnMsg(Inner::ReadMore));
+                            ctx.send_self(ConnMsg(Event::ReadMore));
                         }
                         break;
                     }
@@ -267,9 +280,6 @@ impl<P: Protocol> Connection<P> {
     }
 
     fn on_ready(&mut self, r: Readiness, ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        if self.connecting.is_some() {
-            return self.connect_ready(r, ctx);
-        }
         if self.core.io.is_closed() {
             return Ok(());
         }
@@ -291,6 +301,41 @@ impl<P: Protocol> Connection<P> {
                     self.finish(CloseReason::from_io(&e), Ending::Drop, ctx);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A message once open: readiness, the protocol's own messages, timers,
+    /// close and abort requests.
+    fn handle_open(&mut self, msg: Event<P::Msg>, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        match msg {
+            Event::Io(r) => self.on_ready(r, ctx)?,
+            Event::ReadMore => {
+                if self.core.can_read() {
+                    self.read_some(ctx)?;
+                }
+            }
+            Event::User(m) => self.deliver(m, ctx)?,
+            Event::IdleCheck(generation) => self.on_idle_check(generation, ctx)?,
+            Event::Close => {
+                if self.core.closing == Closing::No {
+                    self.core.closing = Closing::Clean;
+                    self.settle(ctx)?;
+                }
+            }
+            Event::Abort => self.finish(CloseReason::Aborted, Ending::Abort, ctx),
+            Event::DrainTimeout => {
+                if !self.core.io.is_closed() {
+                    tracing::debug!(conn = %ctx.id(), "could not flush in time; aborting");
+                    let reason = self.core.closing.reason();
+                    self.finish(reason, Ending::Abort, ctx);
+                }
+            }
+            Event::Stop(reason) => ctx.stop_with(reason),
+            Event::Settle => self.settle(ctx)?,
+            // Late connecting-phase messages (a resolution or a timeout
+            // that raced the connect): nothing to do once open.
+            Event::Resolved(_) | Event::ConnectTimeout => {}
         }
         Ok(())
     }
@@ -319,10 +364,10 @@ impl<P: Protocol> Connection<P> {
             self.core.read_paused = true;
             self.settle(ctx)?;
             if !self.core.io.is_closed() {
-                ctx.send_later(self.core.opts.drain_timeout, ConnMsg(Inner::DrainTimeout));
+                ctx.send_later(self.core.opts.drain_timeout, ConnMsg(Event::DrainTimeout));
             }
         } else {
-            ctx.send_later(idle - quiet, ConnMsg(Inner::IdleCheck(generation)));
+            ctx.send_later(idle - quiet, ConnMsg(Event::IdleCheck(generation)));
         }
         Ok(())
     }
@@ -340,7 +385,7 @@ impl<P: Protocol> Connection<P> {
             // Sends are held for a full mailbox: stopping now would drop
             // them. A muted actor handles no message until they are
             // delivered, so this one stops it right after.
-            ctx.send_self(ConnMsg(Inner::Stop(exit_reason(&reason))));
+            ctx.send_self(ConnMsg(Event::Stop(exit_reason(&reason))));
         } else {
             ctx.stop_with(exit_reason(&reason));
         }
@@ -377,72 +422,28 @@ impl<P: Protocol> Actor for Connection<P> {
     type Msg = ConnMsg<P::Msg>;
 
     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        if self.connecting.is_some() {
-            return self.connect_start(ctx);
+        match self.phase {
+            Phase::Connecting(_) => self.connect_start(ctx),
+            Phase::Open => self.open(ctx),
         }
-        self.open(ctx)
     }
 
     fn handle(&mut self, msg: Self::Msg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         self.core.touched = false;
-        match msg.0 {
-            Inner::Io(r) => self.on_ready(r, ctx)?,
-            Inner::ReadMore => {
-                if self.core.can_read() {
-                    self.read_some(ctx)?;
-                }
-            }
-            Inner::User(m) => {
-                if let Some(connecting) = &mut self.connecting {
-                    connecting.held.push(m);
-                } else {
-                    self.deliver(m, ctx)?;
-                }
-            }
-            Inner::IdleCheck(generation) => self.on_idle_check(generation, ctx)?,
-            Inner::Close => {
-                if self.connecting.is_some() {
-                    self.connect_fail(crate::ConnectError::Aborted, ctx);
-                } else if self.core.closing == Closing::No {
-                    self.core.closing = Closing::Clean;
-                    self.settle(ctx)?;
-                }
-            }
-            Inner::Abort => {
-                if self.connecting.is_some() {
-                    self.connect_fail(crate::ConnectError::Aborted, ctx);
-                } else {
-                    self.finish(CloseReason::Aborted, Ending::Abort, ctx);
-                }
-            }
-            Inner::DrainTimeout => {
-                if !self.core.io.is_closed() {
-                    tracing::debug!(conn = %ctx.id(), "could not flush in time; aborting");
-                    let reason = self.core.closing.reason();
-                    self.finish(reason, Ending::Abort, ctx);
-                }
-            }
-            Inner::Resolved(result) => self.connect_resolved(result, ctx),
-            Inner::Stop(reason) => ctx.stop_with(reason),
-            Inner::Settle => self.settle(ctx)?,
-            Inner::ConnectTimeout => {
-                if self.connecting.is_some() {
-                    self.connect_fail(crate::ConnectError::TimedOut, ctx);
-                }
-            }
+        match self.phase {
+            Phase::Connecting(_) => self.handle_connecting(msg.0, ctx),
+            Phase::Open => self.handle_open(msg.0, ctx),
         }
-        Ok(())
     }
-
     fn weigh(msg: &Self::Msg) -> usize {
         match &msg.0 {
-            Inner::User(m) => P::weigh(m),
+            Event::User(m) => P::weigh(m),
             _ => 0,
         }
     }
 
     fn stopping(&mut self, _reason: &ExitReason, ctx: &mut Ctx<'_, Self>) -> Stopping {
-        if self.connecting.is_some() || self.core.io.is_closed() {
+        if self.is_connecting() || self.core.io.is_closed() {
             return Stopping::Stop;
         }
         if self.core.closing == Closing::Shutdown {
@@ -454,7 +455,7 @@ impl<P: Protocol> Actor for Connection<P> {
             return Stopping::Stop;
         }
         if !self.core.io.is_closed() {
-            ctx.send_later(self.core.opts.drain_timeout, ConnMsg(Inner::DrainTimeout));
+            ctx.send_later(self.core.opts.drain_timeout, ConnMsg(Event::DrainTimeout));
         }
         // `finish` (now or once flushed) stops the actor.
         Stopping::Continue
@@ -481,7 +482,7 @@ impl<P: Protocol> Actor for Connection<P> {
 impl<P: Protocol> std::fmt::Debug for Connection<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("connecting", &self.connecting.is_some())
+            .field("connecting", &self.is_connecting())
             .field("buffered", &self.core.buffered())
             .finish_non_exhaustive()
     }

@@ -42,11 +42,10 @@ use crate::protocol::Protocol;
 use crate::transport::Transport;
 
 mod options;
-mod stats;
 
+pub(crate) use crate::stats::Shared;
+pub use crate::stats::{ListenerInfo, ListenerStats};
 pub use options::{ListenError, ListenOptions, StopMode};
-pub(crate) use stats::Shared;
-pub use stats::{ListenerInfo, ListenerStats};
 
 /// The messages of a [`Listener`].
 pub enum ListenerMsg {
@@ -253,7 +252,10 @@ impl<P: Protocol> Actor for Listener<P> {
         self.sock = Some(sock);
         self.token = Some(token);
         let _ = self.shared.local.set(local);
-        let _ = self.shared.listener.set(ctx.address().recipient());
+        let _ = self
+            .shared
+            .listener
+            .set(ctx.address().recipient_map(|()| ListenerMsg::Wake));
 
         let factory = self.factory.clone();
         let conn_opts = Arc::new(self.opts.conn.clone());

@@ -1,6 +1,8 @@
 //! What a listener shares with its connections: the counters
 //! ([`ListenerStats`]), the connection limit's pause flag, the address,
-//! and the "stopped" signal that [`ListenerInfo`] waits on.
+//! and the "stopped" signal that [`ListenerInfo`] waits on. It lives
+//! beside both (not inside `listener/`), so that connections depend on it
+//! and not on the listener.
 //!
 //! Invariant: `active` counts connections from accept until their actor
 //! exits; whoever swaps `paused` from set to clear wakes the listener.
@@ -14,8 +16,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use weft_actors::Recipient;
-
-use super::ListenerMsg;
 
 /// A snapshot of a listener's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,7 +46,8 @@ pub(crate) struct Shared {
     pub(crate) peak_write_buffer: AtomicUsize,
     /// The listener waits for a connection to end (limit, or draining).
     pub(crate) paused: AtomicBool,
-    pub(crate) listener: OnceLock<Recipient<ListenerMsg>>,
+    /// Wakes the listener (its "a connection ended" message).
+    pub(crate) listener: OnceLock<Recipient<()>>,
     pub(crate) local: OnceLock<SocketAddr>,
     pub(crate) done: Mutex<bool>,
     pub(crate) done_cond: Condvar,
@@ -85,7 +86,7 @@ impl Shared {
         self.active.fetch_sub(1, Ordering::SeqCst);
         if self.paused.load(Ordering::SeqCst) && self.paused.swap(false, Ordering::SeqCst) {
             if let Some(listener) = self.listener.get() {
-                let _ = listener.send(ListenerMsg::Wake);
+                let _ = listener.send(());
             }
         }
     }
