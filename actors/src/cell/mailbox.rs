@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Weak};
 
-use super::{AnyCell, Cell, Signal, Waiter};
+use super::{AnyCell, Cell, Signal, ThreadHome, Waiter};
 use crate::actor::Actor;
 use crate::addr::SendError;
 use crate::exit::{ActorId, Down, ExitReason};
@@ -149,6 +149,8 @@ pub(crate) struct Rare {
     /// Why the actor exited (kept after exit for late monitors; absent
     /// means `Normal`).
     pub(crate) exit: Option<ExitReason>,
+    /// Where a thread-worker actor runs (its cell's state says `HOMED`).
+    pub(crate) home: Option<Arc<ThreadHome>>,
 }
 
 #[repr(C)]
@@ -166,14 +168,19 @@ pub(crate) struct Mailbox<M> {
 }
 
 impl<M> Mailbox<M> {
-    pub(crate) fn new(capacity: u32, max_weight: u32) -> Self {
+    pub(crate) fn new(capacity: u32, max_weight: u32, home: Option<Arc<ThreadHome>>) -> Self {
         Mailbox {
             queue: Queue::new(),
             len: 0,
             capacity,
             weight: 0,
             max_weight,
-            rare: None,
+            rare: home.map(|home| {
+                Box::new(Rare {
+                    home: Some(home),
+                    ..Rare::default()
+                })
+            }),
         }
     }
 

@@ -12,6 +12,7 @@
 //! | `WAITERS` | `wait_for_room` (under the lock) | `refill` (under the lock) | blocked senders wait for room |
 //! | `MUTED` | the runner | the runner | it went idle holding sends: its mailbox may hold messages its (empty) turn buffer does not, so a sender may not hand a message straight to the turn buffer |
 //! | `CLOSED` | `exit` (under the lock) | never | the mailbox accepts nothing more |
+//! | `HOMED` | the cell's creation | never | a thread-worker actor: scheduling unparks its thread |
 //! | `DEAD` | `exit` | never | exited: never scheduled again |
 //!
 //! **Ownership rule.** The actor's state (`Inner`: the actor, its turn
@@ -38,6 +39,7 @@ const WAITERS: u8 = 8;
 const DEAD: u8 = 16;
 const CLOSED: u8 = 32;
 const MUTED: u8 = 64;
+const HOMED: u8 = 128;
 
 /// What `to_idle` found.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,10 +55,17 @@ pub(crate) enum ToIdle {
 pub(crate) struct State(AtomicU8);
 
 impl State {
-    /// Idle: nobody owns the cell and it is in no queue.
+    /// Idle: nobody owns the cell and it is in no queue. `homed` for a
+    /// thread-worker actor (which then never takes the direct hand-off).
     #[inline]
-    pub(crate) fn new() -> Self {
-        State(AtomicU8::new(0))
+    pub(crate) fn new(homed: bool) -> Self {
+        State(AtomicU8::new(if homed { HOMED } else { 0 }))
+    }
+
+    /// Whether this is a thread-worker actor.
+    #[inline]
+    pub(crate) fn is_homed(&self) -> bool {
+        self.0.load(Relaxed) & HOMED != 0
     }
 
     /// Direct hand-off: moves an idle cell to `NOTIFIED`. On `true` the
@@ -244,7 +253,7 @@ mod loom_tests {
     impl Model {
         fn new() -> Arc<Self> {
             Arc::new(Model {
-                state: State::new(),
+                state: State::new(false),
                 mailbox: Mutex::new(Vec::new()),
                 batch: UnsafeCell::new(Vec::new()),
                 handled: Mutex::new(Vec::new()),
