@@ -134,7 +134,7 @@ impl<A: Actor> Cell<A> {
             ..
         } = rare;
         drop(signals);
-        for (key, entry) in watch {
+        for (key, entry) in watch.into_entries() {
             match entry {
                 Watch::MonitoredBy(deliver) => {
                     let down = Down {

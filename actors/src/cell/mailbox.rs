@@ -139,7 +139,83 @@ impl WatchKey {
     }
 }
 
-pub(crate) type WatchTable = HashMap<WatchKey, Watch, BuildHasherDefault<IdHasher>>;
+/// The watch table: a short vector while an actor has few relations (most
+/// have none or one: a supervised child has its supervisor's monitor), a
+/// hash map once it has many (a supervisor, a room).
+pub(crate) enum WatchTable {
+    Small(Vec<(WatchKey, Watch)>),
+    Large(HashMap<WatchKey, Watch, BuildHasherDefault<IdHasher>>),
+}
+
+impl Default for WatchTable {
+    fn default() -> Self {
+        WatchTable::Small(Vec::new())
+    }
+}
+
+impl WatchTable {
+    /// Past this many entries the vector becomes a map.
+    const SMALL: usize = 8;
+
+    /// Adds (or replaces) the entry for `key`.
+    pub(crate) fn insert(&mut self, key: WatchKey, entry: Watch) {
+        match self {
+            WatchTable::Small(v) => {
+                if let Some(slot) = v.iter_mut().find(|(k, _)| *k == key) {
+                    slot.1 = entry;
+                } else if v.len() < Self::SMALL {
+                    v.push((key, entry));
+                } else {
+                    let mut map: HashMap<_, _, _> = std::mem::take(v).into_iter().collect();
+                    map.insert(key, entry);
+                    *self = WatchTable::Large(map);
+                }
+            }
+            WatchTable::Large(map) => {
+                map.insert(key, entry);
+            }
+        }
+    }
+
+    /// Removes the entry for `key`; gives memory back once the table is
+    /// mostly empty (a burst of watchers leaves nothing behind).
+    pub(crate) fn remove(&mut self, key: WatchKey) -> Option<Watch> {
+        match self {
+            WatchTable::Small(v) => {
+                let i = v.iter().position(|(k, _)| *k == key)?;
+                let (_, entry) = v.swap_remove(i);
+                if v.is_empty() {
+                    *v = Vec::new();
+                }
+                Some(entry)
+            }
+            WatchTable::Large(map) => {
+                let entry = map.remove(&key)?;
+                if map.len() <= Self::SMALL / 2 {
+                    *self = WatchTable::Small(std::mem::take(map).into_iter().collect());
+                } else if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+                    map.shrink_to(map.len() * 2);
+                }
+                Some(entry)
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            WatchTable::Small(v) => v.len(),
+            WatchTable::Large(map) => map.len(),
+        }
+    }
+
+    /// Every entry, for the exit sequence.
+    pub(crate) fn into_entries(self) -> Vec<(WatchKey, Watch)> {
+        match self {
+            WatchTable::Small(v) => v,
+            WatchTable::Large(map) => map.into_iter().collect(),
+        }
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Rare {
@@ -196,13 +272,7 @@ impl<M> Mailbox<M> {
     /// Removes a watch entry; frees the table's memory once it is mostly
     /// empty (a burst of watchers leaves nothing behind).
     pub(crate) fn unwatch(&mut self, key: WatchKey) -> Option<Watch> {
-        let rare = self.rare.as_mut()?;
-        let entry = rare.watch.remove(&key)?;
-        let table = &mut rare.watch;
-        if table.capacity() > 64 && table.len() * 4 < table.capacity() {
-            table.shrink_to(table.len() * 2);
-        }
-        Some(entry)
+        self.rare.as_mut()?.watch.remove(key)
     }
 }
 
