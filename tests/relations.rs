@@ -5,7 +5,6 @@
 mod common;
 
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use common::*;
 use weft::actors::live_actors;
@@ -40,15 +39,6 @@ impl Actor for Visitor {
     }
     fn handle(&mut self, _m: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
         Ok(())
-    }
-}
-
-/// Waits (bounded) until `check` holds.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -68,14 +68,6 @@ fn read_exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
 }
 
 /// Waits (bounded) until `cond` holds.
-fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 fn shared_echo_server() -> SocketAddr {
     static SERVER: OnceLock<(Runtime, SocketAddr)> = OnceLock::new();
     SERVER

@@ -39,6 +39,18 @@ pub fn recv<T>(rx: &Receiver<T>) -> T {
     }
 }
 
+/// Waits until `check` holds, polling, failing the test after `WAIT`.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Asserts nothing arrives within a short grace period.
 pub fn assert_silent<T: std::fmt::Debug>(rx: &Receiver<T>) {
     if let Ok(v) = rx.recv_timeout(Duration::from_millis(50)) {
