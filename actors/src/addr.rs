@@ -236,7 +236,8 @@ impl<A: Actor> Addr<A> {
     }
 
     /// How many relations this actor holds right now: monitors on it and
-    /// by it, links, and children it spawned with `Ctx::spawn`. Each is
+    /// by it, links, children it spawned with `Ctx::spawn`, and its own
+    /// parent if it is such a child. Each is
     /// released when either side exits (Erlang's `process_info` of
     /// `monitored_by`, `monitors` and `links`, as one count): a number that
     /// only grows over a server's life points at a leak.

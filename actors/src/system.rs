@@ -190,13 +190,13 @@ impl Spawn for Handle {
 pub(crate) fn spawn_cell<A: Actor>(
     handle: &Handle,
     actor: A,
-    mut birth: Birth,
+    birth: Birth,
     parent: Option<&Arc<dyn AnyCell>>,
 ) -> Addr<A> {
-    birth.parent = parent.map(Arc::downgrade);
     let cell =
         System::get(handle).insert(|id, slot| Cell::new(actor, handle.clone(), id, slot, birth));
     if let Some(parent) = parent {
+        cell.watch_set_parent(parent.id(), Arc::downgrade(parent));
         let child: Arc<dyn AnyCell> = cell.clone();
         parent.add_child(cell.actor_id(), Arc::downgrade(&child));
     }

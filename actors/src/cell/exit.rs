@@ -105,7 +105,7 @@ impl<A: Actor> Cell<A> {
         self.unmute();
     }
 
-    /// The `Ctx` side: the start notice, intervals, the parent.
+    /// The `Ctx` side: the start notice, intervals.
     fn settle_ctx(&self, inner: &mut Inner<A>, reason: &ExitReason) {
         if let Some(mut ctx_rare) = inner.ctx.rare.take() {
             // `started` failed (or never ran): the parent learns why before
@@ -117,9 +117,6 @@ impl<A: Actor> Cell<A> {
                 self.contain("cancelling an interval", || {
                     self.handle.cancel_timer(*key);
                 });
-            }
-            if let Some(parent) = ctx_rare.parent.take().and_then(|p| p.upgrade()) {
-                parent.forget_child(self.id);
             }
             self.contain("dropping the actor's context", || drop(ctx_rare));
         }
@@ -157,6 +154,11 @@ impl<A: Actor> Cell<A> {
                 Watch::Child(child) => {
                     if let Some(child) = child.upgrade() {
                         child.signal(Signal::Kill(ExitReason::Shutdown));
+                    }
+                }
+                Watch::Parent(parent) => {
+                    if let Some(parent) = parent.upgrade() {
+                        parent.forget_child(self.id);
                     }
                 }
             }

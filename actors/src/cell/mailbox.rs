@@ -113,29 +113,34 @@ pub(crate) enum Watch {
     Link(Weak<dyn AnyCell>),
     /// A child (spawned with `Ctx::spawn`): on exit, stop it.
     Child(Weak<dyn AnyCell>),
+    /// This actor's parent: on exit, leave its table.
+    Parent(Weak<dyn AnyCell>),
 }
 
 /// A key of the watch table: an actor id or a monitor reference (both from
-/// one counter, so never equal) in the high bits, the kind in the low two.
+/// one counter, so never equal) in the high bits, the kind in the low three.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct WatchKey(u64);
 
 impl WatchKey {
     pub(crate) fn monitored_by(reference: u64) -> Self {
-        WatchKey(reference << 2)
+        WatchKey(reference << 3)
     }
     pub(crate) fn monitoring(reference: u64) -> Self {
-        WatchKey((reference << 2) | 1)
+        WatchKey((reference << 3) | 1)
     }
     pub(crate) fn link(other: u64) -> Self {
-        WatchKey((other << 2) | 2)
+        WatchKey((other << 3) | 2)
     }
     pub(crate) fn child(child: u64) -> Self {
-        WatchKey((child << 2) | 3)
+        WatchKey((child << 3) | 3)
+    }
+    pub(crate) fn parent(parent: u64) -> Self {
+        WatchKey((parent << 3) | 4)
     }
     /// The actor id or monitor reference the key was made from.
     pub(crate) fn id(self) -> u64 {
-        self.0 >> 2
+        self.0 >> 3
     }
 }
 
@@ -164,6 +169,9 @@ impl WatchTable {
                 if let Some(slot) = v.iter_mut().find(|(k, _)| *k == key) {
                     slot.1 = entry;
                 } else if v.len() < Self::SMALL {
+                    // One slot at a time: most tables hold one or two
+                    // entries, and `push` would reserve four.
+                    v.reserve_exact(1);
                     v.push((key, entry));
                 } else {
                     let mut map: HashMap<_, _, _> = std::mem::take(v).into_iter().collect();

@@ -139,8 +139,6 @@ pub(crate) struct Birth {
     pub(crate) home: Option<Arc<ThreadHome>>,
     /// Told how `started` went.
     pub(crate) on_start: Option<StartNotice>,
-    /// The spawning actor, for a `Ctx` child.
-    pub(crate) parent: Option<Weak<dyn AnyCell>>,
 }
 
 impl Birth {
@@ -150,7 +148,6 @@ impl Birth {
             max_weight: u32::MAX,
             home: None,
             on_start: None,
-            parent: None,
         }
     }
 }
@@ -162,7 +159,6 @@ impl<A: Actor> Cell<A> {
             max_weight,
             home,
             on_start,
-            parent,
         } = birth;
         let homed = home.is_some();
         Arc::new(Cell {
@@ -176,12 +172,9 @@ impl<A: Actor> Cell<A> {
                 batch: Queue::new(),
                 ctx: CtxState {
                     stop: None,
-                    // A child keeps its parent in the rare part: most
-                    // actors have none, and every cell stays smaller.
-                    rare: (on_start.is_some() || parent.is_some()).then(|| {
+                    rare: on_start.map(|f| {
                         Box::new(CtxRare {
-                            on_start,
-                            parent,
+                            on_start: Some(f),
                             ..CtxRare::new()
                         })
                     }),

@@ -12,7 +12,7 @@
 //! `mailbox.rs`.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use weft_runtime::TimerKey;
 
@@ -53,15 +53,11 @@ pub(crate) struct CtxRare<A: Actor> {
     pub(crate) on_start: Option<StartNotice>,
     /// The actor holds its start notice until `Ctx::start_complete`.
     pub(crate) start_held: bool,
-    /// The actor that spawned this one with `Ctx::spawn`: told when this
-    /// one exits, so its table of children never holds the dead.
-    pub(crate) parent: Option<Weak<dyn AnyCell>>,
 }
 
 impl<A: Actor> CtxRare<A> {
     fn is_empty(&self) -> bool {
-        self.parent.is_none()
-            && self.outbox.is_empty()
+        self.outbox.is_empty()
             && self.trap.is_none()
             && self.intervals.is_empty()
             && self.on_start.is_none()
@@ -75,7 +71,6 @@ impl<A: Actor> CtxRare<A> {
             intervals: Vec::new(),
             on_start: None,
             start_held: false,
-            parent: None,
         }
     }
 }

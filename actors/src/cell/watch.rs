@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | monitor | `MonitoredBy(deliver)` keyed by the reference | `Monitoring(target)` keyed by the reference |
 //! | link | `Link(this)` keyed by this id | `Link(other)` keyed by the other's id |
-//! | child | `Child(child)` in the parent's table | the parent in the child's `CtxState` |
+//! | child | `Child(child)` in the parent's table | `Parent(parent)` in the child's table |
 //!
 //! Whichever side exits first removes its entry from the other side (a
 //! dying watcher removes its monitors from their targets; a firing monitor
@@ -117,6 +117,15 @@ impl<A: Actor> Cell<A> {
                 .watch
                 .insert(WatchKey::child(child.0), Watch::Child(cell));
         }
+    }
+
+    /// Records this actor's parent (before the actor first runs).
+    pub(crate) fn watch_set_parent(&self, parent: ActorId, cell: Weak<dyn AnyCell>) {
+        self.mailbox
+            .lock()
+            .rare()
+            .watch
+            .insert(WatchKey::parent(parent.0), Watch::Parent(cell));
     }
 
     pub(crate) fn watch_forget_child(&self, child: ActorId) {
