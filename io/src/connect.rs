@@ -378,7 +378,6 @@ impl<P: Protocol> Connection<P> {
             Event::Close | Event::Abort => self.connect_fail(ConnectError::Aborted, ctx),
             Event::Resolved(result) => self.connect_resolved(result, ctx),
             Event::ConnectTimeout => self.connect_fail(ConnectError::TimedOut, ctx),
-            Event::Stop(reason) => ctx.stop_with(reason),
             // Armed only once the connection is open.
             Event::ReadMore | Event::IdleCheck(_) | Event::DrainTimeout | Event::Settle => {}
         }

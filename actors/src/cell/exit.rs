@@ -1,13 +1,13 @@
 //! The exit sequence: an actor's last act, run once by its runner.
 //!
 //! Order: close the mailbox (nothing more is accepted) and mark the cell
-//! dead; deliver the sends a muted actor still holds (they were accepted,
-//! so they are not dropped); drop what is queued; run `stopped` and drop
-//! the actor; tell the parent that asked how `started` went; cancel
-//! intervals; leave the parent's table; then settle every watch entry
-//! (monitors get `Down`, links get the exit signal, the targets this actor
-//! monitored forget it, children are stopped); wake blocked senders; leave
-//! the runtime's live table.
+//! dead; drop what is queued; run `stopped` and drop the actor; deliver
+//! the sends a muted actor still holds, the ones `stopped` made included
+//! (they were accepted, so they are not dropped); tell the parent that
+//! asked how `started` went; cancel intervals; then settle every watch
+//! entry (monitors get `Down`, links get the exit signal, the targets this
+//! actor monitored forget it, children are stopped, the parent forgets
+//! this child); wake blocked senders; leave the runtime's live table.
 //!
 //! Invariant: every piece of user code or user value touched here (a
 //! message's `Drop`, `stopped`, a monitor's map, a held send) runs behind
@@ -59,7 +59,6 @@ impl<A: Actor> Cell<A> {
             (queue, rare)
         };
         self.state.mark_dead();
-        self.deliver_held(inner);
         self.discard(queue);
         self.discard(inner.batch.take_all());
         if let Life::Running(mut actor) | Life::Fresh(mut actor) =
@@ -71,6 +70,8 @@ impl<A: Actor> Cell<A> {
             });
             self.contain("dropping the actor", || drop(actor));
         }
+        // After `stopped`, which may send too.
+        self.deliver_held(inner);
         if reason.is_abnormal() {
             tracing::warn!(actor = %self.id, %reason, "actor exited");
         } else {

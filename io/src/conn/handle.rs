@@ -51,8 +51,6 @@ pub(crate) enum Event<M> {
     Resolved(io::Result<Vec<SocketAddr>>),
     /// The connect did not complete within its timeout.
     ConnectTimeout,
-    /// Stop the actor (queued behind held sends, so none is dropped).
-    Stop(ExitReason),
     /// Settle again (a pull producer had more rounds than one turn gives).
     Settle,
 }
@@ -296,7 +294,6 @@ impl<M> std::fmt::Debug for ConnMsg<M> {
             Event::DrainTimeout => "DrainTimeout",
             Event::Resolved(_) => "Resolved",
             Event::ConnectTimeout => "ConnectTimeout",
-            Event::Stop(_) => "Stop",
             Event::Settle => "Settle",
         };
         write!(f, "ConnMsg::{what}")

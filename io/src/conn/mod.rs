@@ -331,7 +331,6 @@ impl<P: Protocol> Connection<P> {
                     self.finish(reason, Ending::Abort, ctx);
                 }
             }
-            Event::Stop(reason) => ctx.stop_with(reason),
             Event::Settle => self.settle(ctx)?,
             // Late connecting-phase messages (a resolution or a timeout
             // that raced the connect): nothing to do once open.
@@ -381,14 +380,9 @@ impl<P: Protocol> Connection<P> {
         self.release(how, ctx);
         self.protocol
             .closed(&mut Self::conn(&mut self.core, ctx), &reason);
-        if ctx.is_muted() {
-            // Sends are held for a full mailbox: stopping now would drop
-            // them. A muted actor handles no message until they are
-            // delivered, so this one stops it right after.
-            ctx.send_self(ConnMsg(Event::Stop(exit_reason(&reason))));
-        } else {
-            ctx.stop_with(exit_reason(&reason));
-        }
+        // Sends the protocol made that are still held for a full mailbox
+        // are delivered by the actor's exit, not dropped.
+        ctx.stop_with(exit_reason(&reason));
     }
 
     /// Deregisters and closes the transport.
