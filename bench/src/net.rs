@@ -1,6 +1,6 @@
 //! The `net` group: echo and HTTP servers measured with the server pinned
 //! to core 0 and the load generator (this child process, and wrk) to core
-//! 1, as `shared/BENCHMARKS.md` asks.
+//! 1 (on a 2-core machine the two never share a core; see BENCHMARKS.md).
 //!
 //! Servers: weft's own examples (`echo`, `http_hello`, built by the
 //! harness in the main workspace), a tokio echo server and a hyper server
