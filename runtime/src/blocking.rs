@@ -163,7 +163,6 @@ impl BlockingPool {
         st.threads -= 1;
     }
 
-    /// Runs what is queued, then stops and joins every thread.
     /// Stops the pool: idle threads exit at once, busy ones after their
     /// job. Waits until `deadline`; returns how many threads were still
     /// running a job then (left behind, detached).
