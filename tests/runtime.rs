@@ -339,10 +339,22 @@ fn fd_limit_child() {
         return;
     }
     use nix::sys::resource::{setrlimit, Resource};
-    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-    // read_dir held one descriptor while counting; the reactor needs two
-    // (epoll, eventfd), the pipe two more.
-    setrlimit(Resource::RLIMIT_NOFILE, open + 1, open + 1).unwrap();
+    // The limit bounds descriptor *numbers*, not their count, and a new
+    // descriptor takes the lowest free number: leave exactly the three
+    // lowest free numbers usable, for the reactor (epoll, its duplicate for
+    // the registry, eventfd); the signal pipe needs two more. (The descriptors the test harness inherited may
+    // leave gaps, so counting them is not enough.)
+    let open: std::collections::BTreeSet<u64> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // read_dir's own descriptor is listed too but is closed by now.
+    let open: std::collections::BTreeSet<u64> = open
+        .into_iter()
+        .filter(|fd| nix::fcntl::fcntl(*fd as i32, nix::fcntl::FcntlArg::F_GETFD).is_ok())
+        .collect();
+    let third_free = (0..).filter(|n| !open.contains(n)).nth(2).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, third_free + 1, third_free + 1).unwrap();
     match Runtime::builder().workers(1).build() {
         Err(e) => println!("build failed: {e}"),
         Ok(_) => println!("build succeeded"),
