@@ -254,7 +254,7 @@ impl Handle {
     /// Runs `f` once, `delay` from now, on a worker thread. `f` should only
     /// hand work on (send a message); it must not block.
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + Send + 'static) -> TimerKey {
-        self.shared.timers.once(delay, Box::new(f))
+        self.shared.timers.once(delay, f)
     }
 
     /// Runs `f` every `period` (at least one tick), first one period from

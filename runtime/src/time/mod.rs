@@ -7,6 +7,7 @@
 //! Must not touch: actors or their messages (callbacks are opaque closures).
 
 mod clock;
+mod once_fn;
 pub mod wheel;
 
 pub use clock::{Clock, ManualClock};
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use once_fn::OnceFn;
 use wheel::{Key, Wheel};
 
 /// The wheel's tick: the resolution of every timer.
@@ -43,10 +45,10 @@ pub enum MissedTicks {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerKey(Key);
 
-/// What a wheel entry holds: 16 bytes, so that a pending timer stays
-/// small (the rare interval is boxed).
+/// What a wheel entry holds: a one-shot callback inline (see `OnceFn`),
+/// or the rare interval, boxed.
 enum Payload {
-    Once(Box<dyn FnOnce() + Send>),
+    Once(OnceFn),
     Every(Box<Interval>),
 }
 
@@ -57,7 +59,7 @@ struct Interval {
 }
 
 enum Call {
-    Once(Box<dyn FnOnce() + Send>),
+    Once(OnceFn),
     Every(Arc<dyn Fn() + Send + Sync>),
 }
 
@@ -149,8 +151,8 @@ impl Timers {
         }
     }
 
-    pub(crate) fn once(&self, delay: Duration, f: Box<dyn FnOnce() + Send>) -> TimerKey {
-        self.insert(self.deadline(delay), Payload::Once(f))
+    pub(crate) fn once(&self, delay: Duration, f: impl FnOnce() + Send + 'static) -> TimerKey {
+        self.insert(self.deadline(delay), Payload::Once(OnceFn::new(f)))
     }
 
     pub(crate) fn every(
@@ -288,7 +290,7 @@ impl Timers {
             }
             for call in calls.drain(..) {
                 let result = catch_unwind(AssertUnwindSafe(|| match call {
-                    Call::Once(f) => f(),
+                    Call::Once(f) => f.call(),
                     Call::Every(f) => f(),
                 }));
                 if result.is_err() {
