@@ -56,8 +56,8 @@ pub mod prelude {
         Recipient, ReplyTo, SendError, Spawn, SpawnOptions, Stopping, TimerHandle,
     };
     pub use weft_io::{
-        connect_tcp, listen_tcp, CloseReason, Conn, ConnMsg, ConnOptions, ConnRef, ConnectOptions,
-        ListenOptions, Protocol, StopMode,
+        connect_tcp, connect_tls, listen_tcp, listen_tls, CloseReason, Conn, ConnMsg, ConnOptions,
+        ConnRef, ConnectOptions, ListenOptions, Protocol, StopMode,
     };
     pub use weft_runtime::{Handle, ManualClock, MissedTicks, Phase, Runtime};
 }

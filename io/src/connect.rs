@@ -20,8 +20,12 @@ use weft_runtime::mio::net::TcpStream;
 use weft_runtime::mio::Interest;
 use weft_runtime::{Handle, Readiness};
 
-use crate::conn::{ConnMsg, ConnOptions, ConnRef, Connection, Core, Event, Phase};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+
+use crate::conn::{ConnMsg, ConnOptions, ConnRef, Connection, Core, Event, Handshake, Phase};
 use crate::protocol::Protocol;
+use crate::tls::layer::TlsLayer;
 use crate::transport::Transport;
 
 /// Where to connect: socket addresses, or a host name and port resolved
@@ -113,6 +117,7 @@ pub struct ConnectOptions {
     bind: Option<SocketAddr>,
     conn: ConnOptions,
     resolver: Option<Resolver>,
+    server_name: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -122,6 +127,7 @@ impl Default for ConnectOptions {
             bind: None,
             conn: ConnOptions::default(),
             resolver: None,
+            server_name: None,
         }
     }
 }
@@ -158,6 +164,13 @@ impl ConnectOptions {
     /// Options of the connection once it is open.
     pub fn conn(mut self, conn: ConnOptions) -> Self {
         self.conn = conn;
+        self
+    }
+
+    /// `connect_tls`: verify the server as `name` (a DNS name or an IP
+    /// address) instead of the target's host.
+    pub fn server_name(mut self, name: &str) -> Self {
+        self.server_name = Some(name.to_string());
         self
     }
 
@@ -205,6 +218,15 @@ pub enum ConnectError {
         /// The error's text.
         message: String,
     },
+    /// The TLS handshake failed (`connect_tls`): an untrusted, expired or
+    /// wrong-name certificate, the server's alert, no common protocol.
+    #[error("TLS handshake with {addr:?} failed: {error}")]
+    Tls {
+        /// The server's address.
+        addr: Option<SocketAddr>,
+        /// rustls' error.
+        error: crate::tls::TlsError,
+    },
     /// The attempt was cancelled (closed, or its actor stopped).
     #[error("the connection attempt was aborted")]
     Aborted,
@@ -243,6 +265,8 @@ pub(crate) struct ConnectState<P: Protocol> {
     last_error: Option<ConnectError>,
     /// Protocol messages that arrived before the connection opened.
     pub(crate) held: Vec<P::Msg>,
+    /// `connect_tls`: the handshake to run once connected.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
 /// A connection being made. `wait` for it from a plain thread, or have
@@ -319,10 +343,89 @@ pub fn connect_tcp<P: Protocol>(
     options: ConnectOptions,
     protocol: P,
 ) -> Connecting<P> {
+    spawn_connecting(handle, target.into(), options, None, protocol)
+}
+
+/// Connects to `target`, runs a TLS handshake as a client with `config`,
+/// and then runs `protocol` (Twisted's `connectSSL`). The server is
+/// verified as the target's host (an IP target against the certificate's
+/// IP addresses) unless [`ConnectOptions::server_name`] says otherwise.
+/// The outcome comes once the handshake completed: a certificate that is
+/// untrusted, expired or for another name, or the server's alert, is a
+/// [`ConnectError::Tls`]; the connect timeout covers the handshake too.
+/// The protocol is told [`tls_ready`](Protocol::tls_ready), then
+/// `connected`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use weft_io::{connect_tls, tls, Conn, ConnectOptions, Protocol};
+/// use weft_actors::ActorResult;
+///
+/// struct Get;
+/// impl Protocol for Get {
+///     type Msg = ();
+///     fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+///         conn.write(b"GET / HTTP/1.0\r\n\r\n")?;
+///         Ok(())
+///     }
+///     fn data(&mut self, _conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         print!("{}", String::from_utf8_lossy(data));
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let roots = tls::load_roots("ca.pem").unwrap();
+/// let config = tls::TlsClientBuilder::new(roots).alpn(["http/1.1"]).build().unwrap();
+/// let conn = connect_tls(rt.handle(), "localhost:8443", ConnectOptions::new(), config, Get)
+///     .wait(Duration::from_secs(5));
+/// ```
+pub fn connect_tls<P: Protocol>(
+    handle: &Handle,
+    target: impl Into<Target>,
+    options: ConnectOptions,
+    config: Arc<ClientConfig>,
+    protocol: P,
+) -> Connecting<P> {
+    let target = target.into();
+    let name = match (&options.server_name, &target) {
+        (Some(name), _) => Some(name.clone()),
+        (None, Target::Host { host, .. }) => Some(host.clone()),
+        (None, Target::Addrs(addrs)) => addrs.first().map(|a| a.ip().to_string()),
+        (None, Target::Invalid { .. }) => None,
+    };
+    let tls = match name.as_deref().map(crate::tls::server_name) {
+        Some(Ok(name)) => Some((config, name)),
+        Some(Err(_)) => {
+            let input = name.unwrap_or_default();
+            return spawn_connecting(
+                handle,
+                Target::Invalid {
+                    input,
+                    problem: "not a valid TLS server name",
+                },
+                options,
+                None,
+                protocol,
+            );
+        }
+        // An invalid target fails as such.
+        None => None,
+    };
+    spawn_connecting(handle, target, options, tls, protocol)
+}
+
+fn spawn_connecting<P: Protocol>(
+    handle: &Handle,
+    target: Target,
+    options: ConnectOptions,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    protocol: P,
+) -> Connecting<P> {
     let (reply, pending) = reply_slot();
     let state = ConnectState {
         reply: Some(reply),
-        target: Some(target.into()),
+        target: Some(target),
         addrs: VecDeque::new(),
         current: None,
         bind: options.bind,
@@ -331,6 +434,7 @@ pub fn connect_tcp<P: Protocol>(
         timer: None,
         last_error: None,
         held: Vec::new(),
+        tls,
     };
     let spawn = options.conn.spawn_options(weft_actors::DEFAULT_CAPACITY);
     let mut conn = Connection::new(
@@ -356,7 +460,10 @@ impl<P: Protocol> Connection<P> {
     fn take_connect_state(&mut self) -> Option<Box<ConnectState<P>>> {
         match std::mem::replace(&mut self.phase, Phase::Open) {
             Phase::Connecting(state) => Some(state),
-            Phase::Open => None,
+            other => {
+                self.phase = other;
+                None
+            }
         }
     }
 
@@ -379,7 +486,11 @@ impl<P: Protocol> Connection<P> {
             Event::Resolved(result) => self.connect_resolved(result, ctx),
             Event::ConnectTimeout => self.connect_fail(ConnectError::TimedOut, ctx),
             // Armed only once the connection is open.
-            Event::ReadMore | Event::IdleCheck(_) | Event::DrainTimeout | Event::Settle => {}
+            Event::ReadMore
+            | Event::IdleCheck(_)
+            | Event::DrainTimeout
+            | Event::Settle
+            | Event::HandshakeTimeout => {}
         }
         Ok(())
     }
@@ -520,6 +631,9 @@ impl<P: Protocol> Connection<P> {
             return Ok(());
         }
         let mut state = self.take_connect_state().expect("checked above");
+        if let Some((config, name)) = state.tls.take() {
+            return self.start_client_handshake(*state, config, name, addr, r, ctx);
+        }
         if let Some(timer) = state.timer.take() {
             timer.cancel();
         }
@@ -538,6 +652,52 @@ impl<P: Protocol> Connection<P> {
         if r.is_read_closed() || r.is_error() {
             self.core.hup_seen = true;
         }
+        if self.core.can_read() {
+            self.read_some(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// `connect_tls`, connected: the handshake runs before the protocol
+    /// is called (the connect timeout still bounds it).
+    fn start_client_handshake(
+        &mut self,
+        mut state: ConnectState<P>,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        addr: Option<SocketAddr>,
+        r: Readiness,
+        ctx: &mut Ctx<'_, Self>,
+    ) -> weft_actors::ActorResult {
+        let layer = match TlsLayer::client(config, name) {
+            Ok(layer) => layer,
+            Err(e) => {
+                self.phase = Phase::Connecting(Box::new(state));
+                self.connect_fail(
+                    ConnectError::Tls {
+                        addr,
+                        error: crate::tls::TlsError(e),
+                    },
+                    ctx,
+                );
+                return Ok(());
+            }
+        };
+        self.core.tls = Some(Box::new(layer));
+        self.phase = Phase::Handshaking(Box::new(Handshake {
+            reply: state.reply.take(),
+            held: std::mem::take(&mut state.held),
+            timer: state.timer.take(),
+            peer: addr,
+        }));
+        self.attach(ctx)?;
+        self.core.readable = true;
+        if r.is_read_closed() || r.is_error() {
+            self.core.hup_seen = true;
+        }
+        // The ClientHello goes out; a reply that came with the connect
+        // event is read.
+        self.settle(ctx)?;
         if self.core.can_read() {
             self.read_some(ctx)?;
         }

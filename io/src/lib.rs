@@ -26,15 +26,18 @@ mod listener;
 mod memory;
 mod protocol;
 mod stats;
+pub mod tls;
 mod transport;
 
 use std::sync::Arc;
 
 pub use conn::{Conn, ConnMsg, ConnOptions, ConnRef, Connection, WriteError};
-pub use connect::{connect_tcp, ConnectError, ConnectOptions, Connecting, Resolver, Target};
+pub use connect::{
+    connect_tcp, connect_tls, ConnectError, ConnectOptions, Connecting, Resolver, Target,
+};
 pub use listener::{
-    listen_tcp, ListenError, ListenOptions, Listener, ListenerInfo, ListenerMsg, ListenerStats,
-    Listening, StopMode,
+    listen_tcp, listen_tls, ListenError, ListenOptions, Listener, ListenerInfo, ListenerMsg,
+    ListenerStats, Listening, StopMode,
 };
 pub use memory::{MemoryClose, MemoryPeer, MEMORY_LOCAL_ADDR, MEMORY_PEER_ADDR};
 pub use protocol::{CloseReason, Protocol};

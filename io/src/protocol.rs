@@ -9,6 +9,7 @@ use std::io;
 use weft_actors::{ActorResult, ExitReason};
 
 use crate::conn::Conn;
+use crate::tls::{TlsError, TlsInfo};
 
 /// The behaviour of one connection, run inside its own connection actor:
 /// every callback runs on that actor's turn, never two at once, so the
@@ -38,6 +39,18 @@ pub trait Protocol: Send + Sized + 'static {
     /// The connection is open (peer and local address in `conn`).
     fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
         let _ = conn;
+        Ok(())
+    }
+
+    /// A TLS handshake completed: `info` says what was negotiated (ALPN,
+    /// server name, version, cipher suite, resumed or not, the peer's
+    /// certificates). On a `listen_tls` or `connect_tls` connection this
+    /// comes right before [`connected`](Self::connected); after
+    /// [`Conn::start_tls`](crate::Conn::start_tls), when the upgrade is
+    /// done. Returning `Err` (say, a client certificate this protocol does
+    /// not accept) ends the connection. The default does nothing.
+    fn tls_ready(&mut self, conn: &mut Conn<'_, '_, Self>, info: &TlsInfo) -> ActorResult {
+        let _ = (conn, info);
         Ok(())
     }
 
@@ -118,6 +131,14 @@ pub enum CloseReason {
     Shutdown,
     /// An I/O error other than a reset.
     Error(io::ErrorKind, String),
+    /// TLS failed: the peer's alert, or a record or certificate rustls
+    /// refused (after `start_tls`, or after the handshake).
+    Tls(TlsError),
+    /// The peer ended a TLS connection without close_notify: what it sent
+    /// may have been cut short (an attacker can forge a FIN).
+    Truncated,
+    /// The TLS handshake of `start_tls` did not complete in time.
+    HandshakeTimeout,
 }
 
 impl CloseReason {
@@ -145,6 +166,11 @@ impl fmt::Display for CloseReason {
             CloseReason::Aborted => f.write_str("aborted"),
             CloseReason::Shutdown => f.write_str("shut down"),
             CloseReason::Error(_, msg) => write!(f, "I/O error: {msg}"),
+            CloseReason::Tls(e) => write!(f, "TLS error: {e}"),
+            CloseReason::Truncated => {
+                f.write_str("the peer closed without TLS close_notify (possible truncation)")
+            }
+            CloseReason::HandshakeTimeout => f.write_str("TLS handshake timed out"),
         }
     }
 }

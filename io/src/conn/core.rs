@@ -19,6 +19,7 @@ use weft_runtime::IoToken;
 use super::options::{ConnOptions, WriteError};
 use crate::protocol::CloseReason;
 use crate::stats::Shared;
+use crate::tls::layer::TlsLayer;
 use crate::transport::Transport;
 
 /// A write of at least this many bytes goes straight to an empty socket
@@ -95,6 +96,8 @@ pub(crate) struct Core {
     pub(crate) paused_seen: std::cell::Cell<bool>,
     /// The protocol wrote since it was last told the buffer drained.
     pub(crate) drain_wanted: bool,
+    /// The TLS layer, once the connection runs TLS.
+    pub(crate) tls: Option<Box<TlsLayer>>,
 }
 
 impl Core {
@@ -122,11 +125,27 @@ impl Core {
             closing: Closing::No,
             paused_seen: std::cell::Cell::new(false),
             drain_wanted: false,
+            tls: None,
         }
     }
 
+    /// Runs TLS over the transport from the start.
+    pub(crate) fn with_tls(mut self, layer: TlsLayer) -> Self {
+        self.tls = Some(Box::new(layer));
+        self
+    }
+
+    /// What is queued and not yet taken by the socket: the write buffer,
+    /// and under TLS the plaintext waiting for the handshake.
     pub(crate) fn buffered(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len() - self.wpos + self.tls.as_ref().map_or(0, |t| t.early.len())
+    }
+
+    /// Moves what TLS has to send (handshake, alerts) into the buffer.
+    pub(crate) fn pump_tls(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.pump_out(&mut self.wbuf);
+        }
     }
 
     pub(crate) fn can_read(&self) -> bool {
@@ -143,6 +162,7 @@ impl Core {
 
     /// Writes what is buffered until done or `WouldBlock`.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
+        self.pump_tls();
         while self.wpos < self.wbuf.len() && self.writable {
             match self.io.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -187,6 +207,13 @@ impl Core {
             }
         }
         self.drain_wanted |= len > 0;
+        if let Some(tls) = &mut self.tls {
+            tls.write(parts, &mut self.wbuf);
+            if let Some(shared) = &self.shared {
+                shared.note_buffered(self.buffered());
+            }
+            return Ok(());
+        }
         let mut skip = 0;
         if self.buffered() == 0 && self.writable && len >= DIRECT_WRITE {
             let written = match parts {

@@ -53,6 +53,8 @@ pub(crate) enum Event<M> {
     ConnectTimeout,
     /// Settle again (a pull producer had more rounds than one turn gives).
     Settle,
+    /// The TLS handshake did not complete within its timeout.
+    HandshakeTimeout,
 }
 
 /// The handle a protocol uses for its connection, passed to every
@@ -295,6 +297,7 @@ impl<M> std::fmt::Debug for ConnMsg<M> {
             Event::Resolved(_) => "Resolved",
             Event::ConnectTimeout => "ConnectTimeout",
             Event::Settle => "Settle",
+            Event::HandshakeTimeout => "HandshakeTimeout",
         };
         write!(f, "ConnMsg::{what}")
     }

@@ -31,19 +31,21 @@ use weft_actors::{Actor, ActorResult, Ctx, ExitReason, Stopping};
 use weft_runtime::mio::Interest;
 use weft_runtime::Readiness;
 
-use crate::connect::ConnectState;
+use crate::connect::{ConnectError, ConnectState};
 use crate::protocol::{exit_reason, CloseReason, Protocol};
 use crate::transport::Transport;
 
 mod core;
 mod handle;
 mod options;
+mod tls;
 
 use self::core::Closing;
 pub(crate) use self::core::Core;
 pub(crate) use handle::Event;
 pub use handle::{Conn, ConnMsg, ConnRef};
 pub use options::{ConnOptions, WriteError};
+pub(crate) use tls::Handshake;
 
 /// Protocol callbacks (paused, resumed, drained) one `settle` makes at
 /// most; a pull producer that wants more continues on the next turn.
@@ -79,6 +81,9 @@ pub struct Connection<P: Protocol> {
 pub(crate) enum Phase<P: Protocol> {
     /// `connect_tcp` has not opened it yet (see `connect.rs`).
     Connecting(Box<ConnectState<P>>),
+    /// Connected, with the TLS handshake of `listen_tls` or `connect_tls`
+    /// under way: the protocol is not called yet (see `tls.rs`).
+    Handshaking(Box<Handshake<P>>),
     /// Open (or closed and stopping): the protocol runs.
     Open,
 }
@@ -93,11 +98,22 @@ impl<P: Protocol> Connection<P> {
     }
 
     fn is_connecting(&self) -> bool {
-        matches!(self.phase, Phase::Connecting(_))
+        !matches!(self.phase, Phase::Open)
     }
 
     /// Registers the transport and tells the protocol it is connected.
     pub(crate) fn open(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        self.attach(ctx)?;
+        self.protocol.connected(&mut Conn {
+            core: &mut self.core,
+            ctx,
+        })?;
+        self.settle(ctx)
+    }
+
+    /// Registers the transport, applies the socket options and arms the
+    /// idle timeout; the protocol is not called.
+    pub(crate) fn attach(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         let core = &mut self.core;
         match &mut core.io {
             // Registered while connecting.
@@ -123,11 +139,7 @@ impl<P: Protocol> Connection<P> {
             core.last_active = ctx.runtime().now();
             ctx.send_later(idle, ConnMsg(Event::IdleCheck(core.idle_gen)));
         }
-        self.protocol.connected(&mut Conn {
-            core: &mut self.core,
-            ctx,
-        })?;
-        self.settle(ctx)
+        Ok(())
     }
 
     fn conn<'a, 'c>(core: &'a mut Core, ctx: &'a mut Ctx<'c, Self>) -> Conn<'a, 'c, P> {
@@ -149,7 +161,7 @@ impl<P: Protocol> Connection<P> {
     /// An abort requested by any callback (including the ones called here)
     /// ends the connection with a reset at once, and no protocol callback
     /// but `closed` follows it.
-    fn settle(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+    pub(crate) fn settle(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         let mut rounds = 0;
         loop {
             if self.core.io.is_closed() {
@@ -159,6 +171,7 @@ impl<P: Protocol> Connection<P> {
                 self.finish(CloseReason::Aborted, Ending::Abort, ctx);
                 return Ok(());
             }
+            self.core.pump_tls();
             if self.core.buffered() > 0 && self.core.writable {
                 let before = self.core.buffered();
                 if let Err(e) = self.core.flush() {
@@ -180,6 +193,10 @@ impl<P: Protocol> Connection<P> {
                 && self.core.drain_wanted
                 && self.core.closing == Closing::No
                 && !self.core.shut_pending;
+            if !matches!(self.phase, Phase::Open) {
+                // Handshaking: the protocol is not told anything yet.
+                break;
+            }
             if rounds == SETTLE_ROUNDS {
                 if drained {
                     // A pull producer that the socket keeps up with: give
@@ -209,6 +226,10 @@ impl<P: Protocol> Connection<P> {
                 ctx.send_self(ConnMsg(Event::ReadMore));
             }
         }
+        if self.core.buffered() == 0 && self.send_tls_close() {
+            // close_notify goes out before the FIN.
+            return self.settle(ctx);
+        }
         if self.core.buffered() == 0 {
             if self.core.closing != Closing::No {
                 let reason = self.core.closing.reason();
@@ -227,6 +248,9 @@ impl<P: Protocol> Connection<P> {
 
     /// Reads up to the budget, handing each chunk to the protocol.
     pub(crate) fn read_some(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if self.core.tls.is_some() {
+            return self.read_some_tls(ctx);
+        }
         let mut budget = self.core.opts.read_budget;
         let mut buf = take_buf();
         while self.core.can_read() {
@@ -249,6 +273,11 @@ impl<P: Protocol> Connection<P> {
                     self.touch(ctx);
                     self.protocol
                         .data(&mut Self::conn(&mut self.core, ctx), &buf[..n])?;
+                    if self.core.tls.is_some() {
+                        // `start_tls`: what follows is TLS (read by
+                        // `read_some_tls` once settled).
+                        break;
+                    }
                     self.settle(ctx)?;
                     budget = budget.saturating_sub(n);
                     if ctx.is_muted() {
@@ -335,6 +364,11 @@ impl<P: Protocol> Connection<P> {
             // Late connecting-phase messages (a resolution or a timeout
             // that raced the connect): nothing to do once open.
             Event::Resolved(_) | Event::ConnectTimeout => {}
+            Event::HandshakeTimeout => {
+                if self.core.tls.as_ref().is_some_and(|t| !t.is_ready()) {
+                    self.tls_timed_out(ctx);
+                }
+            }
         }
         Ok(())
     }
@@ -377,6 +411,22 @@ impl<P: Protocol> Connection<P> {
         if self.core.io.is_closed() {
             return;
         }
+        if let Phase::Handshaking(h) = &self.phase {
+            // The protocol was never connected: it is not told `closed`.
+            let error = match reason {
+                CloseReason::Tls(error) => ConnectError::Tls {
+                    addr: h.peer,
+                    error,
+                },
+                CloseReason::Aborted | CloseReason::Shutdown => ConnectError::Aborted,
+                other => ConnectError::Io {
+                    addr: h.peer,
+                    kind: io::ErrorKind::ConnectionAborted,
+                    message: other.to_string(),
+                },
+            };
+            return self.handshake_fail(error, how, ctx);
+        }
         self.release(how, ctx);
         self.protocol
             .closed(&mut Self::conn(&mut self.core, ctx), &reason);
@@ -418,6 +468,7 @@ impl<P: Protocol> Actor for Connection<P> {
     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         match self.phase {
             Phase::Connecting(_) => self.connect_start(ctx),
+            Phase::Handshaking(_) => self.handshake_start(ctx),
             Phase::Open => self.open(ctx),
         }
     }
@@ -426,6 +477,7 @@ impl<P: Protocol> Actor for Connection<P> {
         self.core.touched = false;
         match self.phase {
             Phase::Connecting(_) => self.handle_connecting(msg.0, ctx),
+            Phase::Handshaking(_) => self.handle_handshaking(msg.0, ctx),
             Phase::Open => self.handle_open(msg.0, ctx),
         }
     }

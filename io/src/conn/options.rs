@@ -20,6 +20,7 @@ pub struct ConnOptions {
     pub(crate) read_budget: usize,
     pub(crate) drain_timeout: Duration,
     pub(crate) mailbox_bytes: Option<usize>,
+    pub(crate) handshake_timeout: Duration,
 }
 
 impl Default for ConnOptions {
@@ -34,6 +35,7 @@ impl Default for ConnOptions {
             read_budget: 4 * READ_CHUNK,
             drain_timeout: Duration::from_secs(5),
             mailbox_bytes: None,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -44,6 +46,14 @@ impl ConnOptions {
     /// per turn, 5 s to flush on shutdown.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How long a TLS handshake may take (`listen_tls`, `start_tls`;
+    /// `connect_tls` is bounded by its connect timeout instead): a peer
+    /// that connects and never finishes it is closed. Default 10 s.
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
     }
 
     /// Bounds the connection's mailbox by bytes too: once the protocol's

@@ -37,8 +37,11 @@ use weft_runtime::mio::Interest;
 use weft_runtime::{Handle, IoToken, Readiness};
 use weft_supervisor::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 
-use crate::conn::{Connection, Core};
+use rustls::ServerConfig;
+
+use crate::conn::{Connection, Core, Handshake, Phase};
 use crate::protocol::Protocol;
+use crate::tls::layer::TlsLayer;
 use crate::transport::Transport;
 
 mod options;
@@ -67,6 +70,11 @@ pub(crate) struct Accepted(Arc<Mutex<Option<TcpStream>>>);
 type Pool<P> = DynamicSupervisor<Connection<P>, Accepted>;
 type Factory<P> = Arc<dyn Fn() -> P + Send + Sync>;
 
+/// A TLS listener's server configuration, swapped by
+/// [`Listening::set_tls_config`]: each accepted connection takes the one
+/// in force when it is accepted.
+pub(crate) type TlsConfigCell = Arc<parking_lot::RwLock<Arc<ServerConfig>>>;
+
 /// The listening actor. Use [`listen_tcp`], or put `Listener::new(..)` in
 /// a supervision tree (it binds in `started`, so a bind failure is a
 /// start failure the supervisor reports).
@@ -82,6 +90,7 @@ pub struct Listener<P: Protocol> {
     backoff: Duration,
     backing_off: bool,
     stopping: Option<StopMode>,
+    tls: Option<TlsConfigCell>,
 }
 
 impl<P: Protocol> Listener<P> {
@@ -108,6 +117,7 @@ impl<P: Protocol> Listener<P> {
             backoff: Duration::ZERO,
             backing_off: false,
             stopping: None,
+            tls: None,
         }
     }
 
@@ -260,16 +270,33 @@ impl<P: Protocol> Actor for Listener<P> {
         let factory = self.factory.clone();
         let conn_opts = Arc::new(self.opts.conn.clone());
         let shared = self.shared.clone();
+        let tls = self.tls.clone();
         let spec = DynamicSpec::new(move |accepted: Accepted| {
             let io = accepted
                 .0
                 .lock()
                 .take()
                 .map_or(Transport::Closed, Transport::Tcp);
-            Connection::new(
-                factory(),
-                Core::new(io, conn_opts.clone(), Some(shared.clone())),
-            )
+            let core = Core::new(io, conn_opts.clone(), Some(shared.clone()));
+            let Some(tls) = &tls else {
+                return Connection::new(factory(), core);
+            };
+            match TlsLayer::server(tls.read().clone()) {
+                Ok(layer) => {
+                    let mut conn = Connection::new(factory(), core.with_tls(layer));
+                    conn.phase = Phase::Handshaking(Box::new(Handshake::accepted()));
+                    conn
+                }
+                Err(e) => {
+                    // Fails to start (no transport): counted as a failed
+                    // connection, the listener goes on.
+                    tracing::warn!(error = %e, "cannot start a TLS session");
+                    Connection::new(
+                        factory(),
+                        Core::new(Transport::Closed, conn_opts.clone(), Some(shared.clone())),
+                    )
+                }
+            }
         })
         .shutdown_timeout(self.opts.conn.drain_timeout + Duration::from_secs(1))
         .spawn_options(self.opts.conn.spawn_options(self.opts.capacity));
@@ -329,6 +356,7 @@ pub struct Listening<P: Protocol> {
     addrs: Vec<Addr<Listener<P>>>,
     info: ListenerInfo,
     local: SocketAddr,
+    tls: Option<TlsConfigCell>,
 }
 
 impl<P: Protocol> Listening<P> {
@@ -368,6 +396,20 @@ impl<P: Protocol> Listening<P> {
     pub fn wait_stopped(&self, timeout: Duration) -> bool {
         self.info.wait_stopped(timeout)
     }
+
+    /// A TLS listener: replaces its server configuration (a renewed
+    /// certificate) without a restart. Handshakes that start from now on
+    /// use `config`; open connections keep theirs. False for a plaintext
+    /// listener.
+    pub fn set_tls_config(&self, config: Arc<ServerConfig>) -> bool {
+        match &self.tls {
+            Some(cell) => {
+                *cell.write() = config;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Listens on `addr` and runs `factory()` on every accepted connection,
@@ -399,6 +441,59 @@ pub fn listen_tcp<P: Protocol>(
     options: ListenOptions,
     factory: impl Fn() -> P + Send + Sync + 'static,
 ) -> Result<Listening<P>, ListenError> {
+    listen(handle, addr, options, None, Arc::new(factory))
+}
+
+/// Listens on `addr` for TLS connections (Twisted's `listenSSL`): as
+/// [`listen_tcp`] (supervised handlers, limits, idle timeout, `EMFILE`
+/// back-off, drain on stop), with a TLS handshake on every accepted
+/// connection before its protocol runs. The protocol is told
+/// [`tls_ready`](Protocol::tls_ready), then `connected`; a connection
+/// whose handshake fails or does not complete within
+/// [`ConnOptions::handshake_timeout`](crate::ConnOptions::handshake_timeout)
+/// just ends (the protocol never runs). Swap the configuration at run
+/// time with [`Listening::set_tls_config`].
+///
+/// ```no_run
+/// use weft_io::{listen_tls, tls, Conn, ListenOptions, Protocol};
+/// use weft_actors::ActorResult;
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Msg = ();
+///     fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         conn.write(data)?;
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let config = tls::TlsServerBuilder::new()
+///     .cert(tls::load_certs("cert.pem").unwrap(), tls::load_key("key.pem").unwrap())
+///     .build()
+///     .unwrap();
+/// let listening = listen_tls(rt.handle(), "127.0.0.1:8443".parse().unwrap(),
+///                            ListenOptions::new(), config, || Echo).unwrap();
+/// rt.run().unwrap();
+/// ```
+pub fn listen_tls<P: Protocol>(
+    handle: &Handle,
+    addr: SocketAddr,
+    options: ListenOptions,
+    config: Arc<ServerConfig>,
+    factory: impl Fn() -> P + Send + Sync + 'static,
+) -> Result<Listening<P>, ListenError> {
+    let cell = Arc::new(parking_lot::RwLock::new(config));
+    listen(handle, addr, options, Some(cell), Arc::new(factory))
+}
+
+fn listen<P: Protocol>(
+    handle: &Handle,
+    addr: SocketAddr,
+    options: ListenOptions,
+    tls: Option<TlsConfigCell>,
+    factory: Factory<P>,
+) -> Result<Listening<P>, ListenError> {
     let bind_err = |addr| move |source| ListenError::Bind { addr, source };
     let first = bind(addr, &options).map_err(bind_err(addr))?;
     let local = first.local_addr().map_err(bind_err(addr))?;
@@ -407,12 +502,12 @@ pub fn listen_tcp<P: Protocol>(
     for _ in 1..options.listeners {
         socks.push(bind(local, &options).map_err(bind_err(local))?);
     }
-    let factory: Factory<P> = Arc::new(factory);
     let mut addrs = Vec::with_capacity(socks.len());
     let mut shared = Vec::with_capacity(socks.len());
     for sock in socks {
         let mut listener = Listener::with_factory(local, options.clone(), factory.clone());
         listener.prebound = Some(sock);
+        listener.tls = tls.clone();
         shared.push(listener.shared.clone());
         addrs.push(handle.spawn(listener));
     }
@@ -420,6 +515,7 @@ pub fn listen_tcp<P: Protocol>(
         addrs,
         info: ListenerInfo { shared },
         local,
+        tls,
     })
 }
 

@@ -1,0 +1,167 @@
+//! The TLS layer inside a connection's transport: rustls' sans-I/O
+//! connection between the socket and the write buffer.
+//!
+//! Plaintext the protocol writes is encrypted at once into the
+//! connection's write buffer (so the watermarks and the limit count what
+//! is queued, records included); before the handshake completes it waits
+//! in `early` (counted too) and is encrypted when it does. Ciphertext is
+//! read from `pending_in` first (bytes a protocol had read past a
+//! `start_tls`), then from the socket.
+//!
+//! Invariant: rustls' own send buffer is emptied into the write buffer
+//! after every call that can fill it (`pump_out`), so `Core::buffered`
+//! sees everything that is still to go out.
+//!
+//! Must not touch: the protocol or the actor (the connection does).
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use rustls::{
+    ClientConfig, ClientConnection, Connection, HandshakeKind, ServerConfig, ServerConnection,
+};
+use rustls_pki_types::ServerName;
+
+use super::TlsInfo;
+use crate::transport::Transport;
+
+pub(crate) struct TlsLayer {
+    pub(crate) conn: Connection,
+    /// Plaintext written before the handshake completed.
+    pub(crate) early: Vec<u8>,
+    /// Ciphertext that was read before TLS started (`start_tls`).
+    pending_in: Vec<u8>,
+    /// What the handshake negotiated, once it completed.
+    pub(crate) info: Option<Box<TlsInfo>>,
+    /// The transport reported end of input.
+    pub(crate) eof: bool,
+    /// Our close_notify is queued.
+    pub(crate) close_sent: bool,
+}
+
+impl TlsLayer {
+    pub(crate) fn server(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
+        Ok(Self::new(ServerConnection::new(config)?.into()))
+    }
+
+    pub(crate) fn client(
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> Result<Self, rustls::Error> {
+        Ok(Self::new(ClientConnection::new(config, name)?.into()))
+    }
+
+    fn new(mut conn: Connection) -> Self {
+        // weft bounds what is queued itself (`max_write_buffer`, counted
+        // in `Core::buffer` before anything is taken).
+        conn.set_buffer_limit(None);
+        TlsLayer {
+            conn,
+            early: Vec::new(),
+            pending_in: Vec::new(),
+            info: None,
+            eof: false,
+            close_sent: false,
+        }
+    }
+
+    pub(crate) fn with_pending_input(mut self, bytes: &[u8]) -> Self {
+        self.pending_in = bytes.to_vec();
+        self
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.info.is_some()
+    }
+
+    /// Whether the handshake finished but was not yet reported.
+    pub(crate) fn just_completed(&self) -> bool {
+        self.info.is_none() && !self.conn.is_handshaking()
+    }
+
+    /// Moves what rustls has to send into `out`.
+    pub(crate) fn pump_out(&mut self, out: &mut Vec<u8>) {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(out) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Encrypts `parts` into `out` (or keeps them until the handshake is
+    /// done).
+    pub(crate) fn write(&mut self, parts: &[&[u8]], out: &mut Vec<u8>) {
+        if !self.is_ready() {
+            for part in parts {
+                self.early.extend_from_slice(part);
+            }
+            return;
+        }
+        for part in parts {
+            // Without a buffer limit, rustls takes everything.
+            let _ = self.conn.writer().write_all(part);
+        }
+        self.pump_out(out);
+    }
+
+    /// Records the handshake's outcome and sends what was written during
+    /// it. Returns the report.
+    pub(crate) fn complete(&mut self, out: &mut Vec<u8>) -> TlsInfo {
+        let server_name = match &self.conn {
+            Connection::Server(s) => s.server_name().map(str::to_string),
+            Connection::Client(_) => None,
+        };
+        let info = TlsInfo {
+            alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
+            server_name,
+            version: self.conn.protocol_version(),
+            cipher_suite: self.conn.negotiated_cipher_suite().map(|s| s.suite()),
+            resumed: self.conn.handshake_kind() == Some(HandshakeKind::Resumed),
+            peer_certificates: self
+                .conn
+                .peer_certificates()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+        };
+        self.info = Some(Box::new(info.clone()));
+        let early = std::mem::take(&mut self.early);
+        if !early.is_empty() {
+            let _ = self.conn.writer().write_all(&early);
+        }
+        self.pump_out(out);
+        info
+    }
+
+    /// Reads ciphertext: what was pending first, then the transport.
+    pub(crate) fn read_tls(&mut self, io: &mut Transport) -> io::Result<usize> {
+        if !self.pending_in.is_empty() {
+            let mut slice = &self.pending_in[..];
+            let n = self.conn.read_tls(&mut slice)?;
+            self.pending_in.drain(..n);
+            return Ok(n);
+        }
+        let n = self.conn.read_tls(&mut TransportReader(io))?;
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+
+    /// Queues close_notify (once).
+    pub(crate) fn send_close(&mut self, out: &mut Vec<u8>) {
+        if !self.close_sent {
+            self.close_sent = true;
+            self.conn.send_close_notify();
+            self.pump_out(out);
+        }
+    }
+}
+
+struct TransportReader<'a>(&'a mut Transport);
+
+impl Read for TransportReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
