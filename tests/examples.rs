@@ -389,3 +389,38 @@ fn chat_delivers_every_line_to_readers_and_drops_only_a_client_that_never_reads(
     assert_eq!(here.matches(',').count(), 1, "{here}");
     assert!(here.contains("alice"), "{here}");
 }
+
+#[test]
+fn tls_echo_talks_to_openssl_s_client_as_its_doc_says() {
+    use std::process::Stdio;
+    let mut server = Example::start("tls_echo", &["127.0.0.1:0"]);
+    let command = recv(&server.lines);
+    let (_, command) = command
+        .split_once("talk to it with: ")
+        .unwrap_or_else(|| panic!("no command in {command:?}"));
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words[..2], ["openssl", "s_client"]);
+    // As printed (interactive: stdin stays open until the echo came).
+    let mut client = spawn_guarded(
+        Command::new(words[0])
+            .args(&words[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"hello over tls\n").unwrap();
+    let stdout = client.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    assert_eq!(recv(&rx), "hello over tls\n");
+    let handshake = recv(&server.lines);
+    assert!(handshake.contains("TLSv1_3"), "{handshake}");
+    drop(stdin);
+    let _ = client.kill();
+    assert!(server.terminate().success());
+}

@@ -1,0 +1,142 @@
+//! An echo server over TLS: every byte a client sends comes back,
+//! encrypted. Without a certificate it makes a self-signed one for
+//! `localhost` and 127.0.0.1 at start and writes it to a temporary file,
+//! then prints the exact `openssl s_client` command that talks to it.
+//!
+//! Run:   cargo run --release --example tls_echo [ADDR [CERT.pem KEY.pem]]
+//!        (default address 127.0.0.1:7443)
+//! Talk:  the command it prints, e.g.
+//!        openssl s_client -connect 127.0.0.1:7443 -CAfile /tmp/weft-tls-echo-1234.pem -quiet
+//!        (type a line; it comes back)
+//! Stop:  Ctrl-C (or SIGTERM): connections send close_notify and close,
+//!        then the program prints its counters and exits.
+//!
+//! The connection actors are the TCP ones: a TLS connection runs the same
+//! `Protocol`, with rustls between the socket and the write buffer; the
+//! protocol runs once the handshake completed (`tls_ready` says what was
+//! negotiated).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use weft::io::tls::{self, pki_types::PrivateKeyDer, TlsInfo, TlsServerBuilder};
+use weft::prelude::*;
+
+/// Writes back what it reads; logs each handshake.
+struct Echo;
+
+impl Protocol for Echo {
+    type Msg = ();
+
+    fn tls_ready(&mut self, conn: &mut Conn<'_, '_, Self>, info: &TlsInfo) -> ActorResult {
+        let peer = conn.peer_addr()?;
+        println!(
+            "tls_echo: {peer}: {:?} {:?}{}",
+            info.version
+                .unwrap_or(tls::rustls::ProtocolVersion::Unknown(0)),
+            info.cipher_suite
+                .unwrap_or(tls::rustls::CipherSuite::Unknown(0)),
+            if info.resumed { " (resumed)" } else { "" }
+        );
+        Ok(())
+    }
+
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        conn.write(data)?;
+        Ok(())
+    }
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1, written as PEM
+/// to a temporary file for the client to trust.
+fn self_signed() -> Result<(TlsServerBuilder, String), String> {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .map_err(|e| format!("cannot make a certificate: {e}"))?;
+    let path = std::env::temp_dir().join(format!("weft-tls-echo-{}.pem", std::process::id()));
+    std::fs::write(&path, cert.cert.pem())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let key = PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    let builder = TlsServerBuilder::new().cert(vec![cert.cert.der().clone()], key);
+    Ok((builder, path.display().to_string()))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:7443".into());
+    let addr: SocketAddr = match arg.parse() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("tls_echo: bad address {arg:?} ({e}); expected IP:PORT, e.g. 127.0.0.1:7443");
+            return ExitCode::from(2);
+        }
+    };
+    let (builder, ca_file) = match (args.get(1), args.get(2)) {
+        (Some(cert), Some(key)) => {
+            let loaded = tls::load_certs(cert).and_then(|c| Ok((c, tls::load_key(key)?)));
+            match loaded {
+                Ok((chain, key)) => (TlsServerBuilder::new().cert(chain, key), cert.clone()),
+                Err(e) => {
+                    eprintln!("tls_echo: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        (Some(_), None) => {
+            eprintln!("tls_echo: give both CERT.pem and KEY.pem, or neither");
+            return ExitCode::from(2);
+        }
+        _ => match self_signed() {
+            Ok(made) => made,
+            Err(e) => {
+                eprintln!("tls_echo: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let config = match builder.build() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("tls_echo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match Runtime::builder().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tls_echo: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listening = match listen_tls(rt.handle(), addr, ListenOptions::new(), config, || Echo) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tls_echo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listening.local_addr();
+    let ca_path = ca_file.clone();
+    rt.handle().on_startup(move || {
+        println!("tls_echo: listening on {local}");
+        println!(
+            "tls_echo: talk to it with: openssl s_client -connect {local} -CAfile {ca_file} -quiet"
+        );
+    });
+    let info = listening.info();
+    if let Err(e) = rt.run() {
+        eprintln!("tls_echo: {e}");
+        return ExitCode::FAILURE;
+    }
+    if args.get(1).is_none() {
+        let _ = std::fs::remove_file(&ca_path);
+    }
+    let stats = info.stats();
+    println!(
+        "tls_echo: stopped; {} connections served, {} failed",
+        stats.accepted, stats.failed
+    );
+    ExitCode::SUCCESS
+}
