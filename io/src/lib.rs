@@ -2,7 +2,8 @@
 //! [`Protocol`]; every listener is an actor supervising its connections.
 //!
 //! Owns: TCP listening ([`listen_tcp`], [`Listener`]) and connecting
-//! ([`connect_tcp`]), the connection actor ([`Connection`]) with its
+//! ([`connect_tcp`]), TLS over both ([`listen_tls`], [`connect_tls`],
+//! [`Conn::start_tls`], configurations in [`tls`]), the connection actor ([`Connection`]) with its
 //! read budget, write buffer, watermarks, half-close, idle timeout and
 //! close handling, and the in-memory transport for testing protocols
 //! without sockets ([`connect_memory`], [`MemoryPeer`]).
