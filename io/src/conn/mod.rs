@@ -411,16 +411,14 @@ impl<P: Protocol> Connection<P> {
         if self.core.io.is_closed() {
             return;
         }
-        if let Phase::Handshaking(h) = &self.phase {
+        if matches!(self.phase, Phase::Handshaking(_)) {
             // The protocol was never connected: it is not told `closed`.
+            let addr = self.handshake_peer();
             let error = match reason {
-                CloseReason::Tls(error) => ConnectError::Tls {
-                    addr: h.peer,
-                    error,
-                },
+                CloseReason::Tls(error) => ConnectError::Tls { addr, error },
                 CloseReason::Aborted | CloseReason::Shutdown => ConnectError::Aborted,
                 other => ConnectError::Io {
-                    addr: h.peer,
+                    addr,
                     kind: io::ErrorKind::ConnectionAborted,
                     message: other.to_string(),
                 },

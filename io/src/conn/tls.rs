@@ -65,7 +65,6 @@ impl<P: Protocol> Connection<P> {
     pub(crate) fn handshake_start(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         self.attach(ctx)?;
         if let Phase::Handshaking(h) = &mut self.phase {
-            h.peer = self.core.io.peer_addr().ok();
             if h.timer.is_none() {
                 h.timer = Some(ctx.send_later(
                     self.core.opts.handshake_timeout,
@@ -122,7 +121,7 @@ impl<P: Protocol> Connection<P> {
         if let Some(timer) = h.timer.take() {
             timer.cancel();
         }
-        tracing::debug!(conn = %ctx.id(), peer = ?h.peer, %error, "TLS handshake failed");
+        tracing::debug!(conn = %ctx.id(), %error, "TLS handshake failed");
         // The alert (if any) goes out before the close, best effort.
         let _ = self.core.flush();
         self.release(how, ctx);
@@ -132,13 +131,22 @@ impl<P: Protocol> Connection<P> {
         ctx.stop_with(ExitReason::Normal);
     }
 
+    /// The peer of a connection still handshaking, for an error value:
+    /// known for `connect_tls`, asked of the socket (only on failure) for
+    /// an accepted one.
+    pub(crate) fn handshake_peer(&self) -> Option<SocketAddr> {
+        match &self.phase {
+            Phase::Handshaking(h) => h.peer.or_else(|| self.core.io.peer_addr().ok()),
+            _ => None,
+        }
+    }
+
     /// rustls refused what the peer sent (or the peer's alert).
     fn tls_failed(&mut self, e: rustls::Error, ctx: &mut Ctx<'_, Self>) {
         self.core.pump_tls();
-        if let Phase::Handshaking(h) = &self.phase {
-            let addr = h.peer;
+        if matches!(self.phase, Phase::Handshaking(_)) {
             let error = ConnectError::Tls {
-                addr,
+                addr: self.handshake_peer(),
                 error: TlsError(e),
             };
             return self.handshake_fail(error, Ending::Close, ctx);
@@ -190,13 +198,9 @@ impl<P: Protocol> Connection<P> {
     fn tls_eof_in_handshake(&mut self, ctx: &mut Ctx<'_, Self>) {
         let e = eof_in_handshake();
         if matches!(self.phase, Phase::Handshaking(_)) {
-            let addr = match &self.phase {
-                Phase::Handshaking(h) => h.peer,
-                _ => None,
-            };
             return self.handshake_fail(
                 ConnectError::Io {
-                    addr,
+                    addr: self.handshake_peer(),
                     kind: e.kind(),
                     message: e.to_string(),
                 },
