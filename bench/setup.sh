@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what the `net` group needs beyond cargo: wrk (HTTP load) and
-# Twisted in a virtual environment at bench/.venv. Safe to re-run.
+# Twisted (with its TLS extra, pyOpenSSL) in a virtual environment at bench/.venv. Safe to re-run.
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 if ! command -v wrk >/dev/null 2>&1; then
@@ -8,8 +8,9 @@ if ! command -v wrk >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq wrk
 fi
-if [ ! -x "$here/.venv/bin/twistd" ]; then
-    python3 -m venv "$here/.venv"
-    "$here/.venv/bin/pip" install -q --disable-pip-version-check twisted
+if ! "$here/.venv/bin/python" -c 'import twisted, OpenSSL' >/dev/null 2>&1; then
+    [ -x "$here/.venv/bin/python" ] || python3 -m venv "$here/.venv"
+    # The tls extra brings pyOpenSSL, which Twisted's listenSSL uses.
+    "$here/.venv/bin/pip" install -q --disable-pip-version-check 'twisted[tls]'
 fi
 echo "setup: wrk $(command -v wrk), twisted $("$here/.venv/bin/python" -c 'import twisted; print(twisted.__version__)')"

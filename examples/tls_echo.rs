@@ -3,8 +3,9 @@
 //! `localhost` and 127.0.0.1 at start and writes it to a temporary file,
 //! then prints the exact `openssl s_client` command that talks to it.
 //!
-//! Run:   cargo run --release --example tls_echo [ADDR [CERT.pem KEY.pem]]
-//!        (default address 127.0.0.1:7443)
+//! Run:   cargo run --release --example tls_echo [--quiet] [ADDR [CERT.pem KEY.pem]]
+//!        (default address 127.0.0.1:7443; `--quiet` does not print a line
+//!        per handshake)
 //! Talk:  the command it prints, e.g.
 //!        openssl s_client -connect 127.0.0.1:7443 -CAfile /tmp/weft-tls-echo-1234.pem -quiet
 //!        (type a line; it comes back)
@@ -22,13 +23,18 @@ use std::process::ExitCode;
 use weft::io::tls::{self, pki_types::PrivateKeyDer, TlsInfo, TlsServerBuilder};
 use weft::prelude::*;
 
-/// Writes back what it reads; logs each handshake.
-struct Echo;
+/// Writes back what it reads; logs each handshake unless quiet.
+struct Echo {
+    quiet: bool,
+}
 
 impl Protocol for Echo {
     type Msg = ();
 
     fn tls_ready(&mut self, conn: &mut Conn<'_, '_, Self>, info: &TlsInfo) -> ActorResult {
+        if self.quiet {
+            return Ok(());
+        }
         let peer = conn.peer_addr()?;
         println!(
             "tls_echo: {peer}: {:?} {:?}{}",
@@ -61,7 +67,11 @@ fn self_signed() -> Result<(TlsServerBuilder, String), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let quiet = args.first().is_some_and(|a| a == "--quiet");
+    if quiet {
+        args.remove(0);
+    }
     let arg = args
         .first()
         .cloned()
@@ -110,7 +120,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listening = match listen_tls(rt.handle(), addr, ListenOptions::new(), config, || Echo) {
+    let listening = match listen_tls(rt.handle(), addr, ListenOptions::new(), config, move || {
+        Echo { quiet }
+    }) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("tls_echo: {e}");

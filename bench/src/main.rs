@@ -19,6 +19,7 @@ mod crossbeam_w;
 mod mem;
 mod net;
 mod ractor_w;
+mod tls;
 mod tokio_w;
 mod weft_w;
 
@@ -265,7 +266,10 @@ fn main() {
         return;
     }
     if args.first().map(String::as_str) == Some("--serve") {
-        net::serve(args.get(1).map_or("", String::as_str));
+        net::serve(
+            args.get(1).map_or("", String::as_str),
+            args.get(2..).unwrap_or_default(),
+        );
         return;
     }
     let group = args.first().cloned().unwrap_or_else(|| "actors".into());

@@ -15,7 +15,8 @@
 //! writes without reading, with `flood-p99` the latency another client
 //! sees meanwhile; `http-plaintext` requests/s and `http-p99` from wrk,
 //! with `http-cpu` the server's CPU per request (wrk, on one core, can be
-//! the limit; the CPU figure still compares the servers).
+//! the limit; the CPU figure still compares the servers). The `tls-*`
+//! jobs (TLS servers and a rustls load generator) are in `tls.rs`.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -29,13 +30,17 @@ use mio::{Events, Interest, Poll, Token};
 use crate::emit;
 
 /// The jobs of the group, in table order.
-pub const JOBS: [&str; 6] = [
+pub const JOBS: [&str; 10] = [
     "echo-rr",
     "echo-stream",
     "idle",
     "connect-rate",
     "flood",
     "http-plaintext",
+    "tls-handshake",
+    "tls-echo-rr",
+    "tls-stream",
+    "tls-idle",
 ];
 
 /// The systems of the group.
@@ -46,7 +51,7 @@ const LOAD_CORE: &str = "1";
 
 /// Seconds per timed workload (10 by default; `WEFT_BENCH_SECS` overrides
 /// for a quick look).
-fn secs() -> u64 {
+pub(crate) fn secs() -> u64 {
     std::env::var("WEFT_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -69,7 +74,11 @@ pub fn prepare() -> Result<(), String> {
     }
     let have_wrk = Command::new("wrk").arg("--version").output().is_ok();
     let venv = repo().join("bench/.venv/bin/python");
-    if !have_wrk || !venv.exists() {
+    let have_twisted = Command::new(&venv)
+        .args(["-c", "import twisted, OpenSSL"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_wrk || !have_twisted {
         let setup = repo().join("bench/setup.sh");
         let ok = Command::new("sh")
             .arg(setup)
@@ -97,18 +106,24 @@ fn pin_self(core: usize) {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     Echo,
     Http,
+    /// A TLS echo server; its certificate chain and key files follow.
+    Tls,
 }
 
-struct Server {
+/// A server under load, in its own process pinned to the server core;
+/// killed when dropped.
+pub(crate) struct Server {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Server {
-    fn start(system: &str, kind: Kind) -> Option<Server> {
+    /// Starts `system`'s server of this kind; `extra` are appended to its
+    /// command line (the certificate and key files for [`Kind::Tls`]).
+    pub(crate) fn start(system: &str, kind: Kind, extra: &[String]) -> Option<Server> {
         let me = std::env::current_exe().ok()?;
         let examples = repo().join("target/release/examples");
         let venv = repo().join("bench/.venv/bin/python");
@@ -149,8 +164,24 @@ impl Server {
                 twisted.join("web_server.py").display().to_string(),
                 any.into(),
             ],
+            ("weft", Kind::Tls) => vec![
+                examples.join("tls_echo").display().to_string(),
+                "--quiet".into(),
+                any.into(),
+            ],
+            ("tokio", Kind::Tls) => vec![
+                me.display().to_string(),
+                "--serve".into(),
+                "tokio-rustls-echo".into(),
+            ],
+            ("twisted", Kind::Tls) if venv.exists() => vec![
+                venv.display().to_string(),
+                twisted.join("tls_echo_server.py").display().to_string(),
+                any.into(),
+            ],
             _ => return None,
         };
+        let cmd: Vec<String> = cmd.into_iter().chain(extra.iter().cloned()).collect();
         let mut child = Command::new("taskset")
             .args(["-c", SERVER_CORE])
             .args(&cmd)
@@ -182,7 +213,7 @@ impl Server {
     }
 
     /// CPU seconds the server has used (user + system).
-    fn cpu_secs(&self) -> f64 {
+    pub(crate) fn cpu_secs(&self) -> f64 {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // Fields after the command name (which may contain spaces).
@@ -206,7 +237,7 @@ impl Server {
             * 1024
     }
 
-    fn rss(&self) -> u64 {
+    pub(crate) fn rss(&self) -> u64 {
         self.status_bytes("VmRSS:")
     }
 
@@ -230,7 +261,7 @@ impl Drop for Server {
     }
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -238,7 +269,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[i] as f64
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
+pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect to the server");
     s.set_nodelay(true).ok();
     s
@@ -411,7 +442,7 @@ fn connect_rate(server: &Server) {
     emit("connect-rate", "per_s", total as f64 / dur.as_secs_f64());
 }
 
-fn set_linger_zero(s: &TcpStream) -> nix::Result<()> {
+pub(crate) fn set_linger_zero(s: &TcpStream) -> nix::Result<()> {
     let linger = nix::libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -508,12 +539,15 @@ fn parse_wrk_time(v: &str) -> Option<f64> {
 pub fn run(job: &str, system: &str) -> bool {
     raise_fd_limit();
     pin_self(LOAD_CORE.parse().unwrap());
+    if job.starts_with("tls-") {
+        return crate::tls::run(job, system);
+    }
     let kind = if job == "http-plaintext" {
         Kind::Http
     } else {
         Kind::Echo
     };
-    let Some(server) = Server::start(system, kind) else {
+    let Some(server) = Server::start(system, kind, &[]) else {
         return false;
     };
     match job {
@@ -530,13 +564,15 @@ pub fn run(job: &str, system: &str) -> bool {
 
 // ---- servers run by this binary (`--serve NAME`) ----
 
-/// Runs a server named `name` on 127.0.0.1 (port from the OS) until killed.
-pub fn serve(name: &str) {
+/// Runs a server named `name` on 127.0.0.1 (port from the OS) until
+/// killed; `args` are its own (the TLS server's certificate and key files).
+pub fn serve(name: &str, args: &[String]) {
     raise_fd_limit();
     match name {
         "tokio-echo" => tokio_echo(),
         "hyper" => hyper_hello(),
         "mio-echo" => mio_echo(),
+        "tokio-rustls-echo" => crate::tls::tokio_rustls_echo(args),
         _ => eprintln!("unknown server {name}"),
     }
 }
