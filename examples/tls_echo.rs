@@ -20,8 +20,12 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use weft::io::tls::{self, pki_types::PrivateKeyDer, TlsInfo, TlsServerBuilder};
+use weft::io::tls::{self, TlsInfo};
 use weft::prelude::*;
+
+#[path = "shared/cert.rs"]
+mod cert;
+use cert::ServerCert;
 
 /// Writes back what it reads; logs each handshake unless quiet.
 struct Echo {
@@ -53,19 +57,6 @@ impl Protocol for Echo {
     }
 }
 
-/// A self-signed certificate for localhost and 127.0.0.1, written as PEM
-/// to a temporary file for the client to trust.
-fn self_signed() -> Result<(TlsServerBuilder, String), String> {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .map_err(|e| format!("cannot make a certificate: {e}"))?;
-    let path = std::env::temp_dir().join(format!("weft-tls-echo-{}.pem", std::process::id()));
-    std::fs::write(&path, cert.cert.pem())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    let key = PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
-    let builder = TlsServerBuilder::new().cert(vec![cert.cert.der().clone()], key);
-    Ok((builder, path.display().to_string()))
-}
-
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let quiet = args.first().is_some_and(|a| a == "--quiet");
@@ -83,30 +74,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (builder, ca_file) = match (args.get(1), args.get(2)) {
-        (Some(cert), Some(key)) => {
-            let loaded = tls::load_certs(cert).and_then(|c| Ok((c, tls::load_key(key)?)));
-            match loaded {
-                Ok((chain, key)) => (TlsServerBuilder::new().cert(chain, key), cert.clone()),
-                Err(e) => {
-                    eprintln!("tls_echo: {e}");
-                    return ExitCode::from(2);
-                }
-            }
+    let cert = match ServerCert::load_or_make("tls-echo", args.get(1), args.get(2)) {
+        Ok(cert) => cert,
+        Err((e, code)) => {
+            eprintln!("tls_echo: {e}");
+            return ExitCode::from(code);
         }
-        (Some(_), None) => {
-            eprintln!("tls_echo: give both CERT.pem and KEY.pem, or neither");
-            return ExitCode::from(2);
-        }
-        _ => match self_signed() {
-            Ok(made) => made,
-            Err(e) => {
-                eprintln!("tls_echo: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
     };
-    let config = match builder.build() {
+    let config = match cert.builder().build() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("tls_echo: {e}");
@@ -130,7 +105,7 @@ fn main() -> ExitCode {
         }
     };
     let local = listening.local_addr();
-    let ca_path = ca_file.clone();
+    let ca_file = cert.ca_file.clone();
     rt.handle().on_startup(move || {
         println!("tls_echo: listening on {local}");
         println!(
@@ -142,9 +117,7 @@ fn main() -> ExitCode {
         eprintln!("tls_echo: {e}");
         return ExitCode::FAILURE;
     }
-    if args.get(1).is_none() {
-        let _ = std::fs::remove_file(&ca_path);
-    }
+    drop(cert);
     let stats = info.stats();
     println!(
         "tls_echo: stopped; {} connections served, {} failed",

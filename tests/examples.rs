@@ -3,7 +3,9 @@
 //! (including malformed and random input), port_forward (both directions
 //! under back-pressure, an unreachable target) and chat (every line to
 //! every reader while a flooder is slowed down; only a client that never
-//! reads is dropped).
+//! reads is dropped), and the TLS examples against the tools their docs
+//! name: tls_echo and starttls with `openssl s_client`, https_hello with
+//! `curl`.
 
 mod common;
 
@@ -55,6 +57,7 @@ impl Example {
             .unwrap_or_else(|| panic!("{name} said {first:?}"));
         let addr = rest
             .trim_start_matches("http://")
+            .trim_start_matches("https://")
             .split(['/', ','])
             .next()
             .unwrap()
@@ -423,4 +426,173 @@ fn tls_echo_talks_to_openssl_s_client_as_its_doc_says() {
     drop(stdin);
     let _ = client.kill();
     assert!(server.terminate().success());
+}
+
+/// The command an example prints after "talk to it with: ", as words.
+fn printed_command(example: &Example) -> Vec<String> {
+    let line = recv(&example.lines);
+    let (_, command) = line
+        .split_once("talk to it with: ")
+        .unwrap_or_else(|| panic!("no command in {line:?}"));
+    command.split_whitespace().map(String::from).collect()
+}
+
+fn run_bounded(words: &[String]) -> (bool, String, String) {
+    use std::process::Stdio;
+    wait_output(spawn_guarded(
+        Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    ))
+}
+
+#[test]
+fn https_hello_answers_curl_over_alpn_http_1_1_as_its_doc_says() {
+    let mut server = Example::start("https_hello", &["127.0.0.1:0"]);
+    let mut words = printed_command(&server);
+    assert_eq!(words[..2], ["curl", "--cacert"]);
+    // Bounded, whatever happens.
+    words.splice(1..1, ["--max-time".to_string(), "10".to_string()]);
+    let (ok, body, err) = run_bounded(&words);
+    assert!(ok, "curl failed: {err}");
+    assert_eq!(body, "Hello, World!");
+    // With -v, as the doc says: ALPN chose HTTP/1.1 (curl offered h2 too).
+    let mut verbose = words.clone();
+    verbose.insert(1, "-v".into());
+    let (ok, body, err) = run_bounded(&verbose);
+    assert!(ok, "curl -v failed: {err}");
+    assert_eq!(body, "Hello, World!");
+    assert!(err.contains("ALPN: server accepted http/1.1"), "{err}");
+    // Another path is 404 over the same TLS listener.
+    let mut missing = words.clone();
+    let url = missing.pop().unwrap();
+    missing.extend([
+        "--write-out".into(),
+        "%{http_code}".into(),
+        format!("{url}nope"),
+    ]);
+    let (_, out, _) = run_bounded(&missing);
+    assert!(out.ends_with("404"), "{out}");
+    // A client without ALPN is served HTTP/1.1.
+    let mut no_alpn = words.clone();
+    no_alpn.insert(1, "--no-alpn".into());
+    let (ok, body, err) = run_bounded(&no_alpn);
+    assert!(ok, "curl --no-alpn failed: {err}");
+    assert_eq!(body, "Hello, World!");
+    // A client offering only h2 is refused in the handshake.
+    let cafile = words[words.iter().position(|w| w == "--cacert").unwrap() + 1].clone();
+    let (ok, _, err) = run_bounded(&[
+        "openssl".into(),
+        "s_client".into(),
+        "-connect".into(),
+        server.addr.to_string(),
+        "-CAfile".into(),
+        cafile,
+        "-alpn".into(),
+        "h2".into(),
+    ]);
+    assert!(!ok, "a handshake without a common protocol succeeded");
+    assert!(err.contains("no application protocol"), "{err}");
+    assert!(server.alive());
+    assert!(server.terminate().success());
+}
+
+/// Lines of a child's stdout on a channel (read by a thread).
+fn stdout_lines(child: &mut ChildGuard) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn starttls_upgrades_for_openssl_s_client_as_its_doc_says() {
+    use std::process::Stdio;
+    let mut server = Example::start("starttls", &["127.0.0.1:0"]);
+    let words = printed_command(&server);
+    assert_eq!(words[..4], ["openssl", "s_client", "-starttls", "smtp"]);
+    let mut client = spawn_guarded(
+        Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut stdin = client.stdin.take().unwrap();
+    let lines = stdout_lines(&mut client);
+    // As the doc says: ECHO is answered once encrypted, QUIT ends it.
+    stdin.write_all(b"ECHO hello\n").unwrap();
+    assert_eq!(recv(&lines), "250 hello");
+    let upgraded = recv(&server.lines);
+    assert!(upgraded.contains("upgraded to TLSv1_3"), "{upgraded}");
+    stdin.write_all(b"QUIT\n").unwrap();
+    assert_eq!(recv(&lines), "221 Bye");
+    let deadline = Instant::now() + WAIT;
+    while client.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "s_client did not end after QUIT");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(server.terminate().success());
+}
+
+/// Reads one CRLF-terminated reply line (bounded by the socket timeout).
+fn reply_line(s: &mut impl Read) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "closed after {line:?}");
+        line.push(b[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
+#[test]
+fn starttls_refuses_before_the_upgrade_and_feeds_pipelined_bytes_to_tls() {
+    use weft::io::tls::{rustls, TlsClientBuilder};
+    let server = Example::start("starttls", &["127.0.0.1:0"]);
+    let words = printed_command(&server);
+    let cafile = &words[words.iter().position(|w| w == "-CAfile").unwrap() + 1];
+    let mut s = connect(server.addr);
+    assert!(reply_line(&mut s).starts_with("220 "));
+    s.write_all(b"ECHO too early\r\nEHLO test\r\n").unwrap();
+    assert_eq!(
+        reply_line(&mut s),
+        "530 Must issue a STARTTLS command first\r\n"
+    );
+    assert_eq!(reply_line(&mut s), "250-weft greets test\r\n");
+    assert_eq!(reply_line(&mut s), "250-STARTTLS\r\n");
+    assert_eq!(reply_line(&mut s), "250 HELP\r\n");
+    // STARTTLS and the ClientHello in one write: the example must hand
+    // the bytes after the line to TLS, not read them as a command.
+    let roots = weft::io::tls::load_roots(cafile).unwrap();
+    let config = TlsClientBuilder::new(roots).build().unwrap();
+    let name = weft::io::tls::server_name("127.0.0.1").unwrap();
+    let mut tls = rustls::ClientConnection::new(config, name).unwrap();
+    let mut hello = b"STARTTLS\r\n".to_vec();
+    tls.write_tls(&mut hello).unwrap();
+    s.write_all(&hello).unwrap();
+    assert_eq!(reply_line(&mut s), "220 Ready to start TLS\r\n");
+    let mut stream = rustls::Stream::new(&mut tls, &mut s);
+    stream
+        .write_all(b"EHLO again\r\nECHO secret\r\nSTARTTLS\r\n")
+        .unwrap();
+    assert_eq!(reply_line(&mut stream), "250-weft greets again\r\n");
+    assert_eq!(reply_line(&mut stream), "250 HELP\r\n");
+    assert_eq!(reply_line(&mut stream), "250 secret\r\n");
+    assert_eq!(reply_line(&mut stream), "503 TLS already active\r\n");
+    // A line longer than SMTP allows is refused and the connection ends.
+    stream.write_all(&[b'x'; 1500]).unwrap();
+    assert_eq!(reply_line(&mut stream), "500 Line too long\r\n");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Sender};
@@ -101,23 +101,6 @@ fn closed(rx: &mpsc::Receiver<Seen>) -> CloseReason {
             return reason;
         }
     }
-}
-
-/// The child's stdout as chunks on a channel (read by a thread, so every
-/// wait on it is bounded with `recv`); an empty chunk means end of file.
-fn chunks(child: &mut ChildGuard) -> mpsc::Receiver<Vec<u8>> {
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = out.read(&mut buf).unwrap_or(0);
-            if tx.send(buf[..n].to_vec()).is_err() || n == 0 {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Collects chunks until `want` was seen (or the end of file).
@@ -273,29 +256,4 @@ fn curl_fetches_over_https_with_alpn_http_1_1() {
             .stderr(Stdio::piped()),
     ));
     assert!(!refused.0, "curl accepted an untrusted certificate");
-}
-
-/// Waits (bounded) for a guarded child; returns (success, stdout, stderr).
-fn wait_output(mut child: ChildGuard) -> (bool, String, String) {
-    let out = chunks(&mut child);
-    let mut err_pipe = child.stderr.take().expect("stderr is piped");
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let mut stdout = Vec::new();
-    loop {
-        let chunk = recv(&out);
-        if chunk.is_empty() {
-            break;
-        }
-        stdout.extend_from_slice(&chunk);
-    }
-    let status = child.wait().unwrap();
-    (
-        status.success(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        err.join().unwrap_or_default(),
-    )
 }

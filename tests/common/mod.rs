@@ -3,6 +3,7 @@
 
 pub mod certs;
 
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -173,5 +174,47 @@ pub fn spawn_test_child(name: &str, env_var: &str) -> (ChildGuard, Receiver<Stri
         Command::new(std::env::current_exe().expect("the test binary's path"))
             .args(["--exact", name, "--ignored", "--nocapture"])
             .env(env_var, "1"),
+    )
+}
+
+/// The child's stdout as chunks on a channel (read by a thread, so every
+/// wait on it is bounded with `recv`); an empty chunk means end of file.
+pub fn chunks(child: &mut ChildGuard) -> mpsc::Receiver<Vec<u8>> {
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = out.read(&mut buf).unwrap_or(0);
+            if tx.send(buf[..n].to_vec()).is_err() || n == 0 {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (bounded) for a guarded child; returns (success, stdout, stderr).
+pub fn wait_output(mut child: ChildGuard) -> (bool, String, String) {
+    let out = chunks(&mut child);
+    let mut err_pipe = child.stderr.take().expect("stderr is piped");
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let mut stdout = Vec::new();
+    loop {
+        let chunk = recv(&out);
+        if chunk.is_empty() {
+            break;
+        }
+        stdout.extend_from_slice(&chunk);
+    }
+    let status = child.wait().unwrap();
+    (
+        status.success(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        err.join().unwrap_or_default(),
     )
 }
