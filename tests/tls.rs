@@ -4,12 +4,14 @@
 //! normal and backwards, 64 MiB each way, bad certificates, garbage at
 //! the listener, the handshake timeout on the manual clock, close_notify
 //! versus truncation, a panic in the handshake callback, certificate
-//! reload. (Real peers, `openssl` and `curl`, are in `tls_peers.rs`.)
+//! reload, a 100 MB flood into a slow protocol and a peer that never
+//! reads (memory stays bounded, nothing is lost). (Real peers, `openssl` and `curl`, are in `tls_peers.rs`.)
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -760,4 +762,277 @@ fn start_tls_backwards_the_tcp_client_is_the_tls_server() {
     // at once, so the other side reads both in one chunk and must hand
     // the hello over to TLS.
     upgrade_both_ways(false);
+}
+
+/// Hands each plaintext chunk to a slow consumer with a small mailbox: a
+/// full one mutes the connection, which must then stop reading (and stop
+/// feeding rustls ciphertext).
+struct Forward {
+    to: Addr<Slow>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Protocol for Forward {
+    type Msg = ();
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        self.in_flight.fetch_add(data.len(), Ordering::SeqCst);
+        let _ = conn.ctx().send(&self.to, data.to_vec());
+        Ok(())
+    }
+}
+
+struct Slow {
+    in_flight: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    total: Arc<AtomicU64>,
+    sum: Arc<AtomicU64>,
+}
+
+impl Actor for Slow {
+    type Msg = Vec<u8>;
+    fn handle(&mut self, chunk: Vec<u8>, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        self.peak
+            .fetch_max(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+        let s: u64 = chunk.iter().map(|&b| u64::from(b)).sum();
+        self.sum.fetch_add(s, Ordering::SeqCst);
+        self.total.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        self.in_flight.fetch_sub(chunk.len(), Ordering::SeqCst);
+        std::thread::sleep(Duration::from_micros(100)); // slow work
+        Ok(())
+    }
+}
+
+/// A blocking rustls client on a plain socket (the peer is not weft).
+fn raw_client(pki: &Pki, addr: SocketAddr) -> (rustls::ClientConnection, TcpStream) {
+    let config = pki.client().build().unwrap();
+    let name = tls::server_name("127.0.0.1").unwrap();
+    let tls = rustls::ClientConnection::new(config, name).unwrap();
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(120))).unwrap();
+    (tls, s)
+}
+
+#[test]
+fn a_100_mb_flood_through_tls_into_a_slow_protocol_stays_bounded_and_loses_nothing() {
+    const TOTAL: usize = 100 * 1024 * 1024;
+    let rt = runtime(2);
+    let pki = pki();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    let sum = Arc::new(AtomicU64::new(0));
+    let slow = rt
+        .handle()
+        .spawn_with(
+            Slow {
+                in_flight: in_flight.clone(),
+                peak: peak.clone(),
+                total: total.clone(),
+                sum: sum.clone(),
+            },
+            SpawnOptions::new().capacity(8),
+        )
+        .unwrap();
+    let l = listen_tls(
+        rt.handle(),
+        loopback(),
+        ListenOptions::new(),
+        pki.server().build().unwrap(),
+        move || Forward {
+            to: slow.clone(),
+            in_flight: in_flight.clone(),
+        },
+    )
+    .unwrap();
+    let (mut tls, mut s) = raw_client(&pki, l.local_addr());
+    let mut stream = rustls::Stream::new(&mut tls, &mut s);
+    let chunk: Vec<u8> = (0..64 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let mut expected_sum = 0u64;
+    let mut sent = 0;
+    while sent < TOTAL {
+        let n = chunk.len().min(TOTAL - sent);
+        stream.write_all(&chunk[..n]).unwrap();
+        expected_sum += chunk[..n].iter().map(|&b| u64::from(b)).sum::<u64>();
+        sent += n;
+    }
+    stream.conn.send_close_notify();
+    stream.flush().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while total.load(Ordering::SeqCst) as usize != TOTAL {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumer got only {} bytes",
+            total.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Every byte arrived (the sum does not depend on how reads cut it).
+    assert_eq!(sum.load(Ordering::SeqCst), expected_sum);
+    // Bounded by the consumer's mailbox, not by the flood: the batch it
+    // works through (at most 8), the 8 behind it and the one send held
+    // while the connection is muted, each at most one read (64 KiB).
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        peak <= (2 * 8 + 1) * 64 * 1024,
+        "{peak} bytes were in flight inside the server"
+    );
+}
+
+#[test]
+fn a_tls_peer_that_never_reads_cannot_grow_the_write_buffer() {
+    use std::io::ErrorKind;
+    let rt = runtime(2);
+    let pki = pki();
+    let high = 64 * 1024;
+    let server = serve(
+        &rt,
+        pki.server().build().unwrap(),
+        ListenOptions::new().conn(ConnOptions::new().watermarks(high, 16 * 1024)),
+    );
+    let (mut tls, mut s) = raw_client(&pki, server.listening.local_addr());
+    while tls.is_handshaking() {
+        tls.complete_io(&mut s).unwrap();
+    }
+    s.set_nonblocking(true).unwrap();
+    // Write until the whole path (our buffers, the kernel's, the server's
+    // write buffer) is full and nothing moves for a while.
+    let chunk = vec![b'f'; 64 * 1024];
+    let mut written = 0usize;
+    let mut stalled_since = std::time::Instant::now();
+    while stalled_since.elapsed() < Duration::from_millis(300) {
+        let mut moved = false;
+        while tls.wants_write() {
+            match tls.write_tls(&mut s) {
+                Ok(_) => moved = true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+        let n = tls.writer().write(&chunk).unwrap();
+        written += n;
+        if moved || n > 0 {
+            stalled_since = std::time::Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            written < 1 << 30,
+            "the server accepted a gigabyte without reading being paused"
+        );
+    }
+    // Plaintext plus the records it became: one read's worth past the
+    // high watermark, and a little framing.
+    let peak = server.listening.stats().peak_write_buffer;
+    assert!(
+        peak <= high + 64 * 1024 + 1024,
+        "the server buffered {peak} bytes for a peer that does not read"
+    );
+    // Nothing was lost: read it all back, then close_notify both ways.
+    tls.send_close_notify();
+    let mut back = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    'read: loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{back} of {written} came back"
+        );
+        while tls.wants_write() {
+            match tls.write_tls(&mut s) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+        match tls.read_tls(&mut s) {
+            Ok(0) => break,
+            Ok(_) => {
+                tls.process_new_packets().unwrap();
+                loop {
+                    match tls.reader().read(&mut buf) {
+                        Ok(0) => break 'read,
+                        Ok(n) => back += n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("read failed: {e}"),
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+    assert_eq!(back, written);
+    assert_eq!(closed(&server.seen), CloseReason::Clean);
+}
+
+#[test]
+fn a_supervised_tls_listener_serves_its_slot_and_restarts_with_the_renewed_one() {
+    use weft::io::{Listener, ListenerInfo, TlsConfigSlot};
+    use weft::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorMsg, SupervisorSpec};
+    let rt = runtime(2);
+    let pki = pki();
+    let slot = TlsConfigSlot::new(pki.server().alpn(["first"]).build().unwrap());
+    let (tx, seen) = mpsc::channel();
+    let (info_tx, infos) = mpsc::channel::<ListenerInfo>();
+    let for_child = slot.clone();
+    let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::worker(
+        "tls-listener",
+        move || {
+            let tx = tx.clone();
+            let listener = Listener::new_tls(
+                loopback(),
+                ListenOptions::new(),
+                for_child.clone(),
+                move || Echo {
+                    tx: tx.clone(),
+                    panic_on_ready: false,
+                },
+            );
+            let _ = info_tx.send(listener.info());
+            listener
+        },
+    ));
+    let sup = rt.handle().spawn(Supervisor::new(spec));
+    // It binds when it starts; its info then has the address.
+    let started = |infos: &mpsc::Receiver<ListenerInfo>| {
+        let info = recv(infos);
+        eventually("the listener is bound", || info.local_addr().is_some());
+        info.local_addr().unwrap()
+    };
+    let client = pki.client().alpn(["first", "second"]).build().unwrap();
+    let hello = |addr: SocketAddr| {
+        let c = connect(&rt, addr, ConnectOptions::new(), client.clone()).expect("connects");
+        // (Connections of a killed listener report their end first.)
+        let server_side = loop {
+            if let Seen::Ready(info) = recv(&seen) {
+                break info;
+            }
+        };
+        assert_eq!(server_side.alpn, c.info.alpn);
+        c.conn.send(b"ping".to_vec()).unwrap();
+        assert_eq!(c.read_exactly(4), b"ping");
+        c
+    };
+    let addr = started(&infos);
+    let first = hello(addr);
+    assert_eq!(first.info.alpn.as_deref(), Some(&b"first"[..]));
+    // Renewed through the slot: new handshakes use it, the open one goes on.
+    slot.set(pki.server().alpn(["second"]).build().unwrap());
+    let second = hello(addr);
+    assert_eq!(second.info.alpn.as_deref(), Some(&b"second"[..]));
+    first.conn.send(b"still".to_vec()).unwrap();
+    assert_eq!(first.read_exactly(5), b"still");
+    // Killed, it is restarted by its supervisor and serves the slot's
+    // current configuration on its new address.
+    let children = sup
+        .ask_wait(SupervisorMsg::WhichChildren, WAIT)
+        .expect("the supervisor answers");
+    let listener = children[0].addr.clone().expect("the listener runs");
+    assert!(listener.kill(ExitReason::Killed));
+    let addr = started(&infos);
+    let third = hello(addr);
+    assert_eq!(third.info.alpn.as_deref(), Some(&b"second"[..]));
 }

@@ -38,7 +38,7 @@ pub use connect::{
 };
 pub use listener::{
     listen_tcp, listen_tls, ListenError, ListenOptions, Listener, ListenerInfo, ListenerMsg,
-    ListenerStats, Listening, StopMode,
+    ListenerStats, Listening, StopMode, TlsConfigSlot,
 };
 pub use memory::{MemoryClose, MemoryPeer, MEMORY_LOCAL_ADDR, MEMORY_PEER_ADDR};
 pub use protocol::{CloseReason, Protocol};

@@ -75,9 +75,79 @@ type Factory<P> = Arc<dyn Fn() -> P + Send + Sync>;
 /// in force when it is accepted.
 pub(crate) type TlsConfigCell = Arc<parking_lot::RwLock<Arc<ServerConfig>>>;
 
-/// The listening actor. Use [`listen_tcp`], or put `Listener::new(..)` in
-/// a supervision tree (it binds in `started`, so a bind failure is a
-/// start failure the supervisor reports).
+/// A TLS listener's server configuration, shared by the listener (or
+/// every restart of it in a supervision tree) and whoever renews its
+/// certificate: [`set`](Self::set) swaps it for new handshakes; open
+/// connections keep the one they started with.
+///
+/// ```no_run
+/// use weft_io::{tls, Listener, ListenOptions, TlsConfigSlot, Conn, Protocol};
+/// use weft_actors::ActorResult;
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Msg = ();
+///     fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         conn.write(data)?;
+///         Ok(())
+///     }
+/// }
+///
+/// let load = || {
+///     tls::TlsServerBuilder::new()
+///         .cert(tls::load_certs("cert.pem").unwrap(), tls::load_key("key.pem").unwrap())
+///         .build()
+///         .unwrap()
+/// };
+/// let slot = TlsConfigSlot::new(load());
+/// let for_restarts = slot.clone();
+/// // A supervision tree's child factory: every restart serves the slot's
+/// // current configuration.
+/// let make = move || {
+///     Listener::new_tls("127.0.0.1:8443".parse().unwrap(), ListenOptions::new(),
+///                       for_restarts.clone(), || Echo)
+/// };
+/// # let _ = make;
+/// // Later, when the certificate is renewed:
+/// slot.set(load());
+/// ```
+#[derive(Clone)]
+pub struct TlsConfigSlot(TlsConfigCell);
+
+impl TlsConfigSlot {
+    /// A slot holding `config`.
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        TlsConfigSlot(Arc::new(parking_lot::RwLock::new(config)))
+    }
+
+    /// Replaces the configuration: handshakes that start from now on use
+    /// `config`.
+    pub fn set(&self, config: Arc<ServerConfig>) {
+        *self.0.write() = config;
+    }
+
+    /// The configuration new handshakes use.
+    pub fn get(&self) -> Arc<ServerConfig> {
+        self.0.read().clone()
+    }
+}
+
+impl From<Arc<ServerConfig>> for TlsConfigSlot {
+    fn from(config: Arc<ServerConfig>) -> Self {
+        TlsConfigSlot::new(config)
+    }
+}
+
+impl std::fmt::Debug for TlsConfigSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfigSlot").finish_non_exhaustive()
+    }
+}
+
+/// The listening actor. Use [`listen_tcp`] or [`listen_tls`], or put
+/// [`Listener::new`] or [`Listener::new_tls`] in a supervision tree (it
+/// binds in `started`, so a bind failure is a start failure the
+/// supervisor reports).
 pub struct Listener<P: Protocol> {
     addr: SocketAddr,
     prebound: Option<std::net::TcpListener>,
@@ -102,6 +172,21 @@ impl<P: Protocol> Listener<P> {
         factory: impl Fn() -> P + Send + Sync + 'static,
     ) -> Self {
         Self::with_factory(addr, options, Arc::new(factory))
+    }
+
+    /// A TLS listener for `addr` (as [`listen_tls`]): every accepted
+    /// connection completes a handshake with the slot's configuration of
+    /// the moment before `factory()`'s protocol runs. It binds when it
+    /// starts.
+    pub fn new_tls(
+        addr: SocketAddr,
+        options: ListenOptions,
+        config: impl Into<TlsConfigSlot>,
+        factory: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Self {
+        let mut listener = Self::with_factory(addr, options, Arc::new(factory));
+        listener.tls = Some(config.into().0);
+        listener
     }
 
     fn with_factory(addr: SocketAddr, options: ListenOptions, factory: Factory<P>) -> Self {
