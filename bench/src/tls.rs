@@ -14,7 +14,8 @@
 //! Figures: `tls-handshake` new full handshakes/s and `tls-resumed`
 //! resumed handshakes/s (each with `-cpu`: server CPU per handshake);
 //! `tls-echo-rr` requests/s over 50 connections with 64-byte messages
-//! (with `-p99` and `-cpu`); `tls-stream` MB/s echoed over 8 connections;
+//! (with `-p99` and `-cpu`); `tls-stream` MB/s echoed over 8 connections
+//! (with `-cpu`: server CPU µs per MB);
 //! `tls-idle-bytes` server RSS growth per idle TLS connection.
 
 use std::io::{ErrorKind, Read, Write};
@@ -404,6 +405,7 @@ fn stream(server: &Server) {
         }
         c.written += c.tls.writer().write(&chunk).unwrap();
     };
+    let cpu0 = server.cpu_secs();
     for c in conns.iter_mut() {
         pump(c);
     }
@@ -418,10 +420,16 @@ fn stream(server: &Server) {
             pump(c);
         }
     }
+    let cpu = server.cpu_secs() - cpu0;
     emit(
         "tls-stream",
         "mb_per_s",
         total as f64 / 1e6 / start.elapsed().as_secs_f64(),
+    );
+    emit(
+        "tls-stream-cpu",
+        "us",
+        cpu * 1e6 / (total as f64 / 1e6).max(1.0),
     );
 }
 

@@ -207,15 +207,20 @@ impl Core {
             }
         }
         self.drain_wanted |= len > 0;
+        let direct = self.buffered() == 0 && self.writable && len >= DIRECT_WRITE;
         if let Some(tls) = &mut self.tls {
-            tls.write(parts, &mut self.wbuf);
+            if direct && tls.is_ready() {
+                self.writable = tls.write_direct(parts, &mut self.io, &mut self.wbuf);
+            } else {
+                tls.write(parts, &mut self.wbuf);
+            }
             if let Some(shared) = &self.shared {
                 shared.note_buffered(self.buffered());
             }
             return Ok(());
         }
         let mut skip = 0;
-        if self.buffered() == 0 && self.writable && len >= DIRECT_WRITE {
+        if direct {
             let written = match parts {
                 [one] => self.io.write(one),
                 _ => {

@@ -105,6 +105,39 @@ impl TlsLayer {
         self.pump_out(out);
     }
 
+    /// Encrypts `parts` and hands the records straight to `io` while it
+    /// takes them (the caller checked nothing is queued ahead of them):
+    /// one copy less than going through `out`, which gets only what the
+    /// socket refused, so rustls holds nothing afterwards. False if the
+    /// socket would block. Another error is left for the next flush of
+    /// `out` (or the next read) to find.
+    pub(crate) fn write_direct(
+        &mut self,
+        parts: &[&[u8]],
+        io: &mut Transport,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        debug_assert!(self.is_ready() && out.is_empty());
+        for part in parts {
+            // Without a buffer limit, rustls takes everything.
+            let _ = self.conn.writer().write_all(part);
+        }
+        let mut writable = true;
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut TransportWriter(io)) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    writable = e.kind() != io::ErrorKind::WouldBlock;
+                    break;
+                }
+            }
+        }
+        self.pump_out(out);
+        writable
+    }
+
     /// Records the handshake's outcome and sends what was written during
     /// it. Returns the report.
     pub(crate) fn complete(&mut self, out: &mut Vec<u8>) -> TlsInfo {
@@ -159,6 +192,22 @@ impl TlsLayer {
 }
 
 struct TransportReader<'a>(&'a mut Transport);
+
+struct TransportWriter<'a>(&'a mut Transport);
+
+impl Write for TransportWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 impl Read for TransportReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
