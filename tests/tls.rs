@@ -1036,3 +1036,60 @@ fn a_supervised_tls_listener_serves_its_slot_and_restarts_with_the_renewed_one()
     let third = hello(addr);
     assert_eq!(third.info.alpn.as_deref(), Some(&b"second"[..]));
 }
+
+#[test]
+fn a_tls_listener_keeps_the_connection_limit_idle_timeout_and_drain_of_tcp() {
+    let (rt, clock) = manual_runtime(2);
+    let pki = pki();
+    let options = ListenOptions::new()
+        .max_connections(1)
+        .conn(ConnOptions::new().idle_timeout(Some(Duration::from_secs(10))));
+    let server = serve(&rt, pki.server().build().unwrap(), options);
+    let addr = server.listening.local_addr();
+    let config = pki.client().build().unwrap();
+    let first = connect(&rt, addr, ConnectOptions::new(), config.clone()).expect("connects");
+    ready(&server.seen);
+    // At the limit: the kernel connects a second, weft does not accept it,
+    // so its handshake gets no answer.
+    let (mut tls, mut s) = raw_client(&pki, addr);
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(
+        tls.complete_io(&mut s).is_err(),
+        "a second handshake was answered at the limit"
+    );
+    assert_eq!(server.listening.stats().accepted, 1);
+    // The first ends: the second is accepted and its handshake completes.
+    first.conn.send(b"CLOSE".to_vec()).unwrap();
+    assert_eq!(closed(&server.seen), CloseReason::Clean);
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    while tls.is_handshaking() {
+        tls.complete_io(&mut s).unwrap();
+    }
+    ready(&server.seen);
+    // Idle: closed at its timeout on the manual clock, not before.
+    let mut waited = 0;
+    while server.listening.stats().active > 0 {
+        assert!(waited < 60, "no idle timeout after {waited} s");
+        clock.advance(Duration::from_secs(1));
+        waited += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(waited >= 10, "closed after {waited} s, before the timeout");
+    assert_eq!(closed(&server.seen), CloseReason::IdleTimeout);
+    // Drain: a stopped listener accepts no more but serves the open one.
+    let last = connect(&rt, addr, ConnectOptions::new(), config).expect("connects");
+    ready(&server.seen);
+    assert!(server.listening.stop(StopMode::Drain));
+    eventually("the listening socket is closed", || {
+        TcpStream::connect(addr).is_err()
+    });
+    last.conn.send(b"still served".to_vec()).unwrap();
+    assert_eq!(last.read_exactly(12), b"still served");
+    assert!(!server.listening.wait_stopped(Duration::from_millis(50)));
+    last.conn.send(b"CLOSE".to_vec()).unwrap();
+    assert!(
+        server.listening.wait_stopped(WAIT),
+        "the drained listener did not exit"
+    );
+}

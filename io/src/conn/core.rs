@@ -25,6 +25,8 @@ use crate::transport::Transport;
 /// A write of at least this many bytes goes straight to an empty socket
 /// buffer instead of being copied into the write buffer first.
 const DIRECT_WRITE: usize = 16 * 1024;
+/// The most a TLS read loop lets gather before it flushes.
+const COALESCE: usize = 64 * 1024;
 /// An empty write buffer whose capacity is above this gives it back.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
@@ -71,6 +73,10 @@ pub(crate) struct Core {
     pub(crate) readable: bool,
     /// The socket takes writes (cleared by `WouldBlock`).
     pub(crate) writable: bool,
+    /// Inside a TLS read loop: writes gather in the buffer (up to
+    /// [`Core::coalesce_limit`]) and go out when the loop ends, so the
+    /// replies to several 16 KiB records leave in one system call.
+    pub(crate) coalesce: bool,
     /// The protocol (or the default `write_paused`) paused reading.
     pub(crate) read_paused: bool,
     /// The protocol was told `write_paused` and not yet `write_resumed`.
@@ -114,6 +120,7 @@ impl Core {
             idle_gen: 0,
             readable: false,
             writable: false,
+            coalesce: false,
             read_paused: false,
             write_paused: false,
             read_eof: false,
@@ -146,6 +153,12 @@ impl Core {
         if let Some(tls) = &mut self.tls {
             tls.pump_out(&mut self.wbuf);
         }
+    }
+
+    /// Whether a flush can wait for the end of the read loop: what is
+    /// buffered stays below one read's worth and the high watermark.
+    pub(crate) fn can_defer_flush(&self) -> bool {
+        self.coalesce && self.buffered() < COALESCE.min(self.opts.high_water)
     }
 
     pub(crate) fn can_read(&self) -> bool {
@@ -207,7 +220,7 @@ impl Core {
             }
         }
         self.drain_wanted |= len > 0;
-        let direct = self.buffered() == 0 && self.writable && len >= DIRECT_WRITE;
+        let direct = self.buffered() == 0 && self.writable && len >= DIRECT_WRITE && !self.coalesce;
         if let Some(tls) = &mut self.tls {
             if direct && tls.is_ready() {
                 self.writable = tls.write_direct(parts, &mut self.io, &mut self.wbuf);

@@ -172,7 +172,7 @@ impl<P: Protocol> Connection<P> {
                 return Ok(());
             }
             self.core.pump_tls();
-            if self.core.buffered() > 0 && self.core.writable {
+            if self.core.buffered() > 0 && self.core.writable && !self.core.can_defer_flush() {
                 let before = self.core.buffered();
                 if let Err(e) = self.core.flush() {
                     self.finish(CloseReason::from_io(&e), Ending::Drop, ctx);

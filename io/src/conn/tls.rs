@@ -230,7 +230,9 @@ impl<P: Protocol> Connection<P> {
     /// first, then more ciphertext, until `WouldBlock`.
     pub(crate) fn read_some_tls(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         let mut buf = take_buf();
+        self.core.coalesce = true;
         let result = self.tls_read_loop(&mut buf, ctx);
+        self.core.coalesce = false;
         put_buf(buf);
         result?;
         self.settle(ctx)
