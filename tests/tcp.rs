@@ -430,43 +430,6 @@ fn stop_close_ends_connections_and_stop_drain_waits_for_them() {
     assert!(l.wait_stopped(WAIT), "the drained listener did not exit");
 }
 
-/// Hands each chunk to a slow consumer actor (a small mailbox, so a
-/// full one mutes the connection: it stops reading).
-struct Forward {
-    to: Addr<Slow>,
-    in_flight: Arc<AtomicUsize>,
-}
-
-impl Protocol for Forward {
-    type Msg = ();
-    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
-        self.in_flight.fetch_add(data.len(), Ordering::SeqCst);
-        let _ = conn.ctx().send(&self.to, data.to_vec());
-        Ok(())
-    }
-}
-
-struct Slow {
-    in_flight: Arc<AtomicUsize>,
-    peak: Arc<AtomicUsize>,
-    total: Arc<AtomicU64>,
-    sum: Arc<AtomicU64>,
-}
-
-impl Actor for Slow {
-    type Msg = Vec<u8>;
-    fn handle(&mut self, chunk: Vec<u8>, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        let now = self.in_flight.load(Ordering::SeqCst);
-        self.peak.fetch_max(now, Ordering::SeqCst);
-        let s: u64 = chunk.iter().map(|&b| b as u64).sum();
-        self.sum.fetch_add(s, Ordering::SeqCst);
-        self.total.fetch_add(chunk.len() as u64, Ordering::SeqCst);
-        self.in_flight.fetch_sub(chunk.len(), Ordering::SeqCst);
-        std::thread::sleep(Duration::from_micros(100)); // slow work
-        Ok(())
-    }
-}
-
 #[test]
 fn a_100_mb_flood_into_a_slow_protocol_stays_bounded_and_loses_nothing() {
     const TOTAL: usize = 100 * 1024 * 1024;

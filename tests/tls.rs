@@ -764,44 +764,6 @@ fn start_tls_backwards_the_tcp_client_is_the_tls_server() {
     upgrade_both_ways(false);
 }
 
-/// Hands each plaintext chunk to a slow consumer with a small mailbox: a
-/// full one mutes the connection, which must then stop reading (and stop
-/// feeding rustls ciphertext).
-struct Forward {
-    to: Addr<Slow>,
-    in_flight: Arc<AtomicUsize>,
-}
-
-impl Protocol for Forward {
-    type Msg = ();
-    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
-        self.in_flight.fetch_add(data.len(), Ordering::SeqCst);
-        let _ = conn.ctx().send(&self.to, data.to_vec());
-        Ok(())
-    }
-}
-
-struct Slow {
-    in_flight: Arc<AtomicUsize>,
-    peak: Arc<AtomicUsize>,
-    total: Arc<AtomicU64>,
-    sum: Arc<AtomicU64>,
-}
-
-impl Actor for Slow {
-    type Msg = Vec<u8>;
-    fn handle(&mut self, chunk: Vec<u8>, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        self.peak
-            .fetch_max(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
-        let s: u64 = chunk.iter().map(|&b| u64::from(b)).sum();
-        self.sum.fetch_add(s, Ordering::SeqCst);
-        self.total.fetch_add(chunk.len() as u64, Ordering::SeqCst);
-        self.in_flight.fetch_sub(chunk.len(), Ordering::SeqCst);
-        std::thread::sleep(Duration::from_micros(100)); // slow work
-        Ok(())
-    }
-}
-
 /// A blocking rustls client on a plain socket (the peer is not weft).
 fn raw_client(pki: &Pki, addr: SocketAddr) -> (rustls::ClientConnection, TcpStream) {
     let config = pki.client().build().unwrap();

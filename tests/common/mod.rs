@@ -5,7 +5,9 @@ pub mod certs;
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use weft::prelude::*;
@@ -217,4 +219,44 @@ pub fn wait_output(mut child: ChildGuard) -> (bool, String, String) {
         String::from_utf8_lossy(&stdout).into_owned(),
         err.join().unwrap_or_default(),
     )
+}
+
+/// Hands each chunk to a slow consumer actor (a small mailbox, so a
+/// full one mutes the connection: it stops reading; over TLS, it stops
+/// feeding rustls ciphertext too). The flood tests' server.
+pub struct Forward {
+    pub to: Addr<Slow>,
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+impl Protocol for Forward {
+    type Msg = ();
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        self.in_flight.fetch_add(data.len(), Ordering::SeqCst);
+        let _ = conn.ctx().send(&self.to, data.to_vec());
+        Ok(())
+    }
+}
+
+/// Counts and sums what it gets, slowly; records the peak of bytes in
+/// flight between the connection and itself.
+pub struct Slow {
+    pub in_flight: Arc<AtomicUsize>,
+    pub peak: Arc<AtomicUsize>,
+    pub total: Arc<AtomicU64>,
+    pub sum: Arc<AtomicU64>,
+}
+
+impl Actor for Slow {
+    type Msg = Vec<u8>;
+    fn handle(&mut self, chunk: Vec<u8>, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        let now = self.in_flight.load(Ordering::SeqCst);
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let s: u64 = chunk.iter().map(|&b| b as u64).sum();
+        self.sum.fetch_add(s, Ordering::SeqCst);
+        self.total.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        self.in_flight.fetch_sub(chunk.len(), Ordering::SeqCst);
+        std::thread::sleep(Duration::from_micros(100)); // slow work
+        Ok(())
+    }
 }
