@@ -7,9 +7,12 @@
 //! * Plaintext is handed to the protocol before more ciphertext is read
 //!   (rustls never holds more than one read's worth), and a paused or
 //!   muted protocol stops both.
-//! * Reading loops until `WouldBlock`: rustls may hold a whole record of
-//!   plaintext after a short socket read, so the TCP short-read shortcut
-//!   does not apply.
+//! * Reading stops at `WouldBlock`, or (TCP on Linux, as for plain TCP)
+//!   once the socket gave rustls less than it asked for, but only after
+//!   the plaintext rustls holds went to the protocol: a short socket read
+//!   says the socket is drained, not that rustls is. The short read is
+//!   only trusted within the loop that saw it (a later turn may follow a
+//!   new edge).
 //! * A failed handshake never reaches the protocol: `connect_tls` gets a
 //!   [`ConnectError`], an accepted connection just ends; after the
 //!   handshake, a TLS failure is the [`CloseReason`] given to `closed`.
@@ -240,6 +243,8 @@ impl<P: Protocol> Connection<P> {
 
     fn tls_read_loop(&mut self, buf: &mut [u8], ctx: &mut Ctx<'_, Self>) -> ActorResult {
         let mut budget = self.core.opts.read_budget;
+        // The socket gave less than asked in this loop: drained.
+        let mut drained = false;
         loop {
             if !self.core.can_read() {
                 return Ok(());
@@ -300,8 +305,17 @@ impl<P: Protocol> Connection<P> {
                 self.tls_eof_in_handshake(ctx);
                 return Ok(());
             }
+            if drained {
+                // Everything rustls held was delivered (above); the next
+                // arrival raises a new edge.
+                core.readable = false;
+                return Ok(());
+            }
             match tls.read_tls(&mut core.io) {
-                Ok(n) => budget = budget.saturating_sub(n),
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    drained = tls.short_read && !core.hup_seen && core.io.short_read_drains();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     core.readable = false;
                     return Ok(());

@@ -35,6 +35,9 @@ pub(crate) struct TlsLayer {
     pub(crate) info: Option<Box<TlsInfo>>,
     /// The transport reported end of input.
     pub(crate) eof: bool,
+    /// The last `read_tls` got less from the socket than rustls asked
+    /// for: the socket was drained at that moment.
+    pub(crate) short_read: bool,
     /// Our close_notify is queued.
     pub(crate) close_sent: bool,
 }
@@ -61,6 +64,7 @@ impl TlsLayer {
             pending_in: Vec::new(),
             info: None,
             eof: false,
+            short_read: false,
             close_sent: false,
         }
     }
@@ -168,13 +172,16 @@ impl TlsLayer {
 
     /// Reads ciphertext: what was pending first, then the transport.
     pub(crate) fn read_tls(&mut self, io: &mut Transport) -> io::Result<usize> {
+        self.short_read = false;
         if !self.pending_in.is_empty() {
             let mut slice = &self.pending_in[..];
             let n = self.conn.read_tls(&mut slice)?;
             self.pending_in.drain(..n);
             return Ok(n);
         }
-        let n = self.conn.read_tls(&mut TransportReader(io))?;
+        let mut reader = TransportReader { io, short: false };
+        let n = self.conn.read_tls(&mut reader)?;
+        self.short_read = reader.short;
         if n == 0 {
             self.eof = true;
         }
@@ -191,7 +198,12 @@ impl TlsLayer {
     }
 }
 
-struct TransportReader<'a>(&'a mut Transport);
+/// The socket as rustls reads it; notes whether the socket gave less
+/// than rustls asked for (a short read).
+struct TransportReader<'a> {
+    io: &'a mut Transport,
+    short: bool,
+}
 
 struct TransportWriter<'a>(&'a mut Transport);
 
@@ -211,6 +223,8 @@ impl Write for TransportWriter<'_> {
 
 impl Read for TransportReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        let n = self.io.read(buf)?;
+        self.short = n > 0 && n < buf.len();
+        Ok(n)
     }
 }
