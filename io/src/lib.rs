@@ -6,7 +6,8 @@
 //! [`Conn::start_tls`], configurations in [`tls`]), the connection actor ([`Connection`]) with its
 //! read budget, write buffer, watermarks, half-close, idle timeout and
 //! close handling, and the in-memory transport for testing protocols
-//! without sockets ([`connect_memory`], [`MemoryPeer`]).
+//! without sockets ([`connect_memory`], [`MemoryPeer`]), and child
+//! processes as actors ([`process`]).
 //!
 //! Built on `weft-supervisor` (connection pools are dynamic supervisors),
 //! `weft-actors` (`Ctx::register_io` delivers readiness as messages) and
@@ -25,6 +26,7 @@ mod conn;
 mod connect;
 mod listener;
 mod memory;
+pub mod process;
 mod protocol;
 mod stats;
 pub mod tls;

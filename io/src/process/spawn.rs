@@ -1,0 +1,423 @@
+//! Starting a child: everything built before `fork`, only
+//! async-signal-safe system calls between `fork` and `execve`, an error
+//! pipe for what failed in the child, a pidfd to learn when it exits.
+//!
+//! Must not touch: anything that allocates or locks in the child (the
+//! parent is multithreaded: a lock another thread held at `fork` stays
+//! held forever in the child).
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::libc;
+
+use super::{FdSpec, ProcessSpec, Session, SpawnError, SpawnStep};
+
+/// Which way a pipe goes, seen from the parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    /// The parent reads what the child writes.
+    Read,
+    /// The parent writes what the child reads.
+    Write,
+}
+
+/// The parent's end of one pipe to the child.
+pub(crate) struct ParentEnd {
+    pub(crate) child_fd: i32,
+    pub(crate) dir: Dir,
+    pub(crate) fd: OwnedFd,
+}
+
+/// A started child: its pid, a pidfd, and the parent's pipe ends.
+pub(crate) struct Started {
+    pub(crate) pid: libc::pid_t,
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) pipes: Vec<ParentEnd>,
+}
+
+fn cstring(bytes: &[u8]) -> Result<CString, SpawnError> {
+    CString::new(bytes).map_err(|_| SpawnError::InvalidInput("a string contains a NUL byte"))
+}
+
+/// Finds `program` as `execvp` would, in the parent: a name with a `/`
+/// is used as given; otherwise the first executable file of that name
+/// in `path` (the child's `PATH`).
+fn resolve(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, SpawnError> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.as_bytes().contains(&b'/') {
+        return Ok(PathBuf::from(program));
+    }
+    if program.is_empty() {
+        return Err(SpawnError::NotFound {
+            program: program.to_owned(),
+        });
+    }
+    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    let mut not_executable = None;
+    for dir in std::env::split_paths(path) {
+        let candidate = if dir.as_os_str().is_empty() {
+            Path::new(".").join(program)
+        } else {
+            dir.join(program)
+        };
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+            if meta.is_file() && not_executable.is_none() {
+                not_executable = Some(candidate);
+            }
+        }
+    }
+    match not_executable {
+        Some(path) => Err(SpawnError::Os {
+            program: program.to_owned(),
+            step: SpawnStep::Exec,
+            source: io::Error::from_raw_os_error(libc::EACCES),
+            path: Some(path),
+        }),
+        None => Err(SpawnError::NotFound {
+            program: program.to_owned(),
+        }),
+    }
+}
+
+/// The environment the child gets, as `NAME=value` strings.
+fn environment(spec: &ProcessSpec) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = if spec.env_clear {
+        Vec::new()
+    } else {
+        std::env::vars_os().collect()
+    };
+    for (key, value) in &spec.env {
+        env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            env.push((key.clone(), value.clone()));
+        }
+    }
+    env
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor this function borrows; no memory is
+    // passed.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new
+    // descriptor (close-on-exec by definition), or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Reaps `pid` (blocking; used after a failed exec and on kill).
+pub(crate) fn reap_blocking(pid: libc::pid_t) -> Option<libc::c_int> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on a child of ours, writing into a local.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Some(status);
+        }
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// Reaps `pid` if it has exited.
+pub(crate) fn try_reap(pid: libc::pid_t) -> io::Result<Option<libc::c_int>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on a child of ours, writing into a local.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Ok(Some(status));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return Err(e);
+    }
+}
+
+/// Starts the child `spec` describes. On error nothing is left behind:
+/// no descriptor, no zombie.
+pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
+    let env = environment(spec);
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k.as_bytes() == b"PATH")
+        .map(|(_, v)| v.as_os_str());
+    let program = resolve(&spec.program, path_var)?;
+    let os = |step: SpawnStep| {
+        let program = spec.program.clone();
+        move |source: io::Error| SpawnError::Os {
+            program,
+            step,
+            source,
+            path: None,
+        }
+    };
+
+    // Everything the child uses, allocated now.
+    let path_c = cstring(program.as_os_str().as_bytes())?;
+    let argv_c: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| cstring(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let mut argv_p: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let env_c: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(&kv)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut env_p: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
+    env_p.push(std::ptr::null());
+    let cwd_c = match &spec.cwd {
+        Some(dir) => Some(cstring(dir.as_os_str().as_bytes())?),
+        None => None,
+    };
+    let groups: Option<Vec<libc::gid_t>> = spec.groups.clone();
+
+    // The descriptors: the child's end of each pipe, or a given one.
+    let mut pipes = Vec::new();
+    let mut child_ends: Vec<OwnedFd> = Vec::new();
+    let mut moves: Vec<(RawFd, libc::c_int)> = Vec::new();
+    for (&target, what) in spec.fds.iter_mut() {
+        match what {
+            FdSpec::Output => {
+                let (read, write) = pipe().map_err(os(SpawnStep::Pipes))?;
+                set_nonblocking(&read).map_err(os(SpawnStep::Pipes))?;
+                moves.push((write.as_raw_fd(), target));
+                child_ends.push(write);
+                pipes.push(ParentEnd {
+                    child_fd: target,
+                    dir: Dir::Read,
+                    fd: read,
+                });
+            }
+            FdSpec::Input => {
+                let (read, write) = pipe().map_err(os(SpawnStep::Pipes))?;
+                set_nonblocking(&write).map_err(os(SpawnStep::Pipes))?;
+                moves.push((read.as_raw_fd(), target));
+                child_ends.push(read);
+                pipes.push(ParentEnd {
+                    child_fd: target,
+                    dir: Dir::Write,
+                    fd: write,
+                });
+            }
+            FdSpec::From(fd) => moves.push((fd.as_raw_fd(), target)),
+            FdSpec::Closed => {}
+        }
+    }
+    let max_target = spec.fds.keys().copied().max().unwrap_or(-1).max(2);
+    let mapped: Vec<bool> = (0..=max_target)
+        .map(|fd| moves.iter().any(|&(_, t)| t == fd))
+        .collect();
+    let mut moved: Vec<RawFd> = vec![-1; moves.len()];
+    let fd_limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft.min(1 << 20) as libc::c_int)
+        .unwrap_or(1024);
+    // SAFETY: a zeroed sigset is valid storage for sigemptyset to fill.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: fills the local set.
+    unsafe { libc::sigemptyset(&mut empty) };
+    let (err_read, err_write) = pipe().map_err(os(SpawnStep::Pipes))?;
+    let err_fd = err_write.as_raw_fd();
+    let session = spec.session;
+    let (uid, gid) = (spec.uid, spec.gid);
+
+    // SAFETY: fork in a multithreaded program: the child below makes only
+    // async-signal-safe calls (sigprocmask, signal, setsid, setpgid,
+    // setgroups, setgid, setuid, fcntl, dup2, close, syscall(close_range),
+    // chdir, execve, write, _exit) on memory allocated before the fork,
+    // and never returns into Rust code that could allocate or lock.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(os(SpawnStep::Fork)(io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: the child; see above. `fail` ends it.
+        unsafe {
+            let fail = |step: u8| -> ! {
+                let errno = *libc::__errno_location();
+                let mut msg = [0u8; 5];
+                msg[0] = step;
+                msg[1..].copy_from_slice(&errno.to_ne_bytes());
+                let _ = libc::write(err_fd, msg.as_ptr().cast(), msg.len());
+                libc::_exit(127)
+            };
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // Rust programs ignore SIGPIPE; a child expects the default.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            match session {
+                Session::Inherit => {}
+                Session::NewSession => {
+                    if libc::setsid() < 0 {
+                        fail(SpawnStep::Session as u8);
+                    }
+                }
+                Session::NewGroup => {
+                    if libc::setpgid(0, 0) < 0 {
+                        fail(SpawnStep::Session as u8);
+                    }
+                }
+            }
+            if let Some(groups) = &groups {
+                if libc::setgroups(groups.len(), groups.as_ptr()) < 0 {
+                    fail(SpawnStep::Groups as u8);
+                }
+            }
+            if let Some(gid) = gid {
+                if libc::setgid(gid) < 0 {
+                    fail(SpawnStep::Gid as u8);
+                }
+            }
+            if let Some(uid) = uid {
+                if libc::setuid(uid) < 0 {
+                    fail(SpawnStep::Uid as u8);
+                }
+            }
+            // The error pipe and every source above the targets first, so
+            // no dup2 below overwrites a source still to be placed.
+            let err = libc::fcntl(err_fd, libc::F_DUPFD_CLOEXEC, max_target + 1);
+            if err < 0 {
+                fail(SpawnStep::Descriptors as u8);
+            }
+            let fail = |step: u8| -> ! {
+                let errno = *libc::__errno_location();
+                let mut msg = [0u8; 5];
+                msg[0] = step;
+                msg[1..].copy_from_slice(&errno.to_ne_bytes());
+                let _ = libc::write(err, msg.as_ptr().cast(), msg.len());
+                libc::_exit(127)
+            };
+            for (i, &(src, _)) in moves.iter().enumerate() {
+                let fd = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, max_target + 1);
+                if fd < 0 {
+                    fail(SpawnStep::Descriptors as u8);
+                }
+                *moved.as_mut_ptr().add(i) = fd;
+            }
+            for (i, &(_, target)) in moves.iter().enumerate() {
+                // dup2 leaves the new descriptor without close-on-exec.
+                if libc::dup2(*moved.as_ptr().add(i), target) < 0 {
+                    fail(SpawnStep::Descriptors as u8);
+                }
+            }
+            for fd in 0..=max_target {
+                if !*mapped.as_ptr().add(fd as usize) {
+                    libc::close(fd);
+                }
+            }
+            // Everything above the targets but the error pipe.
+            let close_from = |lo: libc::c_int, hi: libc::c_int| {
+                if lo > hi {
+                    return;
+                }
+                let r = libc::syscall(libc::SYS_close_range, lo as u32, hi as u32, 0u32);
+                if r < 0 {
+                    let top = hi.min(fd_limit);
+                    let mut fd = lo;
+                    while fd <= top {
+                        libc::close(fd);
+                        fd += 1;
+                    }
+                }
+            };
+            close_from(max_target + 1, err - 1);
+            close_from(err + 1, libc::c_int::MAX);
+            if let Some(dir) = &cwd_c {
+                if libc::chdir(dir.as_ptr()) < 0 {
+                    fail(SpawnStep::Cwd as u8);
+                }
+            }
+            libc::execve(path_c.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
+            fail(SpawnStep::Exec as u8);
+        }
+    }
+
+    // The parent: the child's ends are its own now.
+    drop(child_ends);
+    drop(err_write);
+    for what in spec.fds.values_mut() {
+        if let FdSpec::From(_) = what {
+            *what = FdSpec::Closed;
+        }
+    }
+    let mut msg = [0u8; 5];
+    let mut got = 0;
+    while got < msg.len() {
+        match nix::unistd::read(err_read.as_raw_fd(), &mut msg[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if got > 0 {
+        reap_blocking(pid);
+        let errno = if got == msg.len() {
+            i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]])
+        } else {
+            0
+        };
+        let step = SpawnStep::from_code(msg[0]);
+        let source = io::Error::from_raw_os_error(errno);
+        if step == SpawnStep::Exec && errno == libc::ENOENT {
+            return Err(SpawnError::NotFound {
+                program: spec.program.clone(),
+            });
+        }
+        return Err(SpawnError::Os {
+            program: spec.program.clone(),
+            step,
+            source,
+            path: Some(program),
+        });
+    }
+    match pidfd_open(pid) {
+        Ok(pidfd) => Ok(Started { pid, pidfd, pipes }),
+        Err(e) => {
+            // SAFETY: signals our own child, which has not been reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            reap_blocking(pid);
+            Err(os(SpawnStep::Pidfd)(e))
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! Child processes as actors, against real programs (`sh`, `cat`,
+//! `sleep`, `true`, a script the test writes): output on each
+//! descriptor, exited then ended, signals, descriptors the child sees,
+//! environment and argv passed exactly, spawn errors as values, stdin and
+//! end of file, a flood through `cat` read slowly, no zombies, and a
+//! process actor restarted by its supervisor.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{self, Sender};
+use std::time::Duration;
+
+use common::*;
+use weft::io::process::{
+    spawn_process, FdSpec, Proc, ProcessActor, ProcessProtocol, ProcessSpec, ProcessStatus,
+    SignalError, SpawnError, SpawnStep,
+};
+use weft::prelude::*;
+
+/// What a process protocol reports, in order.
+#[derive(Debug, Clone, PartialEq)]
+enum Ev {
+    Started(i32),
+    Data(i32, Vec<u8>),
+    Closed(i32),
+    Exited(ProcessStatus),
+    Ended(ProcessStatus),
+    SignalAfterExit(Result<(), SignalError>),
+}
+
+/// Records everything; writes `input` to stdin then closes it; signals
+/// itself after exit when asked.
+struct Record {
+    tx: Sender<Ev>,
+    input: Option<Vec<u8>>,
+    signal_after_exit: bool,
+}
+
+impl Record {
+    fn new(tx: Sender<Ev>) -> Self {
+        Record {
+            tx,
+            input: None,
+            signal_after_exit: false,
+        }
+    }
+}
+
+enum Cmd {
+    Signal(nix::sys::signal::Signal),
+}
+
+impl ProcessProtocol for Record {
+    type Msg = Cmd;
+    fn started(&mut self, proc: &mut Proc<'_, '_, Self>) -> ActorResult {
+        let _ = self.tx.send(Ev::Started(proc.pid()));
+        if let Some(input) = self.input.take() {
+            proc.write(0, &input)?;
+            proc.close_fd(0);
+        }
+        Ok(())
+    }
+    fn data(&mut self, _proc: &mut Proc<'_, '_, Self>, fd: i32, data: &[u8]) -> ActorResult {
+        let _ = self.tx.send(Ev::Data(fd, data.to_vec()));
+        Ok(())
+    }
+    fn fd_closed(&mut self, _proc: &mut Proc<'_, '_, Self>, fd: i32) -> ActorResult {
+        let _ = self.tx.send(Ev::Closed(fd));
+        Ok(())
+    }
+    fn exited(&mut self, proc: &mut Proc<'_, '_, Self>, status: ProcessStatus) -> ActorResult {
+        let _ = self.tx.send(Ev::Exited(status));
+        if self.signal_after_exit {
+            let r = proc.signal(nix::sys::signal::Signal::SIGTERM);
+            let _ = self.tx.send(Ev::SignalAfterExit(r));
+        }
+        Ok(())
+    }
+    fn ended(&mut self, _proc: &mut Proc<'_, '_, Self>, status: ProcessStatus) {
+        let _ = self.tx.send(Ev::Ended(status));
+    }
+    fn message(&mut self, proc: &mut Proc<'_, '_, Self>, msg: Cmd) -> ActorResult {
+        match msg {
+            Cmd::Signal(s) => proc.signal(s)?,
+        }
+        Ok(())
+    }
+}
+
+/// Every event until `Ended`, with the output joined per descriptor.
+struct Run {
+    events: Vec<Ev>,
+    output: BTreeMap<i32, Vec<u8>>,
+    status: ProcessStatus,
+}
+
+fn until_ended(rx: &mpsc::Receiver<Ev>) -> Run {
+    let mut events = Vec::new();
+    let mut output: BTreeMap<i32, Vec<u8>> = BTreeMap::new();
+    loop {
+        let ev = recv(rx);
+        if let Ev::Data(fd, data) = &ev {
+            output.entry(*fd).or_default().extend_from_slice(data);
+        }
+        events.push(ev.clone());
+        if let Ev::Ended(status) = ev {
+            return Run {
+                events,
+                output,
+                status,
+            };
+        }
+    }
+}
+
+fn sh(script: &str) -> ProcessSpec {
+    ProcessSpec::new("sh").args(["-c", script])
+}
+
+fn text(run: &Run, fd: i32) -> String {
+    String::from_utf8_lossy(run.output.get(&fd).map_or(&[][..], |v| v)).into_owned()
+}
+
+#[test]
+fn output_on_each_descriptor_then_exited_then_ended() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let child = spawn_process(
+        rt.handle(),
+        sh("echo out; echo err >&2; exit 3"),
+        Record::new(tx),
+    )
+    .expect("sh starts");
+    let run = until_ended(&rx);
+    assert_eq!(run.events[0], Ev::Started(child.pid()));
+    assert_eq!(text(&run, 1), "out\n");
+    assert_eq!(text(&run, 2), "err\n");
+    assert_eq!(run.status, ProcessStatus::Exited(3));
+    let exited = run
+        .events
+        .iter()
+        .position(|e| matches!(e, Ev::Exited(_)))
+        .expect("exited");
+    assert_eq!(run.events[exited], Ev::Exited(ProcessStatus::Exited(3)));
+    // Both outputs closed, and the last event is Ended.
+    assert!(run.events.contains(&Ev::Closed(1)));
+    assert!(run.events.contains(&Ev::Closed(2)));
+    assert!(matches!(run.events.last(), Some(Ev::Ended(_))));
+}
+
+#[test]
+fn a_signal_ends_the_child_and_signalling_after_exit_is_an_error() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let mut protocol = Record::new(tx);
+    protocol.signal_after_exit = true;
+    let child = spawn_process(rt.handle(), ProcessSpec::new("sleep").arg("100"), protocol)
+        .expect("sleep starts");
+    assert!(matches!(recv(&rx), Ev::Started(_)));
+    child
+        .send(Cmd::Signal(nix::sys::signal::Signal::SIGTERM))
+        .unwrap();
+    let run = until_ended(&rx);
+    let term = ProcessStatus::Signaled {
+        signal: nix::libc::SIGTERM,
+        core_dumped: false,
+    };
+    assert_eq!(run.status, term);
+    assert!(run.events.contains(&Ev::Exited(term)));
+    assert!(run
+        .events
+        .contains(&Ev::SignalAfterExit(Err(SignalError::Exited))));
+}
+
+#[test]
+fn exited_comes_at_once_and_ended_when_a_background_child_lets_the_pipe_go() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    // The background `sleep` keeps stdout open for a moment after the
+    // shell exits.
+    spawn_process(
+        rt.handle(),
+        sh("(sleep 0.3; echo late) & exit 0"),
+        Record::new(tx),
+    )
+    .expect("sh starts");
+    let run = until_ended(&rx);
+    let exited = run
+        .events
+        .iter()
+        .position(|e| *e == Ev::Exited(ProcessStatus::Exited(0)))
+        .expect("exited");
+    let late = run
+        .events
+        .iter()
+        .position(|e| *e == Ev::Data(1, b"late\n".to_vec()))
+        .expect("the background child's output");
+    assert!(exited < late, "{:?}", run.events);
+    assert_eq!(run.status, ProcessStatus::Exited(0));
+}
+
+#[test]
+fn an_extra_descriptor_is_read_and_only_the_mapped_ones_are_open_in_the_child() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    // The child lists its own descriptors (ls's directory handle aside).
+    let spec = sh("echo three >&3; ls /proc/self/fd >&1")
+        .fd(3, FdSpec::Output)
+        .fd(2, FdSpec::Closed);
+    spawn_process(rt.handle(), spec, Record::new(tx)).expect("sh starts");
+    let run = until_ended(&rx);
+    assert_eq!(text(&run, 3), "three\n");
+    let mut fds: Vec<i32> = text(&run, 1)
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    fds.sort_unstable();
+    // 0, 1 and 3, plus the one `ls` opened to read the directory (the
+    // lowest free number: 2).
+    assert_eq!(fds, [0, 1, 2, 3], "{}", text(&run, 1));
+    assert_eq!(run.status, ProcessStatus::Exited(0));
+}
+
+#[test]
+fn environment_inherit_clear_and_custom() {
+    let rt = runtime(2);
+    std::env::set_var("WEFT_PROCESS_TEST_INHERITED", "from the parent");
+    let run_env = |spec: ProcessSpec| {
+        let (tx, rx) = mpsc::channel();
+        spawn_process(rt.handle(), spec, Record::new(tx)).expect("env starts");
+        let run = until_ended(&rx);
+        assert!(run.status.success());
+        text(&run, 1)
+    };
+    let inherited = run_env(ProcessSpec::new("/usr/bin/env"));
+    assert!(inherited.contains("WEFT_PROCESS_TEST_INHERITED=from the parent\n"));
+    let custom = run_env(
+        ProcessSpec::new("/usr/bin/env")
+            .env("ADDED", "yes")
+            .env_remove("WEFT_PROCESS_TEST_INHERITED"),
+    );
+    assert!(custom.contains("ADDED=yes\n"));
+    assert!(!custom.contains("WEFT_PROCESS_TEST_INHERITED"));
+    let cleared = run_env(
+        ProcessSpec::new("/usr/bin/env")
+            .env_clear()
+            .env("ONLY", "this"),
+    );
+    assert_eq!(cleared, "ONLY=this\n");
+}
+
+#[test]
+fn argv_is_passed_exactly_including_argv0() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let args = ["with space", "'quoted' \"twice\"", "naïve ✓", "", "$HOME;*"];
+    // `$0` is argv[0]; each argument on its own line, as given.
+    let spec = ProcessSpec::new("sh")
+        .argv0("custom-name")
+        .args([
+            "-c",
+            "echo \"$0\"; for a in \"$@\"; do printf '%s\\n' \"$a\"; done",
+            "zero",
+        ])
+        .args(args);
+    spawn_process(rt.handle(), spec, Record::new(tx)).expect("sh starts");
+    let run = until_ended(&rx);
+    let mut expected = String::from("zero\n");
+    for a in args {
+        expected.push_str(a);
+        expected.push('\n');
+    }
+    assert_eq!(text(&run, 1), expected);
+}
+
+#[test]
+fn spawn_failures_are_values_and_leave_nothing_behind() {
+    let rt = runtime(2);
+    let (tx, _rx) = mpsc::channel();
+    let missing = spawn_process(
+        rt.handle(),
+        ProcessSpec::new("weft-no-such-program"),
+        Record::new(tx.clone()),
+    )
+    .expect_err("a missing program");
+    assert!(matches!(missing, SpawnError::NotFound { .. }), "{missing}");
+    let missing_path = spawn_process(
+        rt.handle(),
+        ProcessSpec::new("/nonexistent/weft/program"),
+        Record::new(tx.clone()),
+    )
+    .expect_err("a missing path");
+    assert!(
+        matches!(missing_path, SpawnError::NotFound { .. }),
+        "{missing_path}"
+    );
+    // A file that is not executable.
+    let dir = std::env::temp_dir().join(format!("weft-process-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = dir.join("not-executable");
+    std::fs::write(&plain, "#!/bin/sh\necho hi\n").unwrap();
+    let refused = spawn_process(
+        rt.handle(),
+        ProcessSpec::new(&plain),
+        Record::new(tx.clone()),
+    )
+    .expect_err("not executable");
+    match &refused {
+        SpawnError::Os { step, source, .. } => {
+            assert_eq!(*step, SpawnStep::Exec);
+            assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
+        }
+        other => panic!("{other}"),
+    }
+    // A working directory that does not exist.
+    let bad_dir = spawn_process(
+        rt.handle(),
+        ProcessSpec::new("true").cwd("/nonexistent/weft/dir"),
+        Record::new(tx),
+    )
+    .expect_err("a bad directory");
+    match &bad_dir {
+        SpawnError::Os { step, source, .. } => {
+            assert_eq!(*step, SpawnStep::Cwd);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        bad_dir.to_string().contains("working directory"),
+        "{bad_dir}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    // The children that failed were reaped (other tests' children may be
+    // between exit and reaping for a moment).
+    eventually("no zombie child", no_zombies);
+}
+
+#[test]
+fn a_shebang_script_runs_and_stdin_is_written_then_closed() {
+    let rt = runtime(2);
+    let dir = std::env::temp_dir().join(format!("weft-process-sb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("upper.sh");
+    std::fs::write(&script, "#!/bin/sh\ntr a-z A-Z\necho done\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut protocol = Record::new(tx);
+    protocol.input = Some(b"hello child\n".to_vec());
+    spawn_process(rt.handle(), ProcessSpec::new(&script), protocol).expect("the script starts");
+    let run = until_ended(&rx);
+    // `tr` saw end of file (else "done" never comes).
+    assert_eq!(text(&run, 1), "HELLO CHILD\ndone\n");
+    assert!(run.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Streams `total` bytes into `cat` and reads them back slowly (the
+/// protocol pauses its reading for a while after each chunk).
+struct Flood {
+    total: usize,
+    sent: usize,
+    got: usize,
+    sum_in: u64,
+    sum_out: u64,
+    chunks: usize,
+    done: Sender<(usize, u64, u64, usize)>,
+}
+
+impl Flood {
+    fn pump(&mut self, proc: &mut Proc<'_, '_, Self>) -> ActorResult {
+        while self.sent < self.total {
+            let n = (self.total - self.sent).min(64 * 1024);
+            let chunk: Vec<u8> = (self.sent..self.sent + n)
+                .map(|i| (i % 251) as u8)
+                .collect();
+            match proc.write(0, &chunk) {
+                Ok(()) => {
+                    self.sum_in = chunk.iter().fold(self.sum_in, |s, b| s + u64::from(*b));
+                    self.sent += n;
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+        proc.close_fd(0);
+        Ok(())
+    }
+}
+
+impl ProcessProtocol for Flood {
+    type Msg = ();
+    fn started(&mut self, proc: &mut Proc<'_, '_, Self>) -> ActorResult {
+        self.pump(proc)
+    }
+    fn write_paused(&mut self, _proc: &mut Proc<'_, '_, Self>, _fd: i32) {}
+    fn write_resumed(&mut self, proc: &mut Proc<'_, '_, Self>) {
+        let _ = self.pump(proc);
+    }
+    fn data(&mut self, proc: &mut Proc<'_, '_, Self>, _fd: i32, data: &[u8]) -> ActorResult {
+        self.got += data.len();
+        self.chunks += 1;
+        self.sum_out = data.iter().fold(self.sum_out, |s, b| s + u64::from(*b));
+        // A slow reader.
+        std::thread::sleep(Duration::from_micros(50));
+        let _ = proc;
+        Ok(())
+    }
+    fn ended(&mut self, _proc: &mut Proc<'_, '_, Self>, _status: ProcessStatus) {
+        let _ = self
+            .done
+            .send((self.got, self.sum_in, self.sum_out, self.chunks));
+    }
+}
+
+#[test]
+fn a_hundred_mb_through_cat_read_slowly_arrive_intact() {
+    const TOTAL: usize = 100 * 1024 * 1024;
+    let rt = runtime(2);
+    let (done, finished) = mpsc::channel();
+    let flood = Flood {
+        total: TOTAL,
+        sent: 0,
+        got: 0,
+        sum_in: 0,
+        sum_out: 0,
+        chunks: 0,
+        done,
+    };
+    spawn_process(rt.handle(), ProcessSpec::new("cat"), flood).expect("cat starts");
+    let (got, sum_in, sum_out, chunks) = finished
+        .recv_timeout(Duration::from_secs(120))
+        .expect("cat ended");
+    assert_eq!(got, TOTAL);
+    assert_eq!(sum_in, sum_out);
+    // Read from a pipe: never more than a read's worth at once.
+    assert!(chunks >= TOTAL / (64 * 1024), "{chunks} chunks");
+}
+
+#[test]
+fn hundreds_of_children_leave_no_zombie() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..200 {
+        spawn_process(
+            rt.handle(),
+            ProcessSpec::new("true"),
+            Record::new(tx.clone()),
+        )
+        .expect("true starts");
+    }
+    let mut ended = 0;
+    let mut pids = Vec::new();
+    while ended < 200 {
+        match recv(&rx) {
+            Ev::Started(pid) => pids.push(pid),
+            Ev::Ended(status) => {
+                assert!(status.success());
+                ended += 1;
+            }
+            _ => {}
+        }
+    }
+    // Ended comes after the reaping: none of them is left as a zombie.
+    let me = std::process::id().to_string();
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, r)| r)
+            .split_whitespace()
+            .collect();
+        assert!(
+            !(fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str())),
+            "{pid} is a zombie"
+        );
+    }
+}
+
+#[test]
+fn a_child_of_std_process_command_is_not_reaped_by_weft() {
+    let rt = runtime(2);
+    let mut other = std::process::Command::new("sh")
+        .args(["-c", "exit 7"])
+        .spawn()
+        .unwrap();
+    // weft reaps its own children meanwhile.
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..20 {
+        spawn_process(
+            rt.handle(),
+            ProcessSpec::new("true"),
+            Record::new(tx.clone()),
+        )
+        .unwrap();
+    }
+    let mut ended = 0;
+    while ended < 20 {
+        if let Ev::Ended(_) = recv(&rx) {
+            ended += 1;
+        }
+    }
+    // The other child's status is still there for its owner.
+    let status = other.wait().expect("its owner can wait for it");
+    assert_eq!(status.code(), Some(7));
+}
+
+#[test]
+fn a_failing_process_actor_is_restarted_by_its_supervisor() {
+    use weft::supervisor::{ChildSpec, Intensity, Restart, Strategy, Supervisor, SupervisorSpec};
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(Intensity {
+            max_restarts: 10,
+            within: Duration::from_secs(60),
+        })
+        .child(
+            ChildSpec::worker("flaky", move || {
+                ProcessActor::new(sh("echo run; exit 1"), Record::new(tx.clone()))
+            })
+            .restart(Restart::Permanent),
+        );
+    let _sup = rt.handle().spawn(Supervisor::new(spec));
+    // Each run ends (the actor stops normally) and is started again.
+    let mut runs = 0;
+    while runs < 3 {
+        if let Ev::Ended(status) = recv(&rx) {
+            assert_eq!(status, ProcessStatus::Exited(1));
+            runs += 1;
+        }
+    }
+}
+
+/// No child of this test process is a zombie.
+fn no_zombies() -> bool {
+    let me = std::process::id().to_string();
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str()) {
+            zombies.push(entry.file_name());
+        }
+    }
+    zombies.is_empty()
+}
