@@ -199,7 +199,12 @@ impl TlsLayer {
 }
 
 /// The socket as rustls reads it; notes whether the socket gave less
-/// than rustls asked for (a short read).
+/// than rustls asked for (a short read) and little (under
+/// `SMALL_READ`): a request's worth, after which more is unlikely. A
+/// large short read (a stream in flight) is followed by one more read,
+/// which often finds the next segment already there.
+const SMALL_READ: usize = 2048;
+
 struct TransportReader<'a> {
     io: &'a mut Transport,
     short: bool,
@@ -224,7 +229,7 @@ impl Write for TransportWriter<'_> {
 impl Read for TransportReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.io.read(buf)?;
-        self.short = n > 0 && n < buf.len();
+        self.short = n > 0 && n < buf.len() && n < SMALL_READ;
         Ok(n)
     }
 }
