@@ -596,3 +596,43 @@ fn starttls_refuses_before_the_upgrade_and_feeds_pipelined_bytes_to_tls() {
     let _ = stream.read_to_end(&mut rest);
     assert!(rest.is_empty(), "{rest:?}");
 }
+
+#[test]
+fn run_command_labels_the_output_and_exits_as_the_child_did() {
+    use std::process::Stdio;
+    let run = |args: &[&str]| {
+        let child = spawn_guarded(
+            Command::new(example_path("run_command"))
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let pid = child.id();
+        let out = wait_output(child);
+        (pid, out)
+    };
+    let (_, (ok, out, _)) = run(&["sh", "-c", "echo out; echo err >&2; printf tail; exit 3"]);
+    assert!(!ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.contains(&"[stdout] out"), "{out}");
+    assert!(lines.contains(&"[stderr] err"), "{out}");
+    assert!(lines.contains(&"[stdout] tail"), "{out}");
+    assert_eq!(
+        lines.last(),
+        Some(&"run_command: sh exited with code 3"),
+        "{out}"
+    );
+    // The exit code is the child's.
+    let status = Command::new(example_path("run_command"))
+        .args(["sh", "-c", "exit 3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3));
+    // A missing program is a clear error, not a crash.
+    let (_, (ok, _, err)) = run(&["weft-no-such-program"]);
+    assert!(!ok);
+    assert!(err.contains("not found"), "{err}");
+}
