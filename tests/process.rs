@@ -440,15 +440,20 @@ fn a_hundred_mb_through_cat_read_slowly_arrive_intact() {
 
 #[test]
 fn hundreds_of_children_leave_no_zombie() {
+    many_children_leave_no_zombie(false);
+}
+
+#[test]
+fn hundreds_of_children_leave_no_zombie_with_the_sigchld_fallback() {
+    many_children_leave_no_zombie(true);
+}
+
+fn many_children_leave_no_zombie(use_sigchld: bool) {
     let rt = runtime(2);
     let (tx, rx) = mpsc::channel();
     for _ in 0..200 {
-        spawn_process(
-            rt.handle(),
-            ProcessSpec::new("true"),
-            Record::new(tx.clone()),
-        )
-        .expect("true starts");
+        let spec = ProcessSpec::new("true").use_sigchld(use_sigchld);
+        spawn_process(rt.handle(), spec, Record::new(tx.clone())).expect("true starts");
     }
     let mut ended = 0;
     let mut pids = Vec::new();
@@ -485,15 +490,12 @@ fn a_child_of_std_process_command_is_not_reaped_by_weft() {
         .args(["-c", "exit 7"])
         .spawn()
         .unwrap();
-    // weft reaps its own children meanwhile.
+    // weft reaps its own children meanwhile, with a pidfd and with
+    // SIGCHLD (which the other child's exit raises too).
     let (tx, rx) = mpsc::channel();
-    for _ in 0..20 {
-        spawn_process(
-            rt.handle(),
-            ProcessSpec::new("true"),
-            Record::new(tx.clone()),
-        )
-        .unwrap();
+    for i in 0..20 {
+        let spec = ProcessSpec::new("true").use_sigchld(i % 2 == 0);
+        spawn_process(rt.handle(), spec, Record::new(tx.clone())).unwrap();
     }
     let mut ended = 0;
     while ended < 20 {

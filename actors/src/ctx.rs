@@ -377,6 +377,39 @@ impl<'a, A: Actor> Ctx<'a, A> {
         self.cell.handle.register(source, interest, sink)
     }
 
+    /// Delivers `map()` to this actor each time `signal` arrives (SIGHUP
+    /// to reload a configuration, SIGUSR1, SIGWINCH...), until the
+    /// returned subscription is dropped: keep it in the actor's state, and
+    /// it ends with the actor. Arrivals between two deliveries coalesce.
+    /// The message bypasses the mailbox capacity, like readiness.
+    ///
+    /// ```no_run
+    /// use weft_actors::{Actor, ActorResult, Ctx, Spawn};
+    /// use weft_runtime::{Signal, SignalSubscription};
+    ///
+    /// struct Config { hup: Option<SignalSubscription>, loads: u32 }
+    /// enum Msg { Reload }
+    /// impl Actor for Config {
+    ///     type Msg = Msg;
+    ///     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+    ///         self.hup = Some(ctx.on_signal(Signal::SIGHUP, || Msg::Reload)?);
+    ///         Ok(())
+    ///     }
+    ///     fn handle(&mut self, Msg::Reload: Msg, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+    ///         self.loads += 1; // read the configuration again
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn on_signal(
+        &mut self,
+        signal: weft_runtime::Signal,
+        map: impl Fn() -> A::Msg + Send + Sync + 'static,
+    ) -> io::Result<weft_runtime::SignalSubscription> {
+        let sink = self.ready_sink(move |_| map());
+        self.cell.handle.subscribe_signal(signal, sink)
+    }
+
     /// A readiness sink that delivers `map(readiness)` to this actor, for
     /// a source that is not a mio `Source` (an in-memory transport, a
     /// readiness a library reports by callback). Calling `ready` on it

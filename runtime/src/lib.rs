@@ -39,9 +39,12 @@ pub use blocking::BlockingStats;
 pub use builder::{Builder, Signals};
 pub use error::RuntimeError;
 pub use events::Phase;
+/// A signal's name (`Signal::SIGHUP`), for [`Handle::subscribe_signal`].
+pub use nix::sys::signal::Signal;
 pub use reactor::{IoToken, Readiness, ReadySink};
 pub use runtime::{Handle, Runtime};
 pub use scheduler::on_worker_thread;
+pub use signal::SignalSubscription;
 pub use task::Task;
 pub use time::{Clock, ManualClock, MissedTicks, TimerKey, TICK};
 pub use watchdog::SlowTurn;

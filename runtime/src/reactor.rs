@@ -133,6 +133,8 @@ pub(crate) struct Reactor {
     count: AtomicUsize,
     /// The SIGINT/SIGTERM self-pipe, when the runtime handles signals.
     pub(crate) signal_pipe: OnceLock<SignalPipe>,
+    /// Signals delivered to subscribers, made on the first subscription.
+    pub(crate) signal_hub: OnceLock<Arc<crate::signal::SignalHub>>,
 }
 
 /// What one turn of the driver saw.
@@ -159,6 +161,7 @@ impl Reactor {
             generation: AtomicU32::new(1),
             count: AtomicUsize::new(0),
             signal_pipe: OnceLock::new(),
+            signal_hub: OnceLock::new(),
         })
     }
 

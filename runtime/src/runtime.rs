@@ -320,6 +320,21 @@ impl Handle {
         self.shared.reactor.deregister(source, token)
     }
 
+    /// Tells `sink` (with [`Readiness::READ`](crate::Readiness)) each time
+    /// `signal` arrives, until the returned subscription is dropped
+    /// (Twisted installs such handlers in its reactor; a service reloads
+    /// its configuration on SIGHUP). Arrivals between two deliveries
+    /// coalesce into one, as the kernel's do. An error for a signal that
+    /// cannot be caught (SIGKILL, SIGSTOP, SIGSEGV, SIGILL, SIGFPE).
+    /// Actors use `Ctx::on_signal`.
+    pub fn subscribe_signal(
+        &self,
+        signal: crate::Signal,
+        sink: Arc<dyn ReadySink>,
+    ) -> io::Result<crate::signal::SignalSubscription> {
+        crate::signal::SignalHub::get(&self.shared.reactor)?.subscribe(signal as i32, sink)
+    }
+
     // ---- blocking work ----
 
     /// Runs `job` on the blocking pool. Refused with `BlockingPoolFull`

@@ -1,4 +1,5 @@
-//! SIGINT and SIGTERM as a graceful-shutdown request.
+//! SIGINT and SIGTERM as a graceful-shutdown request, and other signals
+//! (SIGHUP, SIGUSR1, SIGCHLD...) delivered to subscribers ([`SignalHub`]).
 //!
 //! Owns: each runtime's self-pipe for those two signals, and the
 //! process-wide fallback that keeps their default meaning when no runtime
@@ -21,8 +22,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 
 use mio::unix::SourceFd;
 use mio::Interest;
@@ -30,7 +31,7 @@ use nix::fcntl::OFlag;
 use nix::libc;
 use signal_hook_registry::SigId;
 
-use crate::reactor::{Reactor, SIGNAL_TOKEN};
+use crate::reactor::{Reactor, Readiness, ReadySink, SIGNAL_TOKEN};
 
 const SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 
@@ -149,6 +150,193 @@ fn install_fallback_once() -> io::Result<()> {
         }
     });
     result
+}
+
+/// Signals delivered to subscribers as readiness (SIGHUP to reload, SIGUSR1,
+/// SIGWINCH, SIGCHLD...): one per runtime, made on the first subscription.
+/// A handler counts its signal in an atomic and writes one byte to the
+/// hub's pipe; the pipe is an ordinary reactor source whose sink drains
+/// it and tells each subscriber of a signal that came (once per drain,
+/// however many times it came: signals coalesce, as in the kernel).
+pub(crate) struct SignalHub {
+    read: OwnedFd,
+    write: OwnedFd,
+    counts: Arc<[AtomicU32; MAX_SIGNAL]>,
+    state: parking_lot::Mutex<HubState>,
+}
+
+const MAX_SIGNAL: usize = 65;
+
+#[derive(Default)]
+struct HubState {
+    next: u64,
+    subscribers: Vec<(u64, libc::c_int, Arc<dyn ReadySink>)>,
+    installed: Vec<(libc::c_int, SigId)>,
+}
+
+impl SignalHub {
+    /// The hub of `reactor`, made (and its pipe registered) on first use.
+    pub(crate) fn get(reactor: &Reactor) -> io::Result<Arc<SignalHub>> {
+        if let Some(hub) = reactor.signal_hub.get() {
+            return Ok(hub.clone());
+        }
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        let hub = Arc::new(SignalHub {
+            read,
+            write,
+            counts: Arc::new(std::array::from_fn(|_| AtomicU32::new(0))),
+            state: parking_lot::Mutex::new(HubState::default()),
+        });
+        // Two threads may race here: the loser's hub is dropped unused.
+        if reactor.signal_hub.set(hub.clone()).is_err() {
+            return Ok(reactor.signal_hub.get().expect("set").clone());
+        }
+        let raw: RawFd = hub.read.as_raw_fd();
+        let sink = Arc::new(HubSink {
+            hub: Arc::downgrade(&hub),
+        });
+        reactor.register(&mut SourceFd(&raw), Interest::READABLE, sink)?;
+        Ok(hub)
+    }
+
+    /// Tells `sink` of every `signal` from now on, until the subscription
+    /// is dropped.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        signal: libc::c_int,
+        sink: Arc<dyn ReadySink>,
+    ) -> io::Result<SignalSubscription> {
+        if signal <= 0 || signal as usize >= MAX_SIGNAL {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no signal {signal}"),
+            ));
+        }
+        // The registry panics on these; they cannot be caught anyway.
+        const FORBIDDEN: [libc::c_int; 5] = [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGSEGV,
+        ];
+        if FORBIDDEN.contains(&signal) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("signal {signal} cannot be caught"),
+            ));
+        }
+        let mut state = self.state.lock();
+        if !state.installed.iter().any(|(s, _)| *s == signal) {
+            let fd = self.write.as_raw_fd();
+            let counts = self.counts.clone();
+            // SAFETY: the action increments an atomic and calls write(2) on
+            // a descriptor that outlives the registration (the hub
+            // unregisters before its pipe closes, and the registry waits
+            // for running actions): async-signal-safe. signal-hook refuses
+            // the signals that must not be caught (SIGKILL, SIGSEGV...).
+            let id = unsafe {
+                signal_hook_registry::register(signal, move || {
+                    counts[signal as usize].fetch_add(1, Ordering::SeqCst);
+                    let byte = 1u8;
+                    libc::write(fd, (&byte as *const u8).cast(), 1);
+                })
+            }?;
+            state.installed.push((signal, id));
+        }
+        state.next += 1;
+        let id = state.next;
+        state.subscribers.push((id, signal, sink));
+        Ok(SignalSubscription {
+            hub: Arc::downgrade(self),
+            id,
+        })
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        let mut state = self.state.lock();
+        let Some(at) = state.subscribers.iter().position(|(i, _, _)| *i == id) else {
+            return;
+        };
+        let (_, signal, _) = state.subscribers.swap_remove(at);
+        if !state.subscribers.iter().any(|(_, s, _)| *s == signal) {
+            if let Some(at) = state.installed.iter().position(|(s, _)| *s == signal) {
+                let (_, sig_id) = state.installed.swap_remove(at);
+                signal_hook_registry::unregister(sig_id);
+            }
+        }
+    }
+
+    fn deliver(&self) {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = nix::unistd::read(self.read.as_raw_fd(), &mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        let mut due = Vec::new();
+        {
+            let state = self.state.lock();
+            for (signal, count) in self.counts.iter().enumerate() {
+                if count.swap(0, Ordering::SeqCst) == 0 {
+                    continue;
+                }
+                due.extend(
+                    state
+                        .subscribers
+                        .iter()
+                        .filter(|(_, s, _)| *s as usize == signal)
+                        .map(|(_, _, sink)| sink.clone()),
+                );
+            }
+        }
+        for sink in due {
+            sink.ready(Readiness::READ);
+        }
+    }
+}
+
+impl Drop for SignalHub {
+    fn drop(&mut self) {
+        // The handlers first: they write to the pipe closed after this.
+        for (_, id) in self.state.get_mut().installed.drain(..) {
+            signal_hook_registry::unregister(id);
+        }
+    }
+}
+
+struct HubSink {
+    hub: std::sync::Weak<SignalHub>,
+}
+
+impl ReadySink for HubSink {
+    fn ready(&self, _readiness: Readiness) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.deliver();
+        }
+    }
+}
+
+/// A signal subscription ([`Handle::subscribe_signal`](crate::Handle::subscribe_signal)):
+/// dropping it stops the deliveries (and, with the last subscriber of a
+/// signal, removes weft's handler for it).
+pub struct SignalSubscription {
+    hub: std::sync::Weak<SignalHub>,
+    id: u64,
+}
+
+impl Drop for SignalSubscription {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.unsubscribe(self.id);
+        }
+    }
+}
+
+impl std::fmt::Debug for SignalSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalSubscription").finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

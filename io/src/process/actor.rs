@@ -91,6 +91,8 @@ pub(crate) struct Child {
     pub(crate) pid: libc::pid_t,
     pidfd: Option<OwnedFd>,
     pidfd_token: Option<IoToken>,
+    /// Without a pidfd: SIGCHLD, after which `waitpid(pid, WNOHANG)`.
+    sigchld: Option<weft_runtime::SignalSubscription>,
     pipes: Vec<Pipe>,
     pub(crate) status: Option<ProcessStatus>,
     pub(crate) read_paused: bool,
@@ -109,8 +111,9 @@ impl Child {
     fn new(spec: &ProcessSpec, started: Started) -> Child {
         Child {
             pid: started.pid,
-            pidfd: Some(started.pidfd),
+            pidfd: started.pidfd,
             pidfd_token: None,
+            sigchld: None,
             pipes: started
                 .pipes
                 .into_iter()
@@ -388,6 +391,7 @@ impl<P: ProcessProtocol> ProcessActor<P> {
             Ok(Some(raw)) => {
                 let status = ProcessStatus::from_wait(raw);
                 child.status = Some(status);
+                child.sigchld = None;
                 if let Some(fd) = child.pidfd.take() {
                     if let Some(token) = child.pidfd_token.take() {
                         let raw: RawFd = fd.as_raw_fd();
@@ -467,6 +471,13 @@ impl<P: ProcessProtocol> Actor for ProcessActor<P> {
             let raw: RawFd = pidfd.as_raw_fd();
             child.pidfd_token =
                 Some(ctx.register_io(&mut SourceFd(&raw), Interest::READABLE, ProcMsg::Exit)?);
+        } else {
+            child.sigchld = Some(ctx.on_signal(weft_runtime::Signal::SIGCHLD, || {
+                ProcMsg::Exit(Readiness::READ)
+            })?);
+            // It may have exited before the subscription: look once now
+            // (`turn` below reaps it if so).
+            ctx.send_self(ProcMsg::Exit(Readiness::READ));
         }
         self.protocol.started(&mut Self::proc(child, ctx))?;
         self.turn(ctx)

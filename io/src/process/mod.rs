@@ -100,6 +100,7 @@ pub struct ProcessSpec {
     pub(crate) high_water: usize,
     pub(crate) low_water: usize,
     pub(crate) read_budget: usize,
+    pub(crate) use_sigchld: bool,
 }
 
 impl ProcessSpec {
@@ -126,6 +127,7 @@ impl ProcessSpec {
             high_water: 64 * 1024,
             low_water: 16 * 1024,
             read_budget: 256 * 1024,
+            use_sigchld: false,
         }
     }
 
@@ -209,6 +211,14 @@ impl ProcessSpec {
     /// What happens to a live child when its actor stops.
     pub fn on_stop(mut self, on_stop: OnStop) -> Self {
         self.on_stop = on_stop;
+        self
+    }
+
+    /// Learns of the child's exit from SIGCHLD instead of a pidfd: what
+    /// weft does by itself where the kernel has no `pidfd_open` (before
+    /// Linux 5.3). Either way only this child's pid is waited for.
+    pub fn use_sigchld(mut self, on: bool) -> Self {
+        self.use_sigchld = on;
         self
     }
 

@@ -36,7 +36,9 @@ pub(crate) struct ParentEnd {
 /// A started child: its pid, a pidfd, and the parent's pipe ends.
 pub(crate) struct Started {
     pub(crate) pid: libc::pid_t,
-    pub(crate) pidfd: OwnedFd,
+    /// None: learn of the exit from SIGCHLD (no pidfd on this kernel, or
+    /// the spec asked for it).
+    pub(crate) pidfd: Option<OwnedFd>,
     pub(crate) pipes: Vec<ParentEnd>,
 }
 
@@ -411,8 +413,24 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
             path: Some(program),
         });
     }
+    if spec.use_sigchld {
+        return Ok(Started {
+            pid,
+            pidfd: None,
+            pipes,
+        });
+    }
     match pidfd_open(pid) {
-        Ok(pidfd) => Ok(Started { pid, pidfd, pipes }),
+        Ok(pidfd) => Ok(Started {
+            pid,
+            pidfd: Some(pidfd),
+            pipes,
+        }),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(Started {
+            pid,
+            pidfd: None,
+            pipes,
+        }),
         Err(e) => {
             // SAFETY: signals our own child, which has not been reaped.
             unsafe { libc::kill(pid, libc::SIGKILL) };
