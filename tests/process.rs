@@ -2,8 +2,9 @@
 //! `sleep`, `true`, a script the test writes): output on each
 //! descriptor, exited then ended, signals, descriptors the child sees,
 //! environment and argv passed exactly, spawn errors as values, stdin and
-//! end of file, a flood through `cat` read slowly, no zombies, and a
-//! process actor restarted by its supervisor.
+//! end of file, a flood through `cat` read slowly, no zombies (pidfd and
+//! SIGCHLD), a process actor restarted by its supervisor, and a PTY (its
+//! name, size and resize, Ctrl-C).
 
 mod common;
 
@@ -550,4 +551,119 @@ fn no_zombies() -> bool {
         }
     }
     zombies.is_empty()
+}
+
+/// Waits for output on descriptor 1 containing `want`; returns it all.
+fn output_until(rx: &mpsc::Receiver<Ev>, want: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(want) {
+        match recv(rx) {
+            Ev::Data(1, data) => seen.push_str(&String::from_utf8_lossy(&data)),
+            Ev::Ended(status) => panic!("ended ({status}) before {want:?}: {seen:?}"),
+            _ => {}
+        }
+    }
+    seen
+}
+
+#[test]
+fn under_a_pty_the_child_has_a_terminal_of_the_given_size() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    spawn_process(
+        rt.handle(),
+        ProcessSpec::new("tty").pty(24, 80),
+        Record::new(tx),
+    )
+    .expect("tty starts");
+    let run = until_ended(&rx);
+    // The end of a PTY (EIO) is a clean end.
+    assert_eq!(run.status, ProcessStatus::Exited(0), "{}", text(&run, 1));
+    assert!(text(&run, 1).starts_with("/dev/pts/"), "{}", text(&run, 1));
+    assert!(run.events.contains(&Ev::Closed(1)));
+
+    // The size, and a resize the child sees.
+    struct Sizes {
+        tx: Sender<Ev>,
+    }
+    enum Do {
+        Resize,
+        Line,
+    }
+    impl ProcessProtocol for Sizes {
+        type Msg = Do;
+        fn data(&mut self, _p: &mut Proc<'_, '_, Self>, fd: i32, data: &[u8]) -> ActorResult {
+            let _ = self.tx.send(Ev::Data(fd, data.to_vec()));
+            Ok(())
+        }
+        fn message(&mut self, p: &mut Proc<'_, '_, Self>, msg: Do) -> ActorResult {
+            match msg {
+                Do::Resize => p.resize(30, 100)?,
+                Do::Line => p.write(0, b"go\n")?,
+            }
+            Ok(())
+        }
+        fn ended(&mut self, _p: &mut Proc<'_, '_, Self>, status: ProcessStatus) {
+            let _ = self.tx.send(Ev::Ended(status));
+        }
+    }
+    let (tx, rx) = mpsc::channel();
+    let child = spawn_process(
+        rt.handle(),
+        sh("stty size; read x; stty size").pty(24, 80),
+        Sizes { tx },
+    )
+    .expect("sh starts");
+    output_until(&rx, "24 80");
+    child.send(Do::Resize).unwrap();
+    child.send(Do::Line).unwrap();
+    output_until(&rx, "30 100");
+    let run = until_ended(&rx);
+    assert!(run.status.success(), "{}", run.status);
+}
+
+#[test]
+fn ctrl_c_typed_into_the_pty_interrupts_the_child() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    struct Interrupt {
+        tx: Sender<Ev>,
+    }
+    impl ProcessProtocol for Interrupt {
+        type Msg = ();
+        fn started(&mut self, p: &mut Proc<'_, '_, Self>) -> ActorResult {
+            let _ = self.tx.send(Ev::Started(p.pid()));
+            Ok(())
+        }
+        fn data(&mut self, _p: &mut Proc<'_, '_, Self>, fd: i32, data: &[u8]) -> ActorResult {
+            let _ = self.tx.send(Ev::Data(fd, data.to_vec()));
+            Ok(())
+        }
+        fn message(&mut self, p: &mut Proc<'_, '_, Self>, _msg: ()) -> ActorResult {
+            p.write(0, b"\x03")?;
+            Ok(())
+        }
+        fn ended(&mut self, _p: &mut Proc<'_, '_, Self>, status: ProcessStatus) {
+            let _ = self.tx.send(Ev::Ended(status));
+        }
+    }
+    // The shell says when it is about to become `sleep`.
+    let child = spawn_process(
+        rt.handle(),
+        sh("echo ready; exec sleep 100").pty(24, 80),
+        Interrupt { tx },
+    )
+    .expect("sh starts");
+    output_until(&rx, "ready");
+    // `exec` replaces the shell with sleep in the same process (were the
+    // Ctrl-C to come before, it would end the shell with SIGINT too).
+    child.send(()).unwrap();
+    let run = until_ended(&rx);
+    assert_eq!(
+        run.status,
+        ProcessStatus::Signaled {
+            signal: nix::libc::SIGINT,
+            core_dumped: false
+        }
+    );
 }

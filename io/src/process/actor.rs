@@ -93,10 +93,16 @@ pub(crate) struct Child {
     pidfd_token: Option<IoToken>,
     /// Without a pidfd: SIGCHLD, after which `waitpid(pid, WNOHANG)`.
     sigchld: Option<weft_runtime::SignalSubscription>,
+    /// The PTY's master side, for resizing.
+    pty: Option<OwnedFd>,
     pipes: Vec<Pipe>,
     pub(crate) status: Option<ProcessStatus>,
     pub(crate) read_paused: bool,
     write_paused: bool,
+    /// A write was refused (`BufferFull`): the producer stopped and is
+    /// owed `write_resumed`, even if the buffer drains before a
+    /// `write_paused` would have been due.
+    refused: bool,
     high_water: usize,
     low_water: usize,
     read_budget: usize,
@@ -114,6 +120,7 @@ impl Child {
             pidfd: started.pidfd,
             pidfd_token: None,
             sigchld: None,
+            pty: started.pty,
             pipes: started
                 .pipes
                 .into_iter()
@@ -134,6 +141,7 @@ impl Child {
             status: None,
             read_paused: false,
             write_paused: false,
+            refused: false,
             high_water: spec.high_water,
             low_water: spec.low_water,
             read_budget: spec.read_budget,
@@ -154,6 +162,7 @@ impl Child {
             return Err(ProcWriteError::Closed(fd));
         }
         if pipe.buffered() + data.len() > limit.max(data.len()) && pipe.buffered() > 0 {
+            self.refused = true;
             return Err(ProcWriteError::BufferFull {
                 fd,
                 buffered: pipe.buffered(),
@@ -174,6 +183,16 @@ impl Child {
                     pipe.reported = true;
                 }
             }
+        }
+    }
+
+    pub(crate) fn resize(&mut self, rows: u16, cols: u16) -> std::io::Result<()> {
+        match &self.pty {
+            Some(fd) => spawn::set_window_size(fd.as_raw_fd(), rows, cols),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the child has no terminal",
+            )),
         }
     }
 
@@ -289,6 +308,10 @@ impl<P: ProcessProtocol> ProcessActor<P> {
             if pipe.wpos == pipe.wbuf.len() {
                 pipe.wbuf.clear();
                 pipe.wpos = 0;
+            } else if pipe.wpos >= 64 * 1024 && pipe.wpos * 2 >= pipe.wbuf.len() {
+                // Keep the buffer from growing with what was written.
+                pipe.wbuf.drain(..pipe.wpos);
+                pipe.wpos = 0;
             }
             if broken || (pipe.close_after_flush && pipe.buffered() == 0) {
                 let report = broken && !pipe.reported;
@@ -306,8 +329,11 @@ impl<P: ProcessProtocol> ProcessActor<P> {
                 close_pipe(pipe, ctx);
             }
         }
-        // Watermarks.
+        // Watermarks. A refused producer counts as paused.
         let buffered = child.buffered();
+        if std::mem::take(&mut child.refused) {
+            child.write_paused = true;
+        }
         if !child.write_paused && buffered > child.high_water {
             child.write_paused = true;
             let fd = child

@@ -101,6 +101,7 @@ pub struct ProcessSpec {
     pub(crate) low_water: usize,
     pub(crate) read_budget: usize,
     pub(crate) use_sigchld: bool,
+    pub(crate) pty: Option<(u16, u16)>,
 }
 
 impl ProcessSpec {
@@ -128,6 +129,7 @@ impl ProcessSpec {
             low_water: 16 * 1024,
             read_budget: 256 * 1024,
             use_sigchld: false,
+            pty: None,
         }
     }
 
@@ -214,6 +216,19 @@ impl ProcessSpec {
         self
     }
 
+    /// Runs the child on a new pseudo-terminal of `rows` by `cols`
+    /// instead of pipes for 0, 1 and 2 (Twisted's `usePTY`): the child is
+    /// a session leader with the terminal as its controlling terminal;
+    /// what it writes arrives as descriptor 1, [`Proc::write`] to 0 is
+    /// typed into it (Ctrl-C, `\x03`, interrupts it), and
+    /// [`Proc::resize`] changes the size. The end of a PTY (`EIO` once the
+    /// child closed it) is a clean end. Other descriptors (3 and up) are
+    /// as [`fd`](Self::fd) says.
+    pub fn pty(mut self, rows: u16, cols: u16) -> Self {
+        self.pty = Some((rows, cols));
+        self
+    }
+
     /// Learns of the child's exit from SIGCHLD instead of a pidfd: what
     /// weft does by itself where the kernel has no `pidfd_open` (before
     /// Linux 5.3). Either way only this child's pid is waited for.
@@ -256,6 +271,8 @@ pub enum SpawnStep {
     Exec,
     /// Opening the pidfd that reports the child's exit.
     Pidfd,
+    /// Opening the PTY or making it the controlling terminal.
+    Terminal,
 }
 
 impl SpawnStep {
@@ -272,6 +289,7 @@ impl SpawnStep {
             Cwd,
             Exec,
             Pidfd,
+            Terminal,
         ]
         .into_iter()
         .find(|s| *s as u8 == code)
@@ -292,6 +310,7 @@ impl fmt::Display for SpawnStep {
             SpawnStep::Cwd => "change to the working directory",
             SpawnStep::Exec => "execute the program",
             SpawnStep::Pidfd => "open a pidfd",
+            SpawnStep::Terminal => "set up the terminal",
         })
     }
 }
@@ -548,6 +567,12 @@ impl<'c, P: ProcessProtocol> Proc<'_, 'c, P> {
     /// Sends `signal` to the child. An error once it has exited.
     pub fn signal(&mut self, signal: nix::sys::signal::Signal) -> Result<(), SignalError> {
         self.child.signal(signal)
+    }
+
+    /// Changes the child's terminal size (it gets SIGWINCH). An error
+    /// when it has no PTY.
+    pub fn resize(&mut self, rows: u16, cols: u16) -> io::Result<()> {
+        self.child.resize(rows, cols)
     }
 
     /// SIGKILL.

@@ -40,6 +40,64 @@ pub(crate) struct Started {
     /// the spec asked for it).
     pub(crate) pidfd: Option<OwnedFd>,
     pub(crate) pipes: Vec<ParentEnd>,
+    /// The PTY's master side (for resizing), when the child has one.
+    pub(crate) pty: Option<OwnedFd>,
+}
+
+/// Sets a terminal's window size.
+pub(crate) fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from the pointer, which lives
+    // for the call.
+    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A new PTY: its master (close-on-exec, non-blocking) and its slave
+/// (close-on-exec; the child gets it as 0, 1 and 2).
+fn open_pty(rows: u16, cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: posix_openpt returns a new descriptor or -1.
+    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if master < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just returned by the kernel, owned by nothing else.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    // SAFETY: grantpt and unlockpt take the master descriptor only.
+    if unsafe { libc::grantpt(master.as_raw_fd()) } != 0
+        || unsafe { libc::unlockpt(master.as_raw_fd()) } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: ptsname_r writes a NUL-terminated name of at most
+    // `name.len()` bytes into the local buffer.
+    let r = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    // SAFETY: `name` is NUL-terminated (ptsname_r succeeded).
+    let slave = unsafe {
+        libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just returned by the kernel, owned by nothing else.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    set_window_size(master.as_raw_fd(), rows, cols)?;
+    set_nonblocking(&master)?;
+    Ok((master, slave))
 }
 
 fn cstring(bytes: &[u8]) -> Result<CString, SpawnError> {
@@ -219,7 +277,33 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
     let mut pipes = Vec::new();
     let mut child_ends: Vec<OwnedFd> = Vec::new();
     let mut moves: Vec<(RawFd, libc::c_int)> = Vec::new();
+    let mut pty_master = None;
+    if let Some((rows, cols)) = spec.pty {
+        // 0, 1 and 2 are the terminal; weft reads the child's output as
+        // descriptor 1 and writes its input as descriptor 0.
+        let (master, slave) = open_pty(rows, cols).map_err(os(SpawnStep::Terminal))?;
+        let writer = master.try_clone().map_err(os(SpawnStep::Terminal))?;
+        pty_master = Some(master.try_clone().map_err(os(SpawnStep::Terminal))?);
+        for target in 0..3 {
+            moves.push((slave.as_raw_fd(), target));
+        }
+        child_ends.push(slave);
+        pipes.push(ParentEnd {
+            child_fd: 1,
+            dir: Dir::Read,
+            fd: master,
+        });
+        pipes.push(ParentEnd {
+            child_fd: 0,
+            dir: Dir::Write,
+            fd: writer,
+        });
+    }
+    let pty = spec.pty.is_some();
     for (&target, what) in spec.fds.iter_mut() {
+        if pty && target < 3 {
+            continue;
+        }
         match what {
             FdSpec::Output => {
                 let (read, write) = pipe().map_err(os(SpawnStep::Pipes))?;
@@ -261,7 +345,11 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
     unsafe { libc::sigemptyset(&mut empty) };
     let (err_read, err_write) = pipe().map_err(os(SpawnStep::Pipes))?;
     let err_fd = err_write.as_raw_fd();
-    let session = spec.session;
+    let session = if pty {
+        Session::NewSession
+    } else {
+        spec.session
+    };
     let (uid, gid) = (spec.uid, spec.gid);
 
     // SAFETY: fork in a multithreaded program: the child below makes only
@@ -362,6 +450,9 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
                     }
                 }
             };
+            if pty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                fail(SpawnStep::Terminal as u8);
+            }
             close_from(max_target + 1, err - 1);
             close_from(err + 1, libc::c_int::MAX);
             if let Some(dir) = &cwd_c {
@@ -418,6 +509,7 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
             pid,
             pidfd: None,
             pipes,
+            pty: pty_master,
         });
     }
     match pidfd_open(pid) {
@@ -425,11 +517,13 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
             pid,
             pidfd: Some(pidfd),
             pipes,
+            pty: pty_master,
         }),
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(Started {
             pid,
             pidfd: None,
             pipes,
+            pty: pty_master,
         }),
         Err(e) => {
             // SAFETY: signals our own child, which has not been reaped.
