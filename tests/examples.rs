@@ -636,3 +636,103 @@ fn run_command_labels_the_output_and_exits_as_the_child_did() {
     assert!(!ok);
     assert!(err.contains("not found"), "{err}");
 }
+
+#[test]
+fn pty_session_forwards_lines_and_ctrl_c_reaches_the_child_through_the_pty() {
+    use std::process::Stdio;
+    let mut child = spawn_guarded(
+        Command::new(example_path("pty_session"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    let out = chunks(&mut child);
+    let mut seen = Vec::new();
+    let mut wait_for = |want: &str| {
+        while !String::from_utf8_lossy(&seen).contains(want) {
+            let chunk = recv(&out);
+            assert!(
+                !chunk.is_empty(),
+                "ended before {want:?}: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&chunk);
+        }
+    };
+    // A terminal of the documented size.
+    stdin.write_all(b"stty size\n").unwrap();
+    wait_for("24 80");
+    // Ctrl-C (SIGINT to the example) interrupts the sleep, not the shell.
+    stdin.write_all(b"echo sleeping; sleep 100\n").unwrap();
+    wait_for("sleeping\r\n");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let deadline = Instant::now() + WAIT;
+    // ^C discards what was typed ahead, so the status question follows
+    // it; repeated until the shell reports the interrupted sleep (a ^C
+    // that came before `sleep` started cancels only the line).
+    loop {
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        stdin.write_all(b"echo status $?\n").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        if String::from_utf8_lossy(&seen).contains("status 130") {
+            break;
+        }
+        while let Ok(chunk) = out.try_recv() {
+            seen.extend_from_slice(&chunk);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&seen)
+        );
+    }
+    // The shell lives on and ends as asked.
+    stdin.write_all(b"exit 4\n").unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline + WAIT, "pty_session did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(4));
+}
+
+#[test]
+fn proc_supervisor_restarts_a_failing_command_until_the_intensity_is_exceeded() {
+    use std::process::Stdio;
+    let out = wait_output(spawn_guarded(
+        Command::new(example_path("proc_supervisor"))
+            .args(["sh", "-c", "echo working; exit 1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    ));
+    let (ok, text, _) = out;
+    assert!(!ok, "{text}");
+    // Five starts (four restarts allowed), each with its output and exit.
+    for n in 1..=5 {
+        assert!(
+            text.contains(&format!("proc_supervisor: start {n}: pid ")),
+            "{text}"
+        );
+    }
+    assert_eq!(text.matches("] working").count(), 5, "{text}");
+    assert_eq!(text.matches("exited with code 1").count(), 6, "{text}");
+    assert!(text.contains("gave up after 5 starts"), "{text}");
+    // A command that succeeds is not restarted.
+    let (ok, text, _) = wait_output(spawn_guarded(
+        Command::new(example_path("proc_supervisor"))
+            .args(["sh", "-c", "echo fine"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    ));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("start 1:") && !text.contains("start 2:"),
+        "{text}"
+    );
+}
