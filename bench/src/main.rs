@@ -18,6 +18,7 @@ mod actix_w;
 mod crossbeam_w;
 mod mem;
 mod net;
+mod procs;
 mod ractor_w;
 mod tls;
 mod tokio_w;

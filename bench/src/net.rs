@@ -16,7 +16,8 @@
 //! sees meanwhile; `http-plaintext` requests/s and `http-p99` from wrk,
 //! with `http-cpu` the server's CPU per request (wrk, on one core, can be
 //! the limit; the CPU figure still compares the servers). The `tls-*`
-//! jobs (TLS servers and a rustls load generator) are in `tls.rs`.
+//! jobs (TLS servers and a rustls load generator) are in `tls.rs`, the
+//! `proc-*` jobs (child processes) in `procs.rs`.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,7 +31,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::emit;
 
 /// The jobs of the group, in table order.
-pub const JOBS: [&str; 10] = [
+pub const JOBS: [&str; 12] = [
     "echo-rr",
     "echo-stream",
     "idle",
@@ -41,6 +42,8 @@ pub const JOBS: [&str; 10] = [
     "tls-echo-rr",
     "tls-stream",
     "tls-idle",
+    "proc-spawn",
+    "proc-stream",
 ];
 
 /// The systems of the group.
@@ -541,6 +544,9 @@ pub fn run(job: &str, system: &str) -> bool {
     pin_self(LOAD_CORE.parse().unwrap());
     if job.starts_with("tls-") {
         return crate::tls::run(job, system);
+    }
+    if job.starts_with("proc-") {
+        return crate::procs::run(job, system);
     }
     let kind = if job == "http-plaintext" {
         Kind::Http

@@ -352,6 +352,58 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
     };
     let (uid, gid) = (spec.uid, spec.gid);
 
+    // Without a user, group or terminal to set up, glibc's posix_spawn
+    // (clone with a shared address space: no page tables copied) does it.
+    if uid.is_none() && gid.is_none() && groups.is_none() && !pty {
+        if let Some(fast) = Fast::get() {
+            if let Some(dir) = &spec.cwd {
+                // posix_spawn reports a failed chdir and a failed exec
+                // alike: name the directory first.
+                match std::fs::metadata(dir) {
+                    Ok(meta) if meta.is_dir() => {}
+                    Ok(_) => {
+                        let e = io::Error::from_raw_os_error(libc::ENOTDIR);
+                        return Err(os(SpawnStep::Cwd)(e));
+                    }
+                    Err(e) => return Err(os(SpawnStep::Cwd)(e)),
+                }
+            }
+            let plan = FastPlan {
+                path: &path_c,
+                argv: &argv_p,
+                env: &env_p,
+                cwd: cwd_c.as_ref(),
+                moves: &moves,
+                mapped: &mapped,
+                max_target,
+                session,
+            };
+            let pid = match fast.spawn(&plan) {
+                Ok(pid) => pid,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    return Err(SpawnError::NotFound {
+                        program: spec.program.clone(),
+                    })
+                }
+                Err(e) => {
+                    return Err(SpawnError::Os {
+                        program: spec.program.clone(),
+                        step: SpawnStep::Exec,
+                        source: e,
+                        path: Some(program),
+                    })
+                }
+            };
+            drop(child_ends);
+            for what in spec.fds.values_mut() {
+                if let FdSpec::From(_) = what {
+                    *what = FdSpec::Closed;
+                }
+            }
+            return finish(spec, pid, pipes, pty_master);
+        }
+    }
+
     // SAFETY: fork in a multithreaded program: the child below makes only
     // async-signal-safe calls (sigprocmask, signal, setsid, setpgid,
     // setgroups, setgid, setuid, fcntl, dup2, close, syscall(close_range),
@@ -504,6 +556,17 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
             path: Some(program),
         });
     }
+    finish(spec, pid, pipes, pty_master)
+}
+
+/// The child runs: its pidfd (or SIGCHLD, when asked or when the kernel
+/// has no pidfd).
+fn finish(
+    spec: &ProcessSpec,
+    pid: libc::pid_t,
+    pipes: Vec<ParentEnd>,
+    pty_master: Option<OwnedFd>,
+) -> Result<Started, SpawnError> {
     if spec.use_sigchld {
         return Ok(Started {
             pid,
@@ -529,7 +592,155 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
             // SAFETY: signals our own child, which has not been reaped.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             reap_blocking(pid);
-            Err(os(SpawnStep::Pidfd)(e))
+            Err(SpawnError::Os {
+                program: spec.program.clone(),
+                step: SpawnStep::Pidfd,
+                source: e,
+                path: None,
+            })
+        }
+    }
+}
+
+/// What posix_spawn needs, all built before.
+struct FastPlan<'a> {
+    path: &'a CString,
+    argv: &'a [*const libc::c_char],
+    env: &'a [*const libc::c_char],
+    cwd: Option<&'a CString>,
+    moves: &'a [(RawFd, libc::c_int)],
+    mapped: &'a [bool],
+    max_target: libc::c_int,
+    session: Session,
+}
+
+type AddCloseFrom =
+    unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, libc::c_int) -> libc::c_int;
+type AddChdir =
+    unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, *const libc::c_char) -> libc::c_int;
+
+/// glibc's non-standard file actions weft needs (2.29 and 2.34), looked
+/// up at run time so an older C library falls back to fork.
+#[derive(Clone, Copy)]
+struct Fast {
+    closefrom: AddCloseFrom,
+    chdir: AddChdir,
+}
+
+impl Fast {
+    fn get() -> Option<Fast> {
+        static FAST: std::sync::OnceLock<Option<Fast>> = std::sync::OnceLock::new();
+        *FAST.get_or_init(|| {
+            // SAFETY: dlsym with NUL-terminated names; a non-null result is
+            // the function of that name, whose C signature the types above
+            // state (glibc's posix_spawn_file_actions_addclosefrom_np and
+            // posix_spawn_file_actions_addchdir_np).
+            unsafe {
+                let closefrom = libc::dlsym(
+                    libc::RTLD_DEFAULT,
+                    c"posix_spawn_file_actions_addclosefrom_np".as_ptr(),
+                );
+                let chdir = libc::dlsym(
+                    libc::RTLD_DEFAULT,
+                    c"posix_spawn_file_actions_addchdir_np".as_ptr(),
+                );
+                if closefrom.is_null() || chdir.is_null() {
+                    return None;
+                }
+                Some(Fast {
+                    closefrom: std::mem::transmute::<*mut libc::c_void, AddCloseFrom>(closefrom),
+                    chdir: std::mem::transmute::<*mut libc::c_void, AddChdir>(chdir),
+                })
+            }
+        })
+    }
+
+    fn spawn(&self, plan: &FastPlan<'_>) -> io::Result<libc::pid_t> {
+        let check = |r: libc::c_int| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(r))
+            }
+        };
+        // Each source above every target first (in this process, close on
+        // exec), so no dup2 in the child overwrites a source still to come.
+        let mut temps = Vec::with_capacity(plan.moves.len());
+        for &(src, _) in plan.moves {
+            // SAFETY: F_DUPFD_CLOEXEC on a descriptor the caller keeps open;
+            // the result is a new descriptor owned below.
+            let fd = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, plan.max_target + 1) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: just made, owned by nothing else.
+            temps.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        // SAFETY: the file actions and attributes are initialised before
+        // use and destroyed on every path (the guards below); every
+        // pointer handed to posix_spawn (path, argv, envp, cwd) points to
+        // NUL-terminated data that outlives the call.
+        unsafe {
+            let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+            check(libc::posix_spawn_file_actions_init(&mut actions))?;
+            let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+            if let Err(e) = check(libc::posix_spawnattr_init(&mut attr)) {
+                libc::posix_spawn_file_actions_destroy(&mut actions);
+                return Err(e);
+            }
+            let result = (|| {
+                for (tmp, &(_, target)) in temps.iter().zip(plan.moves) {
+                    check(libc::posix_spawn_file_actions_adddup2(
+                        &mut actions,
+                        tmp.as_raw_fd(),
+                        target,
+                    ))?;
+                }
+                for fd in 0..=plan.max_target {
+                    if !plan.mapped[fd as usize] {
+                        // glibc ignores closing a descriptor that is not open.
+                        check(libc::posix_spawn_file_actions_addclose(&mut actions, fd))?;
+                    }
+                }
+                check((self.closefrom)(&mut actions, plan.max_target + 1))?;
+                if let Some(dir) = plan.cwd {
+                    check((self.chdir)(&mut actions, dir.as_ptr()))?;
+                }
+                let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+                match plan.session {
+                    Session::Inherit => {}
+                    Session::NewSession => flags |= libc::POSIX_SPAWN_SETSID as libc::c_int,
+                    Session::NewGroup => {
+                        flags |= libc::POSIX_SPAWN_SETPGROUP;
+                        check(libc::posix_spawnattr_setpgroup(&mut attr, 0))?;
+                    }
+                }
+                check(libc::posix_spawnattr_setflags(
+                    &mut attr,
+                    flags as libc::c_short,
+                ))?;
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                check(libc::posix_spawnattr_setsigmask(&mut attr, &empty))?;
+                // Rust programs ignore SIGPIPE; a child expects the default.
+                let mut default: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut default);
+                libc::sigaddset(&mut default, libc::SIGPIPE);
+                check(libc::posix_spawnattr_setsigdefault(&mut attr, &default))?;
+                let mut pid: libc::pid_t = 0;
+                check(libc::posix_spawn(
+                    &mut pid,
+                    plan.path.as_ptr(),
+                    &actions,
+                    &attr,
+                    plan.argv.as_ptr() as *const *mut libc::c_char,
+                    plan.env.as_ptr() as *const *mut libc::c_char,
+                ))?;
+                Ok(pid)
+            })();
+            libc::posix_spawnattr_destroy(&mut attr);
+            libc::posix_spawn_file_actions_destroy(&mut actions);
+            result
         }
     }
 }
