@@ -667,3 +667,148 @@ fn ctrl_c_typed_into_the_pty_interrupts_the_child() {
         }
     );
 }
+
+/// The state letter of `pid` in /proc (None once it is gone).
+fn proc_state(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().next().map(String::from)
+}
+
+fn started_pid(rx: &mpsc::Receiver<Ev>) -> i32 {
+    loop {
+        if let Ev::Started(pid) = recv(rx) {
+            return pid;
+        }
+    }
+}
+
+#[test]
+fn a_stopped_actor_kills_its_child_by_default_and_can_terminate_or_leave_it() {
+    use weft::io::process::OnStop;
+    let rt = runtime(2);
+    // Kill (the default): gone with its actor, reaped.
+    let (tx, rx) = mpsc::channel();
+    let child = spawn_process(
+        rt.handle(),
+        ProcessSpec::new("sleep").arg("100"),
+        Record::new(tx),
+    )
+    .unwrap();
+    let pid = started_pid(&rx);
+    child.addr().stop();
+    eventually("the killed child is reaped", || proc_state(pid).is_none());
+
+    // Terminate: SIGTERM, reaped by the blocking pool.
+    let (tx, rx) = mpsc::channel();
+    let spec = ProcessSpec::new("sleep")
+        .arg("100")
+        .on_stop(OnStop::Terminate(Duration::from_secs(5)));
+    let child = spawn_process(rt.handle(), spec, Record::new(tx)).unwrap();
+    let pid = started_pid(&rx);
+    child.addr().stop();
+    eventually("the terminated child is reaped", || {
+        proc_state(pid).is_none()
+    });
+
+    // Leave: it outlives its actor, and is reaped when it ends.
+    let (tx, rx) = mpsc::channel();
+    let spec = ProcessSpec::new("sleep").arg("100").on_stop(OnStop::Leave);
+    let child = spawn_process(rt.handle(), spec, Record::new(tx)).unwrap();
+    let pid = started_pid(&rx);
+    let addr = child.addr().clone();
+    addr.stop();
+    eventually("the actor stopped", || addr.is_stopped());
+    let state = proc_state(pid);
+    assert!(
+        state.as_deref().is_some_and(|s| s != "Z"),
+        "the left child is {state:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    eventually("the left child is reaped when it ends", || {
+        proc_state(pid).is_none()
+    });
+}
+
+#[test]
+fn a_protocol_that_pauses_reading_leaves_a_fast_child_blocked_on_its_pipe() {
+    struct Paused {
+        tx: Sender<Ev>,
+        got: usize,
+    }
+    impl ProcessProtocol for Paused {
+        type Msg = bool;
+        fn started(&mut self, p: &mut Proc<'_, '_, Self>) -> ActorResult {
+            p.pause_reading();
+            let _ = self.tx.send(Ev::Started(p.pid()));
+            Ok(())
+        }
+        fn data(&mut self, p: &mut Proc<'_, '_, Self>, _fd: i32, data: &[u8]) -> ActorResult {
+            self.got += data.len();
+            if self.got > 1 << 20 {
+                // Enough: it flowed once resumed.
+                let _ = self.tx.send(Ev::Data(1, b"flowing".to_vec()));
+                p.kill()?;
+                self.got = 0;
+            }
+            Ok(())
+        }
+        fn message(&mut self, p: &mut Proc<'_, '_, Self>, resume: bool) -> ActorResult {
+            let _ = self.tx.send(Ev::Data(0, self.got.to_string().into_bytes()));
+            if resume {
+                p.resume_reading();
+            }
+            Ok(())
+        }
+        fn ended(&mut self, _p: &mut Proc<'_, '_, Self>, status: ProcessStatus) {
+            let _ = self.tx.send(Ev::Ended(status));
+        }
+    }
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let child = spawn_process(rt.handle(), ProcessSpec::new("yes"), Paused { tx, got: 0 })
+        .expect("yes starts");
+    let pid = started_pid(&rx);
+    // `yes` fills the pipe and blocks in the kernel: nothing was read.
+    eventually("yes is blocked writing", || {
+        std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+            .is_ok_and(|w| w.contains("pipe_write"))
+    });
+    child.send(false).unwrap();
+    assert_eq!(recv(&rx), Ev::Data(0, b"0".to_vec()));
+    // Resumed, it flows.
+    child.send(true).unwrap();
+    assert_eq!(recv(&rx), Ev::Data(0, b"0".to_vec()));
+    assert_eq!(recv(&rx), Ev::Data(1, b"flowing".to_vec()));
+    let run = until_ended(&rx);
+    assert_eq!(run.status.signal(), Some(nix::libc::SIGKILL));
+}
+
+#[test]
+fn a_user_and_group_are_switched_or_refused_with_the_os_error() {
+    let rt = runtime(2);
+    let (tx, rx) = mpsc::channel();
+    let spec = sh("id -u; id -g; id -G")
+        .uid(65534)
+        .gid(65534)
+        .groups(vec![65534]);
+    let result = spawn_process(rt.handle(), spec, Record::new(tx));
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { nix::libc::geteuid() } == 0 {
+        result.expect("root may switch");
+        let run = until_ended(&rx);
+        assert_eq!(text(&run, 1), "65534\n65534\n65534\n");
+    } else {
+        match result {
+            Err(SpawnError::Os { step, source, .. }) => {
+                assert_eq!(step, SpawnStep::Groups);
+                assert_eq!(source.raw_os_error(), Some(nix::libc::EPERM));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
