@@ -452,18 +452,29 @@ fn hundreds_of_children_leave_no_zombie_with_the_sigchld_fallback() {
 fn many_children_leave_no_zombie(use_sigchld: bool) {
     let rt = runtime(2);
     let (tx, rx) = mpsc::channel();
-    for _ in 0..200 {
+    // 500 in all, at most 100 at once (four descriptors each: a
+    // 1024-descriptor limit must do).
+    let spawn = || {
         let spec = ProcessSpec::new("true").use_sigchld(use_sigchld);
         spawn_process(rt.handle(), spec, Record::new(tx.clone())).expect("true starts");
+    };
+    let mut spawned = 0;
+    while spawned < 100 {
+        spawn();
+        spawned += 1;
     }
     let mut ended = 0;
     let mut pids = Vec::new();
-    while ended < 200 {
+    while ended < 500 {
         match recv(&rx) {
             Ev::Started(pid) => pids.push(pid),
             Ev::Ended(status) => {
                 assert!(status.success());
                 ended += 1;
+                if spawned < 500 {
+                    spawn();
+                    spawned += 1;
+                }
             }
             _ => {}
         }
