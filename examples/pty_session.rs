@@ -74,11 +74,7 @@ impl ProcessProtocol for Session {
 
     fn ended(&mut self, proc: &mut Proc<'_, '_, Self>, status: ProcessStatus) {
         println!("\npty_session: {} {status}", self.program);
-        let code = match status {
-            ProcessStatus::Exited(code) => code,
-            ProcessStatus::Signaled { signal, .. } => 128 + signal,
-        };
-        self.exit_code.store(code, Ordering::SeqCst);
+        self.exit_code.store(status.shell_code(), Ordering::SeqCst);
         proc.ctx().runtime().shutdown();
     }
 }

@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -434,28 +434,14 @@ fn stop_close_ends_connections_and_stop_drain_waits_for_them() {
 fn a_100_mb_flood_into_a_slow_protocol_stays_bounded_and_loses_nothing() {
     const TOTAL: usize = 100 * 1024 * 1024;
     let rt = runtime(2);
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let total = Arc::new(AtomicU64::new(0));
-    let sum = Arc::new(AtomicU64::new(0));
-    let slow = rt
-        .handle()
-        .spawn_with(
-            Slow {
-                in_flight: in_flight.clone(),
-                peak: peak.clone(),
-                total: total.clone(),
-                sum: sum.clone(),
-            },
-            SpawnOptions::new().capacity(8),
-        )
-        .unwrap();
-    let l = listen_tcp(rt.handle(), loopback(), ListenOptions::new(), move || {
-        Forward {
-            to: slow.clone(),
-            in_flight: in_flight.clone(),
-        }
-    })
+    let sink = SlowSink::start(&rt);
+    let (peak, total, sum) = (sink.peak.clone(), sink.total.clone(), sink.sum.clone());
+    let l = listen_tcp(
+        rt.handle(),
+        loopback(),
+        ListenOptions::new(),
+        sink.factory(),
+    )
     .unwrap();
     let mut s = client(l.local_addr());
     s.set_write_timeout(Some(Duration::from_secs(120))).unwrap();

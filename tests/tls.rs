@@ -11,7 +11,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -780,31 +780,14 @@ fn a_100_mb_flood_through_tls_into_a_slow_protocol_stays_bounded_and_loses_nothi
     const TOTAL: usize = 100 * 1024 * 1024;
     let rt = runtime(2);
     let pki = pki();
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let total = Arc::new(AtomicU64::new(0));
-    let sum = Arc::new(AtomicU64::new(0));
-    let slow = rt
-        .handle()
-        .spawn_with(
-            Slow {
-                in_flight: in_flight.clone(),
-                peak: peak.clone(),
-                total: total.clone(),
-                sum: sum.clone(),
-            },
-            SpawnOptions::new().capacity(8),
-        )
-        .unwrap();
+    let sink = SlowSink::start(&rt);
+    let (peak, total, sum) = (sink.peak.clone(), sink.total.clone(), sink.sum.clone());
     let l = listen_tls(
         rt.handle(),
         loopback(),
         ListenOptions::new(),
         pki.server().build().unwrap(),
-        move || Forward {
-            to: slow.clone(),
-            in_flight: in_flight.clone(),
-        },
+        sink.factory(),
     )
     .unwrap();
     let (mut tls, mut s) = raw_client(&pki, l.local_addr());

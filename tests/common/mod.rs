@@ -260,3 +260,50 @@ impl Actor for Slow {
         Ok(())
     }
 }
+
+/// A slow consumer (a mailbox of 8) and what it counts, for the flood
+/// tests: every connection made by [`factory`](Self::factory) forwards to it.
+pub struct SlowSink {
+    to: Addr<Slow>,
+    in_flight: Arc<AtomicUsize>,
+    pub peak: Arc<AtomicUsize>,
+    pub total: Arc<AtomicU64>,
+    pub sum: Arc<AtomicU64>,
+}
+
+impl SlowSink {
+    pub fn start(rt: &Runtime) -> SlowSink {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let total = Arc::new(AtomicU64::new(0));
+        let sum = Arc::new(AtomicU64::new(0));
+        let to = rt
+            .handle()
+            .spawn_with(
+                Slow {
+                    in_flight: in_flight.clone(),
+                    peak: peak.clone(),
+                    total: total.clone(),
+                    sum: sum.clone(),
+                },
+                SpawnOptions::new().capacity(8),
+            )
+            .unwrap();
+        SlowSink {
+            to,
+            in_flight,
+            peak,
+            total,
+            sum,
+        }
+    }
+
+    /// A protocol factory for a listener.
+    pub fn factory(&self) -> impl Fn() -> Forward + Send + Sync + 'static {
+        let (to, in_flight) = (self.to.clone(), self.in_flight.clone());
+        move || Forward {
+            to: to.clone(),
+            in_flight: in_flight.clone(),
+        }
+    }
+}

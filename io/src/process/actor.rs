@@ -370,19 +370,7 @@ impl<P: ProcessProtocol> ProcessActor<P> {
                 }
                 let fd = pipe.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
                 match nix::unistd::read(fd, &mut buf) {
-                    Ok(0) | Err(nix::errno::Errno::EIO) => {
-                        // End of its output (EIO: a PTY whose other side
-                        // closed).
-                        let child_fd = pipe.child_fd;
-                        let report = !pipe.reported;
-                        pipe.reported = true;
-                        close_pipe(pipe, ctx);
-                        if report {
-                            self.protocol
-                                .fd_closed(&mut Self::proc(child, ctx), child_fd)?;
-                        }
-                    }
-                    Ok(n) => {
+                    Ok(n) if n > 0 => {
                         budget = budget.saturating_sub(n);
                         let child_fd = pipe.child_fd;
                         self.protocol
@@ -390,7 +378,9 @@ impl<P: ProcessProtocol> ProcessActor<P> {
                     }
                     Err(nix::errno::Errno::EAGAIN) => pipe.ready = false,
                     Err(nix::errno::Errno::EINTR) => {}
-                    Err(_) => {
+                    // The end of its output (0; EIO: a PTY whose other
+                    // side closed), or a pipe that failed.
+                    Ok(_) | Err(_) => {
                         let child_fd = pipe.child_fd;
                         let report = !pipe.reported;
                         pipe.reported = true;

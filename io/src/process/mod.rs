@@ -278,22 +278,19 @@ pub enum SpawnStep {
 impl SpawnStep {
     fn from_code(code: u8) -> SpawnStep {
         use SpawnStep::*;
-        [
-            Pipes,
-            Fork,
-            Session,
-            Groups,
-            Gid,
-            Uid,
-            Descriptors,
-            Cwd,
-            Exec,
-            Pidfd,
-            Terminal,
-        ]
-        .into_iter()
-        .find(|s| *s as u8 == code)
-        .unwrap_or(Exec)
+        match code {
+            1 => Pipes,
+            2 => Fork,
+            3 => Session,
+            4 => Groups,
+            5 => Gid,
+            6 => Uid,
+            7 => Descriptors,
+            8 => Cwd,
+            10 => Pidfd,
+            11 => Terminal,
+            _ => Exec,
+        }
     }
 }
 
@@ -396,6 +393,15 @@ impl ProcessStatus {
         match self {
             ProcessStatus::Signaled { signal, .. } => Some(signal),
             ProcessStatus::Exited(_) => None,
+        }
+    }
+
+    /// The status as a shell reports it in `$?`: the exit code, or 128
+    /// plus the signal's number.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ProcessStatus::Exited(code) => code,
+            ProcessStatus::Signaled { signal, .. } => 128 + signal,
         }
     }
 
