@@ -823,3 +823,32 @@ fn a_user_and_group_are_switched_or_refused_with_the_os_error() {
         }
     }
 }
+
+#[test]
+fn a_new_session_or_process_group_is_the_childs_own() {
+    let rt = runtime(2);
+    // The shell reads its own pid, process group and session.
+    let ids = |session: weft::io::process::Session| {
+        let (tx, rx) = mpsc::channel();
+        let spec = sh("read -r line < /proc/$$/stat; echo \"$line\"").session(session);
+        let child = spawn_process(rt.handle(), spec, Record::new(tx)).unwrap();
+        let run = until_ended(&rx);
+        let line = text(&run, 1);
+        let (_, rest) = line.rsplit_once(')').expect("a stat line");
+        let f: Vec<i32> = rest
+            .split_whitespace()
+            .skip(2)
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        (child.pid(), f[0], f[1])
+    };
+    let my_session = nix::unistd::getsid(None).unwrap().as_raw();
+    let (pid, pgrp, sid) = ids(weft::io::process::Session::NewSession);
+    assert_eq!((pgrp, sid), (pid, pid));
+    let (pid, pgrp, sid) = ids(weft::io::process::Session::NewGroup);
+    assert_eq!((pgrp, sid), (pid, my_session));
+    let (pid, pgrp, sid) = ids(weft::io::process::Session::Inherit);
+    assert_ne!(pgrp, pid);
+    assert_eq!(sid, my_session);
+}
