@@ -852,3 +852,50 @@ fn a_new_session_or_process_group_is_the_childs_own() {
     assert_ne!(pgrp, pid);
     assert_eq!(sid, my_session);
 }
+
+#[test]
+fn a_protocol_muted_by_a_full_mailbox_stops_reading_and_loses_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const TOTAL: usize = 10_000_000;
+    struct ToSlow {
+        to: Addr<Slow>,
+        in_flight: Arc<AtomicUsize>,
+        done: Sender<ProcessStatus>,
+    }
+    impl ProcessProtocol for ToSlow {
+        type Msg = ();
+        fn data(&mut self, p: &mut Proc<'_, '_, Self>, _fd: i32, data: &[u8]) -> ActorResult {
+            self.in_flight.fetch_add(data.len(), Ordering::SeqCst);
+            // A full mailbox mutes this actor: it reads no more meanwhile.
+            let _ = p.ctx().send(&self.to, data.to_vec());
+            Ok(())
+        }
+        fn ended(&mut self, _p: &mut Proc<'_, '_, Self>, status: ProcessStatus) {
+            let _ = self.done.send(status);
+        }
+    }
+    let rt = runtime(2);
+    let sink = SlowSink::start(&rt);
+    let (to, in_flight) = sink.target();
+    let (done, ended) = mpsc::channel();
+    let spec = sh(&format!("head -c {TOTAL} /dev/zero"));
+    spawn_process(
+        rt.handle(),
+        spec,
+        ToSlow {
+            to,
+            in_flight,
+            done,
+        },
+    )
+    .unwrap();
+    assert!(recv(&ended).success());
+    eventually("the consumer has every byte", || {
+        sink.total.load(Ordering::SeqCst) as usize == TOTAL
+    });
+    // Bounded by the consumer's mailbox (8 behind the one it works on,
+    // and the send held while muted), each at most one read (64 KiB).
+    let peak = sink.peak.load(Ordering::SeqCst);
+    assert!(peak <= (2 * 8 + 1) * 64 * 1024, "{peak} bytes in flight");
+}

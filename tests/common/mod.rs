@@ -298,6 +298,12 @@ impl SlowSink {
         }
     }
 
+    /// The consumer's address and the in-flight counter to add to before
+    /// each send (for a producer that is not a connection).
+    pub fn target(&self) -> (Addr<Slow>, Arc<AtomicUsize>) {
+        (self.to.clone(), self.in_flight.clone())
+    }
+
     /// A protocol factory for a listener.
     pub fn factory(&self) -> impl Fn() -> Forward + Send + Sync + 'static {
         let (to, in_flight) = (self.to.clone(), self.in_flight.clone());

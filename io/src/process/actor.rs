@@ -361,7 +361,13 @@ impl<P: ProcessProtocol> ProcessActor<P> {
                 if pipe.dir != Dir::Read || !pipe.ready || pipe.fd.is_none() {
                     break;
                 }
-                if child.read_paused || ctx.is_muted() {
+                if child.read_paused {
+                    // `resume_reading` sends `ReadMore`.
+                    return Ok(());
+                }
+                if ctx.is_muted() {
+                    // Handled once the held send is delivered.
+                    ctx.send_self(ProcMsg::ReadMore);
                     return Ok(());
                 }
                 if budget == 0 {
