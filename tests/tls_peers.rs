@@ -1,7 +1,8 @@
 //! TLS against real peers on 127.0.0.1: `openssl s_client` (SNI, ALPN,
-//! a client certificate, close_notify) and `curl` (HTTPS with ALPN
-//! `http/1.1`) talking to weft's `listen_tls`. Both tools are on the
-//! machine image; `.ci/run` installs them where they are missing.
+//! a client certificate, close_notify), `curl` (HTTPS with ALPN
+//! `http/1.1`) and Python's `ssl` module (TLS 1.2 resumption) talking to
+//! weft's `listen_tls`. The tools are on the machine image; `.ci/run`
+//! installs them where they are missing.
 
 mod common;
 
@@ -256,4 +257,63 @@ fn curl_fetches_over_https_with_alpn_http_1_1() {
             .stderr(Stdio::piped()),
     ));
     assert!(!refused.0, "curl accepted an untrusted certificate");
+}
+
+/// Python's `ssl` module as the client: SNI, ALPN, TLS 1.2 session
+/// resumption on the second connection, and close_notify both ways.
+const PYTHON_CLIENT: &str = r#"
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+session = None
+for _ in range(2):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname="named.test", session=session)
+    s.sendall(b"ping from python\n")
+    got = b""
+    while not got.endswith(b"\n"):
+        got += s.recv(100)
+    print(s.version(), s.selected_alpn_protocol(), s.session_reused, got.decode().strip(), flush=True)
+    session = s.session
+    s.unwrap()
+    raw.close()
+"#;
+
+#[test]
+fn python_ssl_resumes_a_tls_1_2_session_with_sni_and_alpn() {
+    let rt = runtime(2);
+    let ca = certs::ca("weft test CA");
+    let cert = ca.server(&["named.test"]);
+    let (listening, seen) = serve(
+        &rt,
+        TlsServerBuilder::new()
+            .cert(cert.chain.clone(), cert.key())
+            .alpn(["http/1.1"])
+            .build()
+            .unwrap(),
+    );
+    let pems = Pems::new("python");
+    let ca_file = pems.write("ca.pem", &ca.pem());
+    let port = listening.local_addr().port().to_string();
+    let (ok, out, err) = wait_output(spawn_guarded(
+        Command::new("python3")
+            .args(["-c", PYTHON_CLIENT, &port, &ca_file])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    ));
+    assert!(ok, "python failed: {err}");
+    assert_eq!(
+        out,
+        "TLSv1.2 http/1.1 False ping from python\nTLSv1.2 http/1.1 True ping from python\n"
+    );
+    let first = ready(&seen);
+    assert_eq!(first.server_name.as_deref(), Some("named.test"));
+    assert!(!first.resumed);
+    assert_eq!(closed(&seen), CloseReason::Clean);
+    let second = ready(&seen);
+    assert!(second.resumed);
+    assert_eq!(closed(&seen), CloseReason::Clean);
 }
