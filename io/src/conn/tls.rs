@@ -12,7 +12,10 @@
 //!   the plaintext rustls holds went to the protocol: a short socket read
 //!   says the socket is drained, not that rustls is. The short read is
 //!   only trusted within the loop that saw it (a later turn may follow a
-//!   new edge).
+//!   new edge), and only for a small read (under 2 KiB).
+//! * Writes made during a read loop gather in the write buffer (below
+//!   64 KiB and the high watermark, `Core::coalesce`) and are flushed when
+//!   the loop ends, so the replies to several records leave together.
 //! * A failed handshake never reaches the protocol: `connect_tls` gets a
 //!   [`ConnectError`], an accepted connection just ends; after the
 //!   handshake, a TLS failure is the [`CloseReason`] given to `closed`.
