@@ -58,13 +58,15 @@ thread_local! {
     static READ_BUF: StdCell<Option<Box<[u8]>>> = const { StdCell::new(None) };
 }
 
-fn take_buf() -> Box<[u8]> {
+/// The calling thread's read buffer (taken: a nested use gets a new one).
+pub(crate) fn take_buf() -> Box<[u8]> {
     READ_BUF
         .with(|b| b.take())
         .unwrap_or_else(|| vec![0u8; READ_CHUNK].into_boxed_slice())
 }
 
-fn put_buf(buf: Box<[u8]>) {
+/// Gives the read buffer back for the thread's next read.
+pub(crate) fn put_buf(buf: Box<[u8]>) {
     READ_BUF.with(|b| b.set(Some(buf)));
 }
 

@@ -350,11 +350,18 @@ impl<P: ProcessProtocol> ProcessActor<P> {
     }
 
     fn read_pipes(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        // The worker thread's read buffer (shared with the connections).
+        let mut buf = crate::conn::take_buf();
+        let result = self.read_pipes_into(&mut buf, ctx);
+        crate::conn::put_buf(buf);
+        result
+    }
+
+    fn read_pipes_into(&mut self, buf: &mut [u8], ctx: &mut Ctx<'_, Self>) -> ActorResult {
         let Some(child) = self.child.as_mut() else {
             return Ok(());
         };
         let mut budget = child.read_budget;
-        let mut buf = vec![0u8; 64 * 1024];
         for i in 0..child.pipes.len() {
             loop {
                 let pipe = &mut child.pipes[i];
@@ -375,7 +382,7 @@ impl<P: ProcessProtocol> ProcessActor<P> {
                     return Ok(());
                 }
                 let fd = pipe.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
-                match nix::unistd::read(fd, &mut buf) {
+                match nix::unistd::read(fd, buf) {
                     Ok(n) if n > 0 => {
                         budget = budget.saturating_sub(n);
                         let child_fd = pipe.child_fd;
