@@ -343,8 +343,6 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
     let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: fills the local set.
     unsafe { libc::sigemptyset(&mut empty) };
-    let (err_read, err_write) = pipe().map_err(os(SpawnStep::Pipes))?;
-    let err_fd = err_write.as_raw_fd();
     let session = if pty {
         Session::NewSession
     } else {
@@ -403,6 +401,10 @@ pub(crate) fn start(spec: &mut ProcessSpec) -> Result<Started, SpawnError> {
             return finish(spec, pid, pipes, pty_master);
         }
     }
+
+    // The fork path: the child reports a failed step on this pipe.
+    let (err_read, err_write) = pipe().map_err(os(SpawnStep::Pipes))?;
+    let err_fd = err_write.as_raw_fd();
 
     // SAFETY: fork in a multithreaded program: the child below makes only
     // async-signal-safe calls (sigprocmask, signal, setsid, setpgid,
