@@ -480,18 +480,8 @@ fn many_children_leave_no_zombie(use_sigchld: bool) {
         }
     }
     // Ended comes after the reaping: none of them is left as a zombie.
-    let me = std::process::id().to_string();
     for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, r)| r)
-            .split_whitespace()
-            .collect();
-        assert!(
-            !(fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str())),
-            "{pid} is a zombie"
-        );
+        assert!(!is_our_zombie(&pid.to_string()), "{pid} is a zombie");
     }
 }
 
@@ -547,21 +537,26 @@ fn a_failing_process_actor_is_restarted_by_its_supervisor() {
     }
 }
 
+/// The fields of `/proc/PID/stat` after the command name (state, parent,
+/// process group, session...); None once the process is gone.
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+/// `pid` is a zombie child of this test process.
+fn is_our_zombie(pid: &str) -> bool {
+    let me = std::process::id().to_string();
+    stat_fields(pid).is_some_and(|f| f.len() > 1 && f[0] == "Z" && f[1] == me)
+}
+
 /// No child of this test process is a zombie.
 fn no_zombies() -> bool {
-    let me = std::process::id().to_string();
-    let mut zombies = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str()) {
-            zombies.push(entry.file_name());
-        }
-    }
-    zombies.is_empty()
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .all(|entry| !is_our_zombie(&entry.file_name().to_string_lossy()))
 }
 
 /// Waits for output on descriptor 1 containing `want`; returns it all.
@@ -681,9 +676,7 @@ fn ctrl_c_typed_into_the_pty_interrupts_the_child() {
 
 /// The state letter of `pid` in /proc (None once it is gone).
 fn proc_state(pid: i32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().next().map(String::from)
+    stat_fields(&pid.to_string())?.into_iter().next()
 }
 
 fn started_pid(rx: &mpsc::Receiver<Ev>) -> i32 {
