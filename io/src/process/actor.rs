@@ -43,10 +43,6 @@ pub enum ProcMsg<M> {
 }
 
 impl<M> ProcMsg<M> {
-    pub(crate) fn read_more() -> Self {
-        ProcMsg::ReadMore
-    }
-
     pub(crate) fn into_user(self) -> M {
         match self {
             ProcMsg::User(m) => m,

@@ -595,7 +595,7 @@ impl<'c, P: ProcessProtocol> Proc<'_, 'c, P> {
     pub fn resume_reading(&mut self) {
         if self.child.read_paused {
             self.child.read_paused = false;
-            self.ctx.send_self(ProcMsg::read_more());
+            self.ctx.send_self(ProcMsg::ReadMore);
         }
     }
 
