@@ -56,8 +56,9 @@ pub mod prelude {
         Recipient, ReplyTo, SendError, Spawn, SpawnOptions, Stopping, TimerHandle,
     };
     pub use weft_io::{
-        connect_tcp, connect_tls, listen_tcp, listen_tls, CloseReason, Conn, ConnMsg, ConnOptions,
-        ConnRef, ConnectOptions, ListenOptions, Protocol, StopMode,
+        connect_tcp, connect_tls, connect_unix, listen_tcp, listen_tls, listen_unix, Address,
+        CloseReason, Conn, ConnMsg, ConnOptions, ConnRef, ConnectOptions, ListenOptions, Protocol,
+        StopMode, UnixAddr,
     };
     pub use weft_runtime::{Handle, ManualClock, MissedTicks, Phase, Runtime};
 }

@@ -736,3 +736,56 @@ fn proc_supervisor_restarts_a_failing_command_until_the_intensity_is_exceeded() 
         "{text}"
     );
 }
+
+#[test]
+fn unix_echo_greets_nc_with_its_credentials_and_removes_its_socket_on_sigterm() {
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("weft-unix-echo-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("echo.sock");
+    let (mut server, lines) = spawn_with_lines(
+        Command::new(example_path("unix_echo"))
+            .arg(&path)
+            .arg("660"),
+    );
+    assert_eq!(
+        recv(&lines),
+        format!("unix_echo: listening on {}", path.display())
+    );
+    let mode = Command::new("stat")
+        .args(["-c", "%a"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&mode.stdout).trim(), "660");
+
+    // The doc's command: `nc -U PATH`.
+    let mut nc = spawn_guarded(
+        Command::new("nc")
+            .arg("-U")
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let replies = stdout_lines(&mut nc);
+    let greeting = recv(&replies);
+    assert!(
+        greeting.starts_with(&format!("hello pid {} (uid ", nc.id())),
+        "{greeting}"
+    );
+    nc.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"over a unix socket\n")
+        .unwrap();
+    assert_eq!(recv(&replies), "over a unix socket");
+    drop(nc);
+
+    let pid = nix::unistd::Pid::from_raw(server.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).unwrap();
+    assert!(recv(&lines).contains("stopped; 1 connections served"));
+    assert!(server.wait().unwrap().success());
+    assert!(!path.exists(), "the socket file is removed on stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}

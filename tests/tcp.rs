@@ -204,7 +204,7 @@ fn connect_refused_bad_address_and_unresolvable_names_are_errors() {
     let err = connect_tcp(rt.handle(), port, ConnectOptions::new(), echo())
         .wait(WAIT)
         .unwrap_err();
-    assert_eq!(err, ConnectError::Refused(port));
+    assert_eq!(err, ConnectError::Refused(port.into()));
 
     for bad in [
         "127.0.0.1",

@@ -23,10 +23,17 @@ use weft_runtime::{Handle, Readiness};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
+use crate::addr::{Address, UnixAddr};
 use crate::conn::{ConnMsg, ConnOptions, ConnRef, Connection, Core, Event, Handshake, Phase};
 use crate::protocol::Protocol;
 use crate::tls::layer::TlsLayer;
 use crate::transport::Transport;
+use crate::unix::UnixIo;
+
+/// The first and the longest wait before a UNIX connect that found the
+/// listener's backlog full is tried again.
+const UNIX_RETRY_MIN: Duration = Duration::from_millis(1);
+const UNIX_RETRY_MAX: Duration = Duration::from_millis(100);
 
 /// Where to connect: socket addresses, or a host name and port resolved
 /// on the blocking pool. Built from a `SocketAddr`, a `"host:port"` or
@@ -204,7 +211,7 @@ pub enum ConnectError {
     },
     /// Nothing listens there: the peer refused.
     #[error("connection refused by {0}")]
-    Refused(SocketAddr),
+    Refused(Address),
     /// No connection within the timeout.
     #[error("connect timed out")]
     TimedOut,
@@ -212,7 +219,7 @@ pub enum ConnectError {
     #[error("connecting to {addr:?} failed: {message}")]
     Io {
         /// The address being tried, if one was.
-        addr: Option<SocketAddr>,
+        addr: Option<Address>,
         /// The error's kind.
         kind: io::ErrorKind,
         /// The error's text.
@@ -223,7 +230,7 @@ pub enum ConnectError {
     #[error("TLS handshake with {addr:?} failed: {error}")]
     Tls {
         /// The server's address.
-        addr: Option<SocketAddr>,
+        addr: Option<Address>,
         /// rustls' error.
         error: crate::tls::TlsError,
     },
@@ -237,7 +244,7 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    fn io(addr: Option<SocketAddr>, e: &io::Error) -> Self {
+    pub(crate) fn io(addr: Option<Address>, e: &io::Error) -> Self {
         match (e.kind(), addr) {
             (io::ErrorKind::ConnectionRefused, Some(addr)) => ConnectError::Refused(addr),
             (io::ErrorKind::TimedOut, _) => ConnectError::TimedOut,
@@ -258,6 +265,10 @@ pub(crate) struct ConnectState<P: Protocol> {
     target: Option<Target>,
     addrs: VecDeque<SocketAddr>,
     current: Option<SocketAddr>,
+    /// `connect_unix`: the address, and the delay before retrying a
+    /// connect that found the backlog full.
+    unix: Option<UnixAddr>,
+    unix_retry: Duration,
     bind: Option<SocketAddr>,
     timeout: Duration,
     resolver: Option<Resolver>,
@@ -415,6 +426,16 @@ pub fn connect_tls<P: Protocol>(
     spawn_connecting(handle, target, options, tls, protocol)
 }
 
+/// `connect_unix`'s actor: the connecting phase with a UNIX address.
+pub(crate) fn spawn_connect_unix<P: Protocol>(
+    handle: &Handle,
+    addr: UnixAddr,
+    options: ConnectOptions,
+    protocol: P,
+) -> Connecting<P> {
+    spawn_connecting_with(handle, None, Some(addr), options, None, protocol)
+}
+
 fn spawn_connecting<P: Protocol>(
     handle: &Handle,
     target: Target,
@@ -422,12 +443,25 @@ fn spawn_connecting<P: Protocol>(
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     protocol: P,
 ) -> Connecting<P> {
+    spawn_connecting_with(handle, Some(target), None, options, tls, protocol)
+}
+
+fn spawn_connecting_with<P: Protocol>(
+    handle: &Handle,
+    target: Option<Target>,
+    unix: Option<UnixAddr>,
+    options: ConnectOptions,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    protocol: P,
+) -> Connecting<P> {
     let (reply, pending) = reply_slot();
     let state = ConnectState {
         reply: Some(reply),
-        target: Some(target),
+        target,
         addrs: VecDeque::new(),
         current: None,
+        unix,
+        unix_retry: Duration::ZERO,
         bind: options.bind,
         timeout: options.timeout,
         resolver: options.resolver,
@@ -485,6 +519,7 @@ impl<P: Protocol> Connection<P> {
             Event::Close | Event::Abort => self.connect_fail(ConnectError::Aborted, ctx),
             Event::Resolved(result) => self.connect_resolved(result, ctx),
             Event::ConnectTimeout => self.connect_fail(ConnectError::TimedOut, ctx),
+            Event::ConnectRetry => self.connect_unix_now(ctx),
             // Armed only once the connection is open.
             Event::ReadMore
             | Event::IdleCheck(_)
@@ -500,6 +535,10 @@ impl<P: Protocol> Connection<P> {
             return Ok(());
         };
         state.timer = Some(ctx.send_later(state.timeout, ConnMsg(Event::ConnectTimeout)));
+        if state.unix.is_some() {
+            self.connect_unix_now(ctx);
+            return Ok(());
+        }
         match state.target.take() {
             Some(Target::Addrs(addrs)) => {
                 state.addrs = addrs.into();
@@ -592,7 +631,9 @@ impl<P: Protocol> Connection<P> {
                             self.core.io = Transport::Tcp(stream);
                             return;
                         }
-                        Err(e) => state.last_error = Some(ConnectError::io(Some(addr), &e)),
+                        Err(e) => {
+                            state.last_error = Some(ConnectError::io(Some(Address::Inet(addr)), &e))
+                        }
                     }
                 }
                 Err(e) => state.last_error = Some(e),
@@ -609,7 +650,10 @@ impl<P: Protocol> Connection<P> {
         let Phase::Connecting(state) = &mut self.phase else {
             return Ok(());
         };
-        let addr = state.current;
+        let addr = match &state.unix {
+            Some(unix) => Some(Address::Unix(unix.clone())),
+            None => state.current.map(Address::Inet),
+        };
         let failure = match self.core.io.take_error() {
             Ok(Some(e)) | Err(e) => Some(e),
             Ok(None) => match self.core.io.peer_addr() {
@@ -625,9 +669,14 @@ impl<P: Protocol> Connection<P> {
             },
         };
         if let Some(e) = failure {
-            state.last_error = Some(ConnectError::io(addr, &e));
+            let error = ConnectError::io(addr, &e);
             self.release_transport(ctx);
-            self.connect_next(ctx);
+            if self.core_unix_target() {
+                self.connect_fail(error, ctx);
+            } else if let Phase::Connecting(state) = &mut self.phase {
+                state.last_error = Some(error);
+                self.connect_next(ctx);
+            }
             return Ok(());
         }
         let mut state = self.take_connect_state().expect("checked above");
@@ -665,7 +714,7 @@ impl<P: Protocol> Connection<P> {
         mut state: ConnectState<P>,
         config: Arc<ClientConfig>,
         name: ServerName<'static>,
-        addr: Option<SocketAddr>,
+        addr: Option<Address>,
         r: Readiness,
         ctx: &mut Ctx<'_, Self>,
     ) -> weft_actors::ActorResult {
@@ -705,10 +754,58 @@ impl<P: Protocol> Connection<P> {
     }
 
     fn release_transport(&mut self, ctx: &mut Ctx<'_, Self>) {
-        if let (Some(token), Transport::Tcp(stream)) = (self.core.token.take(), &mut self.core.io) {
-            let _ = ctx.deregister_io(stream, token);
+        if let Some(token) = self.core.token.take() {
+            if let Some(source) = self.core.io.source() {
+                let _ = ctx.deregister_io(source, token);
+            }
         }
         self.core.io = Transport::Closed;
+    }
+
+    fn core_unix_target(&self) -> bool {
+        matches!(&self.phase, Phase::Connecting(state) if state.unix.is_some())
+    }
+
+    /// `connect_unix`: connects now (a UNIX connect completes or fails at
+    /// once), or retries later when the listener's backlog is full.
+    fn connect_unix_now(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let Phase::Connecting(state) = &mut self.phase else {
+            return;
+        };
+        let Some(addr) = state.unix.clone() else {
+            return;
+        };
+        match crate::unix::start_connect(&addr) {
+            Ok(stream) => {
+                let mut io = Transport::Unix(Box::new(UnixIo::new(stream)));
+                let source = io.source().expect("a socket");
+                match ctx.register_io(source, Interest::READABLE | Interest::WRITABLE, |r| {
+                    ConnMsg(Event::Io(r))
+                }) {
+                    Ok(token) => {
+                        self.core.token = Some(token);
+                        self.core.io = io;
+                    }
+                    Err(e) => {
+                        self.connect_fail(ConnectError::io(Some(Address::Unix(addr)), &e), ctx)
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The backlog is full: try again shortly (the connect
+                // timeout still bounds the whole attempt).
+                state.unix_retry = (state.unix_retry * 2).clamp(UNIX_RETRY_MIN, UNIX_RETRY_MAX);
+                ctx.send_later(state.unix_retry, ConnMsg(Event::ConnectRetry));
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => self.connect_fail(
+                ConnectError::BadAddress {
+                    input: addr.to_string(),
+                    problem: e.to_string(),
+                },
+                ctx,
+            ),
+            Err(e) => self.connect_fail(ConnectError::io(Some(Address::Unix(addr)), &e), ctx),
+        }
     }
 
     /// Gives up: the error goes to whoever waits, the actor stops.
@@ -730,12 +827,12 @@ impl<P: Protocol> Connection<P> {
 
 /// A non-blocking socket connecting to `addr` (from `bind` if given).
 fn start_connect(addr: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStream, ConnectError> {
-    let err = |e: io::Error| ConnectError::io(Some(addr), &e);
+    let err = |e: io::Error| ConnectError::io(Some(Address::Inet(addr)), &e);
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
     if let Some(bind) = bind {
         socket.bind(&bind.into()).map_err(|e| ConnectError::Io {
-            addr: Some(addr),
+            addr: Some(Address::Inet(addr)),
             kind: e.kind(),
             message: format!("cannot bind to {bind}: {e}"),
         })?;

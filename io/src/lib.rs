@@ -22,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+mod addr;
 mod conn;
 mod connect;
 mod listener;
@@ -31,9 +32,11 @@ mod protocol;
 mod stats;
 pub mod tls;
 mod transport;
+pub mod unix;
 
 use std::sync::Arc;
 
+pub use addr::{Address, UnixAddr};
 pub use conn::{Conn, ConnMsg, ConnOptions, ConnRef, Connection, WriteError};
 pub use connect::{
     connect_tcp, connect_tls, ConnectError, ConnectOptions, Connecting, Resolver, Target,
@@ -44,6 +47,7 @@ pub use listener::{
 };
 pub use memory::{MemoryClose, MemoryPeer, MEMORY_LOCAL_ADDR, MEMORY_PEER_ADDR};
 pub use protocol::{CloseReason, Protocol};
+pub use unix::{connect_unix, listen_unix, PeerCred};
 
 use weft_actors::Spawn;
 

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::OwnedFd;
 
 use weft_actors::{ActorResult, ExitReason};
 
@@ -102,6 +103,26 @@ pub trait Protocol: Send + Sized + 'static {
     /// connection is closing.
     fn write_drained(&mut self, conn: &mut Conn<'_, '_, Self>) {
         let _ = conn;
+    }
+
+    /// A UNIX connection received descriptors (close-on-exec, owned: keep
+    /// them, hand them on, or drop them to close them). Called before
+    /// [`data`](Self::data) gets the bytes read with them; the peer sent
+    /// them with the first of those bytes or a later one. The default
+    /// drops (closes) them.
+    fn fds_received(&mut self, conn: &mut Conn<'_, '_, Self>, fds: Vec<OwnedFd>) -> ActorResult {
+        let _ = (conn, fds);
+        Ok(())
+    }
+
+    /// The kernel could not hand over every descriptor the peer sent
+    /// (`MSG_CTRUNC`: typically this process is at its descriptor limit);
+    /// the ones that did arrive were given to `fds_received` first. The
+    /// default fails the connection with an error, since descriptors the
+    /// peer counts on were lost; override to carry on.
+    fn fds_truncated(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+        let _ = conn;
+        Err("descriptors from the peer were lost (MSG_CTRUNC: at the descriptor limit?)".into())
     }
 
     /// The connection ended, for `reason`. `conn` no longer writes, but

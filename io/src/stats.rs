@@ -48,7 +48,7 @@ pub(crate) struct Shared {
     pub(crate) paused: AtomicBool,
     /// Wakes the listener (its "a connection ended" message).
     pub(crate) listener: OnceLock<Recipient<()>>,
-    pub(crate) local: OnceLock<SocketAddr>,
+    pub(crate) local: OnceLock<crate::addr::Address>,
     pub(crate) done: Mutex<bool>,
     pub(crate) done_cond: Condvar,
 }
@@ -114,16 +114,22 @@ pub struct ListenerInfo {
 impl std::fmt::Debug for ListenerInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ListenerInfo")
-            .field("local_addr", &self.local_addr())
+            .field("address", &self.address())
             .field("stats", &self.stats())
             .finish()
     }
 }
 
 impl ListenerInfo {
-    /// The bound address (with the port the OS chose), once listening.
+    /// The bound internet address (with the port the OS chose), once
+    /// listening; `None` for a UNIX listener (see [`address`](Self::address)).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.shared.iter().find_map(|s| s.local.get().copied())
+        self.address().and_then(|a| a.inet())
+    }
+
+    /// The bound address, internet or UNIX, once listening.
+    pub fn address(&self) -> Option<crate::addr::Address> {
+        self.shared.iter().find_map(|s| s.local.get().cloned())
     }
 
     /// The counters now (summed over the listening sockets).

@@ -10,7 +10,9 @@
 //! Must not touch: the protocol or the actor context (the callers in
 //! `mod.rs` and `handle.rs` do that).
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +31,9 @@ const DIRECT_WRITE: usize = 16 * 1024;
 const COALESCE: usize = 64 * 1024;
 /// An empty write buffer whose capacity is above this gives it back.
 const KEEP_CAPACITY: usize = 64 * 1024;
+/// What one queued descriptor counts as toward the watermarks and the
+/// write-buffer limit, in bytes.
+pub(crate) const FD_WEIGHT: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Closing {
@@ -104,6 +109,14 @@ pub(crate) struct Core {
     pub(crate) drain_wanted: bool,
     /// The TLS layer, once the connection runs TLS.
     pub(crate) tls: Option<Box<TlsLayer>>,
+    /// Bytes the socket took over the connection's life (the positions
+    /// of `fds_out` are counted in it).
+    pub(crate) sent: u64,
+    /// Descriptors to send, each batch with the byte at its stream
+    /// position (ascending; every position is within the buffer).
+    pub(crate) fds_out: VecDeque<(u64, Vec<OwnedFd>)>,
+    /// Descriptors in `fds_out`.
+    pub(crate) fds_queued: usize,
 }
 
 impl Core {
@@ -133,6 +146,9 @@ impl Core {
             paused_seen: std::cell::Cell::new(false),
             drain_wanted: false,
             tls: None,
+            sent: 0,
+            fds_out: VecDeque::new(),
+            fds_queued: 0,
         }
     }
 
@@ -143,9 +159,35 @@ impl Core {
     }
 
     /// What is queued and not yet taken by the socket: the write buffer,
-    /// and under TLS the plaintext waiting for the handshake.
+    /// under TLS the plaintext waiting for the handshake, and
+    /// [`FD_WEIGHT`] per queued descriptor.
     pub(crate) fn buffered(&self) -> usize {
-        self.wbuf.len() - self.wpos + self.tls.as_ref().map_or(0, |t| t.early.len())
+        self.wbuf.len() - self.wpos
+            + self.tls.as_ref().map_or(0, |t| t.early.len())
+            + self.fds_queued * FD_WEIGHT
+    }
+
+    /// Why the connection ended when writing failed with `e`: the
+    /// error's reason, except that after the peer's TLS close_notify a
+    /// failure to deliver only our own close_notify is a clean end (the
+    /// peer said it was done and closed its socket; nothing of ours that
+    /// it would read was lost).
+    pub(crate) fn write_failed(&self, e: &io::Error) -> CloseReason {
+        match &self.tls {
+            Some(tls) if self.read_eof && tls.close_sent && self.buffered() <= tls.close_len => {
+                CloseReason::Clean
+            }
+            _ => CloseReason::from_io(e),
+        }
+    }
+
+    /// Drops everything queued (an abort, or the transport released);
+    /// queued descriptors are closed.
+    pub(crate) fn discard_output(&mut self) {
+        self.wbuf = Vec::new();
+        self.wpos = 0;
+        self.fds_out.clear();
+        self.fds_queued = 0;
     }
 
     /// Moves what TLS has to send (handshake, alerts) into the buffer.
@@ -177,9 +219,17 @@ impl Core {
     pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.pump_tls();
         while self.wpos < self.wbuf.len() && self.writable {
-            match self.io.write(&self.wbuf[self.wpos..]) {
+            let written = if self.fds_out.is_empty() {
+                self.io.write(&self.wbuf[self.wpos..])
+            } else {
+                self.write_marked()
+            };
+            match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wpos += n,
+                Ok(n) => {
+                    self.wpos += n;
+                    self.sent += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -199,11 +249,80 @@ impl Core {
         Ok(())
     }
 
+    /// One write when descriptors are queued: up to the next batch's
+    /// byte with `write`, or from it with `sendmsg` carrying the batch
+    /// (up to the batch after). The batch is sent (and closed here) once
+    /// any of its bytes went.
+    fn write_marked(&mut self) -> io::Result<usize> {
+        let (at, _) = self.fds_out[0];
+        let ahead = (at - self.sent) as usize;
+        if ahead > 0 {
+            return self.io.write(&self.wbuf[self.wpos..self.wpos + ahead]);
+        }
+        let end = match self.fds_out.get(1) {
+            Some((next, _)) => self.wpos + (next - self.sent) as usize,
+            None => self.wbuf.len(),
+        };
+        let raw: Vec<RawFd> = self.fds_out[0].1.iter().map(|fd| fd.as_raw_fd()).collect();
+        let n = self.io.send_with_fds(&self.wbuf[self.wpos..end], &raw)?;
+        if n > 0 {
+            if let Some((_, fds)) = self.fds_out.pop_front() {
+                self.fds_queued -= fds.len();
+            }
+        }
+        Ok(n)
+    }
+
+    /// `Conn::send_fds`: the checks, then `data` buffered (never written
+    /// directly) with the batch marked at its first byte.
+    pub(crate) fn buffer_fds<F: AsFd>(&mut self, data: &[u8], fds: &[F]) -> Result<(), WriteError> {
+        if !self.io.is_unix() || self.tls.is_some() {
+            return Err(if self.can_write() {
+                WriteError::FdsUnsupported
+            } else {
+                WriteError::Closed
+            });
+        }
+        if fds.len() > crate::unix::MAX_FDS_PER_MESSAGE {
+            return Err(WriteError::TooManyFds(fds.len()));
+        }
+        if data.len() < fds.len() {
+            return Err(WriteError::FdsExceedBytes {
+                fds: fds.len(),
+                bytes: data.len(),
+            });
+        }
+        let fds = fds
+            .iter()
+            .map(|fd| fd.as_fd().try_clone_to_owned())
+            .collect::<io::Result<Vec<OwnedFd>>>()
+            .map_err(|e| WriteError::FdDup(e.to_string()))?;
+        let weight = fds.len() * FD_WEIGHT;
+        let at = self.sent + (self.wbuf.len() - self.wpos) as u64;
+        self.buffer_inner(&[data], weight, false)?;
+        if !fds.is_empty() {
+            self.fds_queued += fds.len();
+            self.fds_out.push_back((at, fds));
+        }
+        Ok(())
+    }
+
     pub(crate) fn buffer(&mut self, parts: &[&[u8]]) -> Result<(), WriteError> {
+        self.buffer_inner(parts, 0, true)
+    }
+
+    /// Buffers `parts` (plus `extra` bytes of weight toward the limit),
+    /// writing them straight to the socket when `direct_ok` and worth it.
+    fn buffer_inner(
+        &mut self,
+        parts: &[&[u8]],
+        extra: usize,
+        direct_ok: bool,
+    ) -> Result<(), WriteError> {
         if !self.can_write() {
             return Err(WriteError::Closed);
         }
-        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + extra;
         let limit = self.opts.max_write_buffer.max(self.opts.high_water);
         // The limit first: a refused write has taken nothing, not even
         // the part a direct write would have handed to the socket.
@@ -220,7 +339,11 @@ impl Core {
             }
         }
         self.drain_wanted |= len > 0;
-        let direct = self.buffered() == 0 && self.writable && len >= DIRECT_WRITE && !self.coalesce;
+        let direct = direct_ok
+            && self.buffered() == 0
+            && self.writable
+            && len >= DIRECT_WRITE
+            && !self.coalesce;
         if let Some(tls) = &mut self.tls {
             if direct && tls.is_ready() {
                 self.writable = tls.write_direct(parts, &mut self.io, &mut self.wbuf);
@@ -242,7 +365,10 @@ impl Core {
                 }
             };
             match written {
-                Ok(n) => skip = n,
+                Ok(n) => {
+                    skip = n;
+                    self.sent += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 // The error shows again on the next flush, where it closes
                 // the connection; here the data is buffered as usual.

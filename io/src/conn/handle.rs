@@ -7,6 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use weft_actors::{ActorId, Addr, Ctx, ExitReason, Recipient, SendError, TimerHandle};
@@ -15,7 +16,9 @@ use weft_runtime::{Handle, Readiness};
 use super::core::{Closing, Core};
 use super::options::WriteError;
 use super::Connection;
+use crate::addr::Address;
 use crate::protocol::Protocol;
+use crate::unix::PeerCred;
 
 /// A connection actor's message: one of the protocol's own messages, or
 /// one of weft's (readiness, timers, close requests).
@@ -51,6 +54,8 @@ pub(crate) enum Event<M> {
     Resolved(io::Result<Vec<SocketAddr>>),
     /// The connect did not complete within its timeout.
     ConnectTimeout,
+    /// `connect_unix` found the listener's backlog full: try again.
+    ConnectRetry,
     /// Settle again (a pull producer had more rounds than one turn gives).
     Settle,
     /// The TLS handshake did not complete within its timeout.
@@ -109,8 +114,7 @@ impl<'c, P: Protocol> Conn<'_, 'c, P> {
     /// (Carried out when the callback returns.)
     pub fn abort(&mut self) {
         self.core.closing = Closing::Abort;
-        self.core.wbuf = Vec::new();
-        self.core.wpos = 0;
+        self.core.discard_output();
     }
 
     /// Shuts the write side once what is buffered is sent, and keeps
@@ -147,14 +151,44 @@ impl<'c, P: Protocol> Conn<'_, 'c, P> {
         self.core.io.set_keepalive(idle)
     }
 
-    /// The peer's address (an error once the connection is closed).
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+    /// The peer's address: internet, or UNIX (an error once the
+    /// connection is closed). `peer_addr()?.inet()` for a TCP peer's
+    /// `SocketAddr`.
+    pub fn peer_addr(&self) -> io::Result<Address> {
         self.core.io.peer_addr()
     }
 
     /// This end's address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub fn local_addr(&self) -> io::Result<Address> {
         self.core.io.local_addr()
+    }
+
+    /// A UNIX connection: the peer process's pid, uid and gid when it
+    /// connected (`SO_PEERCRED`), from `connected` on. An `Unsupported`
+    /// error for other transports.
+    pub fn peer_cred(&self) -> io::Result<PeerCred> {
+        self.core.io.peer_cred()
+    }
+
+    /// A UNIX connection: queues `data` with duplicates of `fds` attached
+    /// to its first byte (Twisted's `sendFileDescriptor`, several at
+    /// once). In order with the byte stream: the peer receives the
+    /// descriptors with the read that holds that byte, after every byte
+    /// written before. Yours stay yours (close them when you like); the
+    /// duplicates are closed here once sent.
+    ///
+    /// Refused, with nothing taken, when: the transport is not a UNIX
+    /// socket or runs TLS (`FdsUnsupported`); `data` is shorter than the
+    /// number of descriptors (`FdsExceedBytes`: every descriptor travels
+    /// with at least one byte, so a peer that reads one byte per
+    /// descriptor never waits); more than [`MAX_FDS_PER_MESSAGE`] at once
+    /// (`TooManyFds`); or as [`write`](Self::write) refuses. Each queued
+    /// descriptor counts as 1 KiB toward the watermarks and the
+    /// write-buffer limit.
+    ///
+    /// [`MAX_FDS_PER_MESSAGE`]: crate::unix::MAX_FDS_PER_MESSAGE
+    pub fn send_fds<F: AsFd>(&mut self, data: &[u8], fds: &[F]) -> Result<(), WriteError> {
+        self.core.buffer_fds(data, fds)
     }
 
     /// The idle timeout now in force.
@@ -296,6 +330,7 @@ impl<M> std::fmt::Debug for ConnMsg<M> {
             Event::DrainTimeout => "DrainTimeout",
             Event::Resolved(_) => "Resolved",
             Event::ConnectTimeout => "ConnectTimeout",
+            Event::ConnectRetry => "ConnectRetry",
             Event::Settle => "Settle",
             Event::HandshakeTimeout => "HandshakeTimeout",
         };

@@ -119,10 +119,11 @@ impl<P: Protocol> Connection<P> {
         let core = &mut self.core;
         match &mut core.io {
             // Registered while connecting.
-            Transport::Tcp(_) if core.token.is_some() => {}
-            Transport::Tcp(stream) => {
+            Transport::Tcp(_) | Transport::Unix(_) if core.token.is_some() => {}
+            io @ (Transport::Tcp(_) | Transport::Unix(_)) => {
+                let source = io.source().expect("a socket");
                 let token =
-                    ctx.register_io(stream, Interest::READABLE | Interest::WRITABLE, |r| {
+                    ctx.register_io(source, Interest::READABLE | Interest::WRITABLE, |r| {
                         ConnMsg(Event::Io(r))
                     })?;
                 core.token = Some(token);
@@ -177,7 +178,8 @@ impl<P: Protocol> Connection<P> {
             if self.core.buffered() > 0 && self.core.writable && !self.core.can_defer_flush() {
                 let before = self.core.buffered();
                 if let Err(e) = self.core.flush() {
-                    self.finish(CloseReason::from_io(&e), Ending::Drop, ctx);
+                    let reason = self.core.write_failed(&e);
+                    self.finish(reason, Ending::Drop, ctx);
                     return Ok(());
                 }
                 if self.core.buffered() < before {
@@ -273,6 +275,12 @@ impl<P: Protocol> Connection<P> {
                         self.core.readable = false;
                     }
                     self.touch(ctx);
+                    if let Some((fds, truncated)) = self.core.io.take_fds() {
+                        self.fds_received(fds, truncated, ctx)?;
+                        if self.core.closing == Closing::Abort {
+                            break;
+                        }
+                    }
                     self.protocol
                         .data(&mut Self::conn(&mut self.core, ctx), &buf[..n])?;
                     if self.core.tls.is_some() {
@@ -310,6 +318,25 @@ impl<P: Protocol> Connection<P> {
         self.settle(ctx)
     }
 
+    /// Hands descriptors that came with a read to the protocol, then
+    /// reports a truncation.
+    fn fds_received(
+        &mut self,
+        fds: Vec<std::os::fd::OwnedFd>,
+        truncated: bool,
+        ctx: &mut Ctx<'_, Self>,
+    ) -> ActorResult {
+        let conn = &mut Self::conn(&mut self.core, ctx);
+        if !fds.is_empty() {
+            self.protocol.fds_received(conn, fds)?;
+        }
+        if truncated {
+            tracing::warn!(conn = %conn.ctx.id(), "descriptors from the peer were truncated (MSG_CTRUNC)");
+            self.protocol.fds_truncated(conn)?;
+        }
+        Ok(())
+    }
+
     fn on_ready(&mut self, r: Readiness, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         if self.core.io.is_closed() {
             return Ok(());
@@ -329,7 +356,8 @@ impl<P: Protocol> Connection<P> {
                 // Not reading (paused or closing): the error still ends
                 // the connection now rather than when reading resumes.
                 if let Ok(Some(e)) = self.core.io.take_error() {
-                    self.finish(CloseReason::from_io(&e), Ending::Drop, ctx);
+                    let reason = self.core.write_failed(&e);
+                    self.finish(reason, Ending::Drop, ctx);
                 }
             }
         }
@@ -365,7 +393,7 @@ impl<P: Protocol> Connection<P> {
             Event::Settle => self.settle(ctx)?,
             // Late connecting-phase messages (a resolution or a timeout
             // that raced the connect): nothing to do once open.
-            Event::Resolved(_) | Event::ConnectTimeout => {}
+            Event::Resolved(_) | Event::ConnectTimeout | Event::ConnectRetry => {}
             Event::HandshakeTimeout => {
                 if self.core.tls.as_ref().is_some_and(|t| !t.is_ready()) {
                     self.tls_timed_out(ctx);
@@ -438,16 +466,17 @@ impl<P: Protocol> Connection<P> {
     /// Deregisters and closes the transport.
     fn release(&mut self, how: Ending, ctx: &mut Ctx<'_, Self>) {
         let core = &mut self.core;
-        if let (Some(token), Transport::Tcp(stream)) = (core.token.take(), &mut core.io) {
-            let _ = ctx.deregister_io(stream, token);
+        if let Some(token) = core.token.take() {
+            if let Some(source) = core.io.source() {
+                let _ = ctx.deregister_io(source, token);
+            }
         }
         match how {
             Ending::Close => core.io.close(),
             Ending::Abort => core.io.abort(),
             Ending::Drop => core.io = Transport::Closed,
         }
-        core.wbuf = Vec::new();
-        core.wpos = 0;
+        core.discard_output();
     }
 }
 

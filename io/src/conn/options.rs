@@ -145,4 +145,22 @@ pub enum WriteError {
     /// The connection is closing or closed, or its write side was shut.
     #[error("the connection is closed for writing")]
     Closed,
+    /// Descriptors can be sent only over a UNIX socket without TLS.
+    #[error("descriptors travel only over a UNIX socket (and not under TLS)")]
+    FdsUnsupported,
+    /// Fewer bytes than descriptors: each descriptor travels with a byte.
+    #[error("{fds} descriptors need at least as many bytes, got {bytes}")]
+    FdsExceedBytes {
+        /// Descriptors given.
+        fds: usize,
+        /// Bytes given.
+        bytes: usize,
+    },
+    /// A descriptor could not be duplicated (at the descriptor limit, or
+    /// not a descriptor).
+    #[error("cannot duplicate a descriptor to send: {0}")]
+    FdDup(String),
+    /// More descriptors than one message carries.
+    #[error("{0} descriptors at once; at most {max}", max = crate::unix::MAX_FDS_PER_MESSAGE)]
+    TooManyFds(usize),
 }

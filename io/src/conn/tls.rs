@@ -23,7 +23,6 @@
 //! Must not touch: rustls' record handling (`tls/layer.rs` wraps it).
 
 use std::io;
-use std::net::SocketAddr;
 
 use weft_actors::{ActorResult, Ctx, ExitReason, ReplyTo, TimerHandle};
 
@@ -43,7 +42,7 @@ pub(crate) struct Handshake<P: Protocol> {
     /// The handshake (or connect) timeout.
     pub(crate) timer: Option<TimerHandle>,
     /// The peer, for error values.
-    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) peer: Option<crate::addr::Address>,
 }
 
 impl<P: Protocol> Handshake<P> {
@@ -108,7 +107,7 @@ impl<P: Protocol> Connection<P> {
             Event::HandshakeTimeout | Event::ConnectTimeout => {
                 self.handshake_fail(ConnectError::TimedOut, Ending::Abort, ctx)
             }
-            Event::IdleCheck(_) | Event::Resolved(_) => {}
+            Event::IdleCheck(_) | Event::Resolved(_) | Event::ConnectRetry => {}
         }
         Ok(())
     }
@@ -140,9 +139,9 @@ impl<P: Protocol> Connection<P> {
     /// The peer of a connection still handshaking, for an error value:
     /// known for `connect_tls`, asked of the socket (only on failure) for
     /// an accepted one.
-    pub(crate) fn handshake_peer(&self) -> Option<SocketAddr> {
+    pub(crate) fn handshake_peer(&self) -> Option<crate::addr::Address> {
         match &self.phase {
-            Phase::Handshaking(h) => h.peer.or_else(|| self.core.io.peer_addr().ok()),
+            Phase::Handshaking(h) => h.peer.clone().or_else(|| self.core.io.peer_addr().ok()),
             _ => None,
         }
     }

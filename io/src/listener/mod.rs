@@ -1,11 +1,12 @@
-//! Listening: `listen_tcp` (Twisted's `listenTCP`) and the [`Listener`]
-//! actor.
+//! Listening: `listen_tcp` (Twisted's `listenTCP`), `listen_tls`, and
+//! the [`Listener`] actor behind them and `listen_unix`.
 //!
 //! A listener is an actor that owns the listening socket and, as its
 //! child, a `DynamicSupervisor` of connection actors: every accepted
 //! connection is a temporary supervised child running a fresh protocol.
 //!
-//! Owns: binding (backlog, `SO_REUSEADDR`, `SO_REUSEPORT`), the accept
+//! Owns: binding TCP (backlog, `SO_REUSEADDR`, `SO_REUSEPORT`; UNIX
+//! binding is in `unix/`), the accept
 //! loop (a batch per turn), the connection limit (at the limit the
 //! listener stops accepting; the kernel's backlog holds the rest until a
 //! connection ends), surviving `EMFILE`/`ENFILE` (back off on a timer,
@@ -25,6 +26,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::net::UnixListener as StdUnixListener;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,17 +34,20 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use socket2::{Domain, Socket, Type};
 use weft_actors::{Actor, ActorResult, Addr, Ctx, Down, ExitReason, Spawn, Stopping};
-use weft_runtime::mio::net::{TcpListener, TcpStream};
+use weft_runtime::mio::event::Source;
+use weft_runtime::mio::net::{TcpListener, UnixListener};
 use weft_runtime::mio::Interest;
 use weft_runtime::{Handle, IoToken, Readiness};
 use weft_supervisor::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 
 use rustls::ServerConfig;
 
+use crate::addr::{Address, UnixAddr};
 use crate::conn::{Connection, Core, Handshake, Phase};
 use crate::protocol::Protocol;
 use crate::tls::layer::TlsLayer;
 use crate::transport::Transport;
+use crate::unix::{SocketFile, UnixIo};
 
 mod options;
 
@@ -65,10 +70,43 @@ pub enum ListenerMsg {
 /// The accepted socket handed to the connection pool (taken once: the
 /// pool's children are temporary, so never rebuilt from it).
 #[derive(Clone)]
-pub(crate) struct Accepted(Arc<Mutex<Option<TcpStream>>>);
+pub(crate) struct Accepted(Arc<Mutex<Option<Transport>>>);
+
+/// A socket bound before the listener actor starts (by `listen_*`, so a
+/// bad address is an error at the call).
+pub(crate) enum Bound {
+    Tcp(std::net::TcpListener),
+    /// With the socket file to remove when it closes (none for an abstract
+    /// name or an adopted socket).
+    Unix(StdUnixListener, Option<SocketFile>),
+}
+
+/// The listening socket, registered with the reactor.
+enum ListenSock {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl ListenSock {
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            ListenSock::Tcp(s) => s,
+            ListenSock::Unix(s) => s,
+        }
+    }
+
+    fn accept(&self) -> io::Result<Transport> {
+        match self {
+            ListenSock::Tcp(s) => s.accept().map(|(stream, _)| Transport::Tcp(stream)),
+            ListenSock::Unix(s) => s
+                .accept()
+                .map(|(stream, _)| Transport::Unix(Box::new(UnixIo::new(stream)))),
+        }
+    }
+}
 
 type Pool<P> = DynamicSupervisor<Connection<P>, Accepted>;
-type Factory<P> = Arc<dyn Fn() -> P + Send + Sync>;
+pub(crate) type Factory<P> = Arc<dyn Fn() -> P + Send + Sync>;
 
 /// A TLS listener's server configuration, swapped by
 /// [`Listening::set_tls_config`]: each accepted connection takes the one
@@ -149,9 +187,11 @@ impl std::fmt::Debug for TlsConfigSlot {
 /// binds in `started`, so a bind failure is a start failure the
 /// supervisor reports).
 pub struct Listener<P: Protocol> {
-    addr: SocketAddr,
-    prebound: Option<std::net::TcpListener>,
-    sock: Option<TcpListener>,
+    addr: Address,
+    prebound: Option<Bound>,
+    sock: Option<ListenSock>,
+    /// A UNIX listener's socket file, removed when the socket closes.
+    socket_file: Option<SocketFile>,
     token: Option<IoToken>,
     factory: Factory<P>,
     opts: ListenOptions,
@@ -171,7 +211,18 @@ impl<P: Protocol> Listener<P> {
         options: ListenOptions,
         factory: impl Fn() -> P + Send + Sync + 'static,
     ) -> Self {
-        Self::with_factory(addr, options, Arc::new(factory))
+        Self::with_factory(Address::Inet(addr), options, Arc::new(factory))
+    }
+
+    /// A listener on a UNIX socket (as [`listen_unix`](crate::listen_unix)):
+    /// it binds when it starts (replacing a stale socket file), and
+    /// removes the file when it stops.
+    pub fn new_unix(
+        addr: impl Into<UnixAddr>,
+        options: ListenOptions,
+        factory: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Self {
+        Self::with_factory(Address::Unix(addr.into()), options, Arc::new(factory))
     }
 
     /// A TLS listener for `addr` (as [`listen_tls`]): every accepted
@@ -184,16 +235,17 @@ impl<P: Protocol> Listener<P> {
         config: impl Into<TlsConfigSlot>,
         factory: impl Fn() -> P + Send + Sync + 'static,
     ) -> Self {
-        let mut listener = Self::with_factory(addr, options, Arc::new(factory));
+        let mut listener = Self::with_factory(Address::Inet(addr), options, Arc::new(factory));
         listener.tls = Some(config.into().0);
         listener
     }
 
-    fn with_factory(addr: SocketAddr, options: ListenOptions, factory: Factory<P>) -> Self {
+    pub(crate) fn with_factory(addr: Address, options: ListenOptions, factory: Factory<P>) -> Self {
         Listener {
             addr,
             prebound: None,
             sock: None,
+            socket_file: None,
             token: None,
             factory,
             opts: options,
@@ -236,7 +288,7 @@ impl<P: Protocol> Listener<P> {
                 }
             }
             match sock.accept() {
-                Ok((stream, _peer)) => {
+                Ok(stream) => {
                     self.backoff = Duration::ZERO;
                     self.shared.accepted.fetch_add(1, Ordering::Relaxed);
                     self.shared.active.fetch_add(1, Ordering::SeqCst);
@@ -275,10 +327,7 @@ impl<P: Protocol> Listener<P> {
             return;
         }
         self.stopping = Some(mode);
-        if let (Some(token), Some(sock)) = (self.token.take(), self.sock.as_mut()) {
-            let _ = ctx.deregister_io(sock, token);
-        }
-        self.sock = None;
+        self.close_socket(ctx);
         tracing::debug!(?mode, "listener stopping");
         match mode {
             StopMode::Close => self.stop_pool(),
@@ -297,6 +346,19 @@ impl<P: Protocol> Listener<P> {
             if self.shared.active.load(Ordering::SeqCst) == 0 {
                 self.stop_pool();
             }
+        }
+    }
+
+    /// Deregisters and closes the listening socket (new connects are
+    /// refused from now on) and removes its socket file.
+    fn close_socket(&mut self, ctx: &mut Ctx<'_, Self>) {
+        if let (Some(token), Some(sock)) = (self.token.take(), self.sock.as_mut()) {
+            let _ = ctx.deregister_io(sock.source(), token);
+        }
+        self.sock = None;
+        self.prebound = None;
+        if let Some(file) = self.socket_file.take() {
+            file.remove();
         }
     }
 
@@ -332,21 +394,40 @@ impl<P: Protocol> Actor for Listener<P> {
     type Msg = ListenerMsg;
 
     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        let std_sock = match self.prebound.take() {
+        let bound = match self.prebound.take() {
             Some(s) => s,
-            None => bind(self.addr, &self.opts).map_err(|source| ListenError::Bind {
-                addr: self.addr,
-                source,
-            })?,
+            None => {
+                let bind_err = |source| ListenError::Bind {
+                    addr: self.addr.clone(),
+                    source,
+                };
+                match &self.addr {
+                    Address::Inet(addr) => Bound::Tcp(bind(*addr, &self.opts).map_err(bind_err)?),
+                    Address::Unix(addr) => {
+                        let (sock, file) =
+                            crate::unix::bind_listener(addr, &self.opts).map_err(bind_err)?;
+                        Bound::Unix(sock, file)
+                    }
+                }
+            }
         };
-        let local = std_sock.local_addr()?;
-        let mut sock = TcpListener::from_std(std_sock);
+        let (local, mut sock) = match bound {
+            Bound::Tcp(s) => (
+                Address::Inet(s.local_addr()?),
+                ListenSock::Tcp(TcpListener::from_std(s)),
+            ),
+            Bound::Unix(s, file) => {
+                self.socket_file = file;
+                let local = Address::Unix(UnixAddr::from_std(&s.local_addr()?));
+                (local, ListenSock::Unix(UnixListener::from_std(s)))
+            }
+        };
         let token = ctx
-            .register_io(&mut sock, Interest::READABLE, ListenerMsg::Io)
+            .register_io(sock.source(), Interest::READABLE, ListenerMsg::Io)
             .map_err(ListenError::Register)?;
         self.sock = Some(sock);
         self.token = Some(token);
-        let _ = self.shared.local.set(local);
+        let _ = self.shared.local.set(local.clone());
         let _ = self
             .shared
             .listener
@@ -357,11 +438,7 @@ impl<P: Protocol> Actor for Listener<P> {
         let shared = self.shared.clone();
         let tls = self.tls.clone();
         let spec = DynamicSpec::new(move |accepted: Accepted| {
-            let io = accepted
-                .0
-                .lock()
-                .take()
-                .map_or(Transport::Closed, Transport::Tcp);
+            let io = accepted.0.lock().take().unwrap_or(Transport::Closed);
             let core = Core::new(io, conn_opts.clone(), Some(shared.clone()));
             let Some(tls) = &tls else {
                 return Connection::new(factory(), core);
@@ -427,27 +504,26 @@ impl<P: Protocol> Actor for Listener<P> {
     }
 
     fn stopped(&mut self, _reason: &ExitReason, ctx: &mut Ctx<'_, Self>) {
-        if let (Some(token), Some(sock)) = (self.token.take(), self.sock.as_mut()) {
-            let _ = ctx.deregister_io(sock, token);
-        }
-        self.sock = None;
+        self.close_socket(ctx);
         *self.shared.done.lock() = true;
         self.shared.done_cond.notify_all();
     }
 }
 
-/// A running listener: its address, counters, and how to stop it.
-pub struct Listening<P: Protocol> {
+/// A running listener: its address, counters, and how to stop it. `A`
+/// is the type of the address it listens on: [`SocketAddr`] for
+/// `listen_tcp` and `listen_tls`, [`UnixAddr`] for `listen_unix`.
+pub struct Listening<P: Protocol, A = SocketAddr> {
     addrs: Vec<Addr<Listener<P>>>,
     info: ListenerInfo,
-    local: SocketAddr,
+    local: A,
     tls: Option<TlsConfigCell>,
 }
 
-impl<P: Protocol> Listening<P> {
+impl<P: Protocol, A: Clone> Listening<P, A> {
     /// The bound address (with the port the OS chose for port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
+    pub fn local_addr(&self) -> A {
+        self.local.clone()
     }
 
     /// The counters now.
@@ -579,29 +655,55 @@ fn listen<P: Protocol>(
     tls: Option<TlsConfigCell>,
     factory: Factory<P>,
 ) -> Result<Listening<P>, ListenError> {
-    let bind_err = |addr| move |source| ListenError::Bind { addr, source };
+    let bind_err = |addr: SocketAddr| {
+        move |source| ListenError::Bind {
+            addr: Address::Inet(addr),
+            source,
+        }
+    };
     let first = bind(addr, &options).map_err(bind_err(addr))?;
     let local = first.local_addr().map_err(bind_err(addr))?;
     // The others bind the port the first one got (port 0 picks once).
-    let mut socks = vec![first];
+    let mut socks = vec![Bound::Tcp(first)];
     for _ in 1..options.listeners {
-        socks.push(bind(local, &options).map_err(bind_err(local))?);
+        socks.push(Bound::Tcp(bind(local, &options).map_err(bind_err(local))?));
     }
+    Ok(spawn_bound(
+        handle,
+        Address::Inet(local),
+        local,
+        socks,
+        options,
+        tls,
+        factory,
+    ))
+}
+
+/// Spawns one listener actor per bound socket.
+pub(crate) fn spawn_bound<P: Protocol, A>(
+    handle: &Handle,
+    addr: Address,
+    local: A,
+    socks: Vec<Bound>,
+    options: ListenOptions,
+    tls: Option<TlsConfigCell>,
+    factory: Factory<P>,
+) -> Listening<P, A> {
     let mut addrs = Vec::with_capacity(socks.len());
     let mut shared = Vec::with_capacity(socks.len());
     for sock in socks {
-        let mut listener = Listener::with_factory(local, options.clone(), factory.clone());
+        let mut listener = Listener::with_factory(addr.clone(), options.clone(), factory.clone());
         listener.prebound = Some(sock);
         listener.tls = tls.clone();
         shared.push(listener.shared.clone());
         addrs.push(handle.spawn(listener));
     }
-    Ok(Listening {
+    Listening {
         addrs,
         info: ListenerInfo { shared },
         local,
         tls,
-    })
+    }
 }
 
 impl std::fmt::Debug for ListenerMsg {
@@ -616,10 +718,10 @@ impl<P: Protocol> std::fmt::Debug for Listener<P> {
     }
 }
 
-impl<P: Protocol> std::fmt::Debug for Listening<P> {
+impl<P: Protocol, A: std::fmt::Debug> std::fmt::Debug for Listening<P, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listening")
-            .field("local_addr", &self.local_addr())
+            .field("local_addr", &self.local)
             .finish_non_exhaustive()
     }
 }

@@ -4,8 +4,9 @@
 //! Must not touch: sockets; these are plain values.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
+
+use crate::addr::Address;
 
 use crate::conn::ConnOptions;
 
@@ -20,7 +21,7 @@ pub enum StopMode {
     Drain,
 }
 
-/// Options of `listen_tcp`.
+/// Options of `listen_tcp`, `listen_tls` and `listen_unix`.
 #[derive(Clone, Debug)]
 pub struct ListenOptions {
     pub(crate) backlog: i32,
@@ -33,6 +34,7 @@ pub struct ListenOptions {
     pub(crate) max_backoff: Duration,
     pub(crate) capacity: usize,
     pub(crate) listeners: usize,
+    pub(crate) unix_mode: Option<u32>,
 }
 
 impl Default for ListenOptions {
@@ -48,6 +50,7 @@ impl Default for ListenOptions {
             max_backoff: Duration::from_secs(1),
             capacity: weft_actors::DEFAULT_CAPACITY,
             listeners: 1,
+            unix_mode: None,
         }
     }
 }
@@ -124,6 +127,14 @@ impl ListenOptions {
         self
     }
 
+    /// UNIX listeners: the socket file's permission bits (as `chmod`
+    /// takes them, e.g. `0o660` for owner and group), set before the
+    /// socket accepts anyone. Default: what the process's umask gives.
+    pub fn unix_mode(mut self, mode: u32) -> Self {
+        self.unix_mode = Some(mode & 0o7777);
+        self
+    }
+
     /// Mailbox capacity of each connection actor.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
@@ -140,7 +151,7 @@ pub enum ListenError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address.
-        addr: SocketAddr,
+        addr: Address,
         /// The OS error.
         #[source]
         source: io::Error,

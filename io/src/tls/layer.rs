@@ -40,6 +40,8 @@ pub(crate) struct TlsLayer {
     pub(crate) short_read: bool,
     /// Our close_notify is queued.
     pub(crate) close_sent: bool,
+    /// The length of our close_notify record.
+    pub(crate) close_len: usize,
 }
 
 impl TlsLayer {
@@ -66,6 +68,7 @@ impl TlsLayer {
             eof: false,
             short_read: false,
             close_sent: false,
+            close_len: 0,
         }
     }
 
@@ -193,7 +196,9 @@ impl TlsLayer {
         if !self.close_sent {
             self.close_sent = true;
             self.conn.send_close_notify();
+            let before = out.len();
             self.pump_out(out);
+            self.close_len = out.len() - before;
         }
     }
 }
