@@ -1,7 +1,7 @@
 //! UNIX stream sockets (Twisted's `listenUNIX` / `connectUNIX`):
 //! [`listen_unix`], [`connect_unix`], peer credentials ([`PeerCred`]) and
 //! the descriptor passing underneath [`Conn::send_fds`](crate::Conn::send_fds)
-//! and [`Protocol::fds_received`](crate::protocol::Protocol::fds_received).
+//! and [`Protocol::fds_received`].
 //!
 //! A UNIX connection is the same connection actor, running the same
 //! `Protocol`, as a TCP one; only its transport differs.
