@@ -1,9 +1,10 @@
 //! An echo server on a UNIX socket, greeting each client with what the
 //! kernel says about it (its pid, uid and gid: `SO_PEERCRED`).
 //!
-//! Run:   cargo run --release --example unix_echo [PATH | @NAME] [MODE]
+//! Run:   cargo run --release --example unix_echo [--quiet] [PATH | @NAME] [MODE]
 //!        (default /tmp/weft-echo.sock; `@name` is a Linux abstract
-//!        name; MODE is the socket file's octal mode, default 600)
+//!        name; MODE is the socket file's octal mode, default 600;
+//!        `--quiet` leaves out the greeting, for the benchmark)
 //! Talk:  nc -U /tmp/weft-echo.sock      (a greeting, then every line
 //!        you type comes back)
 //! Stop:  Ctrl-C (or SIGTERM): the listener closes and removes the
@@ -16,13 +17,19 @@ use std::process::ExitCode;
 
 use weft::prelude::*;
 
-/// Greets with the peer's credentials, then writes back what it reads.
-struct Echo;
+/// Greets with the peer's credentials (unless quiet), then writes back
+/// what it reads.
+struct Echo {
+    quiet: bool,
+}
 
 impl Protocol for Echo {
     type Msg = ();
 
     fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+        if self.quiet {
+            return Ok(());
+        }
         let cred = conn.peer_cred()?;
         let hello = format!(
             "hello pid {} (uid {}, gid {}); I echo\n",
@@ -39,7 +46,8 @@ impl Protocol for Echo {
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let quiet = args.next_if(|a| a == "--quiet").is_some();
     let addr = UnixAddr::from(
         args.next()
             .unwrap_or_else(|| "/tmp/weft-echo.sock".into())
@@ -61,7 +69,7 @@ fn main() -> ExitCode {
         }
     };
     let options = ListenOptions::new().unix_mode(mode);
-    let listening = match listen_unix(rt.handle(), addr, options, || Echo) {
+    let listening = match listen_unix(rt.handle(), addr, options, move || Echo { quiet }) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("unix_echo: {e}");

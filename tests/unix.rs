@@ -75,6 +75,8 @@ impl Protocol for Probe {
         Ok(())
     }
 
+    const RECEIVES_FDS: bool = true;
+
     fn fds_received(&mut self, _conn: &mut Conn<'_, '_, Self>, fds: Vec<OwnedFd>) -> ActorResult {
         let _ = self.tx.send(Seen::Fds(fds));
         Ok(())
@@ -522,10 +524,15 @@ s.settimeout(10)
 s.connect(sys.argv[1])
 pipes = [os.pipe() for _ in range(20)]
 socket.send_fds(s, [b"x" * 20], [w for (_, w) in pipes])
+# Bytes right behind the descriptors: the server's read stops at the
+# descriptors, and must go on to these without a new edge (it reads only
+# once both are queued).
+s.sendall(b"y" * 5)
 for (_, w) in pipes:
     os.close(w)
+print("sent", flush=True)
 got = b""
-while len(got) < 20:
+while len(got) < 25:
     got += s.recv(100)
 # Every write end was closed on the other side too: each read end comes
 # to its end of file (within 5 s in all), unless the server kept a copy.
@@ -543,16 +550,61 @@ print(len(got), ends, flush=True)
 s.close()
 "#;
 
+/// An echo that does not take descriptors and starts reading only when
+/// told (so that everything the peer sends is queued before it reads).
+struct LateEcho {
+    tx: Sender<ConnRef<LateEcho>>,
+}
+
+impl Protocol for LateEcho {
+    type Msg = ();
+
+    fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+        conn.pause_reading();
+        let _ = self.tx.send(conn.address());
+        Ok(())
+    }
+
+    fn message(&mut self, conn: &mut Conn<'_, '_, Self>, _msg: ()) -> ActorResult {
+        conn.resume_reading();
+        Ok(())
+    }
+
+    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        conn.write(data)?;
+        Ok(())
+    }
+}
+
 #[test]
 fn descriptors_a_protocol_does_not_take_are_closed() {
     let _serial = serial();
     let dir = Dir::new("untaken");
     let path = dir.join("u.sock");
     let rt = runtime(2);
-    let listening = listen_unix(rt.handle(), &path, ListenOptions::new(), || Echo).unwrap();
+    let (tx, conns) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let listening = listen_unix(rt.handle(), &path, ListenOptions::new(), move || LateEcho {
+        tx: tx.lock().unwrap().clone(),
+    })
+    .unwrap();
     let before = open_fds();
-    let out = python(PY_UNTAKEN, &[path.to_str().unwrap()]);
-    assert_eq!(out.trim(), "20 20", "every passed descriptor was closed");
+    let (child, lines) = spawn_with_lines(
+        Command::new("python3")
+            .arg("-c")
+            .arg(PY_UNTAKEN)
+            .arg(&path)
+            .stdin(Stdio::null()),
+    );
+    let conn = recv(&conns);
+    assert_eq!(recv(&lines), "sent");
+    conn.send(()).unwrap();
+    assert_eq!(
+        recv(&lines),
+        "25 20",
+        "every byte echoed, every passed descriptor closed"
+    );
+    drop(child);
     eventually("the connection's descriptors are gone", || {
         open_fds() == before
     });

@@ -17,7 +17,8 @@
 //! with `http-cpu` the server's CPU per request (wrk, on one core, can be
 //! the limit; the CPU figure still compares the servers). The `tls-*`
 //! jobs (TLS servers and a rustls load generator) are in `tls.rs`, the
-//! `proc-*` jobs (child processes) in `procs.rs`.
+//! `proc-*` jobs (child processes) in `procs.rs`, the UNIX socket jobs
+//! (`unix-echo-rr`, `fd-pass`) in `unix.rs`.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -31,7 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::emit;
 
 /// The jobs of the group, in table order.
-pub const JOBS: [&str; 12] = [
+pub const JOBS: [&str; 14] = [
     "echo-rr",
     "echo-stream",
     "idle",
@@ -44,6 +45,8 @@ pub const JOBS: [&str; 12] = [
     "tls-idle",
     "proc-spawn",
     "proc-stream",
+    "unix-echo-rr",
+    "fd-pass",
 ];
 
 /// The systems of the group.
@@ -548,6 +551,9 @@ pub fn run(job: &str, system: &str) -> bool {
     if job.starts_with("proc-") {
         return crate::procs::run(job, system);
     }
+    if job.starts_with("unix-") || job == "fd-pass" {
+        return crate::unix::run(job, system);
+    }
     let kind = if job == "http-plaintext" {
         Kind::Http
     } else {
@@ -579,6 +585,7 @@ pub fn serve(name: &str, args: &[String]) {
         "hyper" => hyper_hello(),
         "mio-echo" => mio_echo(),
         "tokio-rustls-echo" => crate::tls::tokio_rustls_echo(args),
+        _ if crate::unix::serve(name, args.first().map_or("", String::as_str)) => {}
         _ => eprintln!("unknown server {name}"),
     }
 }

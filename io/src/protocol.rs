@@ -105,8 +105,17 @@ pub trait Protocol: Send + Sized + 'static {
         let _ = conn;
     }
 
+    /// Whether this protocol takes descriptors sent over a UNIX
+    /// connection (Twisted's `IFileDescriptorReceiver`): set it to `true`
+    /// to have [`fds_received`](Self::fds_received) called. When false
+    /// (the default), the connection reads without room for them, which
+    /// is cheaper, and the kernel closes any that come (logged once per
+    /// connection).
+    const RECEIVES_FDS: bool = false;
+
     /// A UNIX connection received descriptors (close-on-exec, owned: keep
-    /// them, hand them on, or drop them to close them). Called before
+    /// them, hand them on, or drop them to close them); called only when
+    /// [`RECEIVES_FDS`](Self::RECEIVES_FDS) is true. Called before
     /// [`data`](Self::data) gets the bytes read with them; the peer sent
     /// them with the first of those bytes or a later one. The default
     /// drops (closes) them.
@@ -117,7 +126,8 @@ pub trait Protocol: Send + Sized + 'static {
 
     /// The kernel could not hand over every descriptor the peer sent
     /// (`MSG_CTRUNC`: typically this process is at its descriptor limit);
-    /// the ones that did arrive were given to `fds_received` first. The
+    /// the ones that did arrive were given to `fds_received` first (only
+    /// when [`RECEIVES_FDS`](Self::RECEIVES_FDS) is true). The
     /// default fails the connection with an error, since descriptors the
     /// peer counts on were lost; override to carry on.
     fn fds_truncated(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {

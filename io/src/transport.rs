@@ -54,7 +54,7 @@ impl Transport {
         cfg!(target_os = "linux")
             && match self {
                 Transport::Tcp(_) => true,
-                Transport::Unix(u) => u.rx_fds.is_empty() && !u.rx_truncated,
+                Transport::Unix(u) => u.rx_fds.is_empty() && !u.rx_truncated && !u.rx_dropped,
                 _ => false,
             }
     }

@@ -133,6 +133,9 @@ impl<P: Protocol> Connection<P> {
             }
             Transport::Closed => return Err("connection has no transport".into()),
         }
+        if let Transport::Unix(u) = &mut core.io {
+            u.take_fds = P::RECEIVES_FDS;
+        }
         let _ = core.io.set_nodelay(core.opts.nodelay);
         if let Some(idle) = core.opts.keepalive {
             let _ = core.io.set_keepalive(Some(idle));
