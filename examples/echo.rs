@@ -7,6 +7,12 @@
 //!        connection flushes what it owes and closes, then the program
 //!        prints its counters and exits.
 //!
+//! Under systemd (or `systemd-socket-activate -l 127.0.0.1:7000 \
+//! target/release/examples/echo`, which starts it on the first
+//! connection), it serves the socket it is given instead of binding one,
+//! and tells the service manager `READY=1` once serving and `STOPPING=1`
+//! when it stops (`Type=notify` units).
+//!
 //! Each connection is its own actor, a temporary child of the listener's
 //! connection supervisor; a client that sends faster than it reads is
 //! slowed down by TCP (the echo pauses reading while its write buffer is
@@ -15,6 +21,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use weft::io::{activation, adopt_listener, Listening};
 use weft::prelude::*;
 
 /// Writes back what it reads.
@@ -30,6 +37,15 @@ impl Protocol for Echo {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: takes the sockets a service manager
+    // passed and clears its variables from the environment.
+    let mut passed = match activation::listen_fds() {
+        Ok(passed) => passed,
+        Err(e) => {
+            eprintln!("echo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let arg = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7000".into());
@@ -47,19 +63,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listening = match listen_tcp(rt.handle(), addr, ListenOptions::new(), || Echo) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("echo: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (info, local, from) = match passed.take_index(0) {
+        Some(fd) => match adopt_listener(rt.handle(), fd, ListenOptions::new(), || Echo) {
+            Ok(l) => (
+                l.info(),
+                l.local_addr().to_string(),
+                ", from socket activation",
+            ),
+            Err(e) => {
+                eprintln!("echo: the activated socket: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => match listen_tcp(rt.handle(), addr, ListenOptions::new(), || Echo) {
+            Ok(l) => {
+                let l: Listening<Echo> = l;
+                (l.info(), l.local_addr().to_string(), "")
+            }
+            Err(e) => {
+                eprintln!("echo: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     // Printed once `run` has installed the SIGINT/SIGTERM handlers, so a
     // signal from whoever reads this line always stops us gracefully.
-    let local = listening.local_addr();
-    rt.handle()
-        .on_startup(move || println!("echo: listening on {local}"));
-    let info = listening.info();
+    rt.handle().on_startup(move || {
+        println!("echo: listening on {local}{from}");
+        let _ = activation::notify_ready();
+    });
+    rt.handle().on_shutdown(Phase::Before, || {
+        let _ = activation::notify_stopping();
+    });
     if let Err(e) = rt.run() {
         eprintln!("echo: {e}");
         return ExitCode::FAILURE;

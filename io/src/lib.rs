@@ -7,7 +7,10 @@
 //! read budget, write buffer, watermarks, half-close, idle timeout and
 //! close handling, and the in-memory transport for testing protocols
 //! without sockets ([`connect_memory`], [`MemoryPeer`]), and child
-//! processes as actors ([`process`]).
+//! processes as actors ([`process`]), UNIX stream sockets with
+//! descriptor passing ([`listen_unix`], [`connect_unix`]), and adopting
+//! sockets made elsewhere ([`adopt_listener`], [`adopt_stream`]) and
+//! from systemd's socket activation ([`activation`]).
 //!
 //! Built on `weft-supervisor` (connection pools are dynamic supervisors),
 //! `weft-actors` (`Ctx::register_io` delivers readiness as messages) and
@@ -22,7 +25,9 @@
 
 #![deny(missing_docs)]
 
+pub mod activation;
 mod addr;
+mod adopt;
 mod conn;
 mod connect;
 mod listener;
@@ -37,6 +42,7 @@ pub mod unix;
 use std::sync::Arc;
 
 pub use addr::{Address, UnixAddr};
+pub use adopt::{adopt_listener, adopt_stream, AdoptError};
 pub use conn::{Conn, ConnMsg, ConnOptions, ConnRef, Connection, WriteError};
 pub use connect::{
     connect_tcp, connect_tls, ConnectError, ConnectOptions, Connecting, Resolver, Target,
