@@ -789,3 +789,43 @@ fn unix_echo_greets_nc_with_its_credentials_and_removes_its_socket_on_sigterm() 
     assert!(!path.exists(), "the socket file is removed on stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn fd_pass_hands_connections_to_its_workers_in_turn() {
+    let mut server = Example::start("fd_pass", &["127.0.0.1:0", "2"]);
+    let mut workers = Vec::new();
+    while workers.len() < 2 {
+        let line = recv(&server.lines);
+        let pid = line
+            .strip_prefix("fd_pass: worker ")
+            .and_then(|rest| rest.strip_suffix(" ready"))
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        workers.push(pid.parse::<i32>().unwrap());
+    }
+    let mut served_by = Vec::new();
+    for i in 0..4 {
+        let s = connect(server.addr);
+        let mut s = BufReader::new(s);
+        let greeting = read_line(&mut s);
+        let pid: i32 = greeting
+            .trim_end()
+            .strip_prefix("served by worker ")
+            .unwrap_or_else(|| panic!("greeting {greeting:?}"))
+            .parse()
+            .unwrap();
+        served_by.push(pid);
+        let line = format!("line {i}\n");
+        s.get_mut().write_all(line.as_bytes()).unwrap();
+        assert_eq!(read_line(&mut s), line);
+    }
+    // Both workers, in turn; the parent read none of it.
+    assert!(workers.contains(&served_by[0]) && workers.contains(&served_by[1]));
+    assert_ne!(served_by[0], served_by[1]);
+    assert_eq!(served_by[0], served_by[2]);
+    assert_eq!(served_by[1], served_by[3]);
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    for pid in workers {
+        eventually("the worker ended with its parent", || !process_alive(pid));
+    }
+}
