@@ -10,7 +10,8 @@
 //! processes as actors ([`process`]), UNIX stream sockets with
 //! descriptor passing ([`listen_unix`], [`connect_unix`]), and adopting
 //! sockets made elsewhere ([`adopt_listener`], [`adopt_stream`]) and
-//! from systemd's socket activation ([`activation`]).
+//! from systemd's socket activation ([`activation`]), and raw descriptor
+//! readiness for any actor ([`watch`]).
 //!
 //! Built on `weft-supervisor` (connection pools are dynamic supervisors),
 //! `weft-actors` (`Ctx::register_io` delivers readiness as messages) and
@@ -38,6 +39,7 @@ mod stats;
 pub mod tls;
 mod transport;
 pub mod unix;
+pub mod watch;
 
 use std::sync::Arc;
 
