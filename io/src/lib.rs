@@ -11,7 +11,8 @@
 //! descriptor passing ([`listen_unix`], [`connect_unix`]), and adopting
 //! sockets made elsewhere ([`adopt_listener`], [`adopt_stream`]) and
 //! from systemd's socket activation ([`activation`]), and raw descriptor
-//! readiness for any actor ([`watch`]).
+//! readiness for any actor ([`watch`]), and datagram sockets as actors
+//! ([`datagram`]: UNIX datagram sockets, adopted UNIX or UDP ones).
 //!
 //! Built on `weft-supervisor` (connection pools are dynamic supervisors),
 //! `weft-actors` (`Ctx::register_io` delivers readiness as messages) and
@@ -31,6 +32,7 @@ mod addr;
 mod adopt;
 mod conn;
 mod connect;
+pub mod datagram;
 mod listener;
 mod memory;
 pub mod process;

@@ -82,39 +82,12 @@ pub(crate) fn bind_listener(
     let sock = match (bind(), addr.as_path()) {
         (Ok(sock), _) => sock,
         (Err(e), Some(path)) if e.kind() == io::ErrorKind::AddrInUse => {
-            let meta = std::fs::symlink_metadata(path)?;
-            if !meta.file_type().is_socket() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} exists and is not a socket", path.display()),
-                ));
-            }
-            if is_live(&sockaddr)? {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} is in use (a process listens on it)", path.display()),
-                ));
-            }
-            tracing::debug!(path = %path.display(), "replacing a stale socket file");
-            std::fs::remove_file(path)?;
+            check_stale(path, &sockaddr, Type::STREAM)?;
             bind()?
         }
         (Err(e), _) => return Err(e),
     };
-    let file = match addr.as_path() {
-        Some(path) => {
-            if let Some(mode) = opts.unix_mode {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-            }
-            let meta = std::fs::symlink_metadata(path)?;
-            Some(SocketFile {
-                path: path.to_path_buf(),
-                dev: meta.dev(),
-                ino: meta.ino(),
-            })
-        }
-        None => None,
-    };
+    let file = socket_file(addr, opts.unix_mode)?;
     let listen = sock
         .listen(opts.backlog)
         .and_then(|()| sock.set_nonblocking(true));
@@ -127,12 +100,53 @@ pub(crate) fn bind_listener(
     Ok((sock.into(), file))
 }
 
-use std::os::unix::fs::FileTypeExt;
+/// `path` is in use (`EADDRINUSE`): Ok (and removed) if it is a stale
+/// socket file nobody answers on; `AddrInUse` if something listens there
+/// or it is not a socket.
+pub(crate) fn check_stale(
+    path: &std::path::Path,
+    addr: &socket2::SockAddr,
+    ty: Type,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    if is_live(addr, ty)? {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is in use (a process listens on it)", path.display()),
+        ));
+    }
+    tracing::debug!(path = %path.display(), "replacing a stale socket file");
+    std::fs::remove_file(path)
+}
 
-/// Whether something accepts connections at `addr` (a non-blocking
-/// connect: refused means a stale file; a full backlog is still live).
-fn is_live(addr: &socket2::SockAddr) -> io::Result<bool> {
-    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+/// After binding `addr`: its mode set, and the file to remove later.
+pub(crate) fn socket_file(addr: &UnixAddr, mode: Option<u32>) -> io::Result<Option<SocketFile>> {
+    let Some(path) = addr.as_path() else {
+        return Ok(None);
+    };
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok(Some(SocketFile {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    }))
+}
+
+/// Whether something accepts connections (or datagrams) at `addr` (a
+/// non-blocking connect: refused means a stale file; a full backlog is
+/// still live).
+fn is_live(addr: &socket2::SockAddr, ty: Type) -> io::Result<bool> {
+    let probe = Socket::new(Domain::UNIX, ty, None)?;
     probe.set_nonblocking(true)?;
     match probe.connect(addr) {
         Ok(()) => Ok(true),
