@@ -18,7 +18,9 @@
 //!   number reused by another file: weft compares the device and inode it
 //!   saw at `watch_fd`) is reported once, as [`FdEvent::Closed`], and the
 //!   watch ends; it is never spun on, and the new file is never mistaken
-//!   for the old.
+//!   for the old. It is found at the next look at the descriptor (an
+//!   event, or a level re-check): the kernel says nothing when a quiet
+//!   descriptor is closed.
 //! * [`watched`] lists a runtime's watches. At shutdown the watching actor
 //!   is stopped like every actor (its `stopping` tells it), and its
 //!   watches end with it.
@@ -215,9 +217,6 @@ impl State {
         if !self.active.load(Ordering::Acquire) {
             return;
         }
-        if !self.same_file() {
-            return self.report_closed();
-        }
         let mut events = 0;
         if self.what.read() {
             events |= libc::POLLIN;
@@ -233,11 +232,15 @@ impl State {
         // SAFETY: one valid pollfd, no wait; poll only reports on the
         // number (POLLNVAL if it is not open).
         let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        // The identity after the poll: a number replaced before or during
+        // it is caught here (checked before, a replacement right after
+        // the check would be polled as ours and, not ready, end the chain
+        // unreported).
+        if !self.same_file() || (n > 0 && pfd.revents & libc::POLLNVAL != 0) {
+            return self.report_closed();
+        }
         if n <= 0 {
             return;
-        }
-        if pfd.revents & libc::POLLNVAL != 0 {
-            return self.report_closed();
         }
         let mut r = Readiness::EMPTY;
         if pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 && self.what.read() {
