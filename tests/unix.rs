@@ -749,3 +749,188 @@ fn descriptors_and_credentials_are_unix_only() {
     assert_eq!(recv(&rx), "Err(FdsUnsupported)");
     assert_eq!(recv(&rx), "Err(Unsupported)");
 }
+
+/// Reports how many descriptors came and whether some were lost.
+struct Counter {
+    tx: Sender<String>,
+}
+
+impl Protocol for Counter {
+    type Msg = ();
+    const RECEIVES_FDS: bool = true;
+
+    fn fds_received(&mut self, _conn: &mut Conn<'_, '_, Self>, fds: Vec<OwnedFd>) -> ActorResult {
+        let _ = self.tx.send(format!("received {}", fds.len()));
+        Ok(())
+    }
+
+    fn fds_truncated(&mut self, _conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+        let _ = self.tx.send("truncated".into());
+        Ok(())
+    }
+
+    fn data(&mut self, _conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        let _ = self.tx.send(format!("data {}", data.len()));
+        Ok(())
+    }
+}
+
+const PY_MANY_FDS: &str = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+pipes = [os.pipe() for _ in range(20)]
+print("ready", flush=True)
+sys.stdin.readline()
+socket.send_fds(s, [b"x" * 20], [r for (r, _) in pipes])
+print("sent", flush=True)
+sys.stdin.readline()
+"#;
+
+#[test]
+fn a_truncated_control_message_is_reported() {
+    let _serial = serial();
+    let (mut child, lines) = spawn_test_child("truncated_child", "WEFT_TRUNCATED_CHILD");
+    let mut seen = Vec::new();
+    loop {
+        let line = recv(&lines);
+        if line == "done" {
+            break;
+        }
+        if line.starts_with("child:") {
+            seen.push(line);
+        }
+    }
+    assert!(child.wait().unwrap().success(), "{seen:?}");
+    let received: usize = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("child: received "))
+        .map_or(0, |n| n.parse().unwrap());
+    assert!(received < 20, "{seen:?}");
+    assert!(seen.contains(&"child: truncated".to_string()), "{seen:?}");
+    assert!(
+        seen.contains(&"child: data 20".to_string()),
+        "the bytes still arrive: {seen:?}"
+    );
+}
+
+#[test]
+#[ignore = "run by a_truncated_control_message_is_reported in a child process"]
+fn truncated_child() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if std::env::var_os("WEFT_TRUNCATED_CHILD").is_none() {
+        return;
+    }
+    let dir = Dir::new("ctrunc");
+    let path = dir.join("t.sock");
+    let rt = runtime(1);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let _listening = listen_unix(rt.handle(), &path, ListenOptions::new(), move || Counter {
+        tx: tx.lock().unwrap().clone(),
+    })
+    .unwrap();
+    let mut py = spawn_guarded(
+        Command::new("python3")
+            .arg("-c")
+            .arg(PY_MANY_FDS)
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let out = py.stdout.take().unwrap();
+    let mut out = std::io::BufReader::new(out);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    // Room for a few more descriptors only (Python has its own already).
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    // New descriptors take the lowest free numbers below the limit: allow
+    // the three lowest free ones.
+    let open: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .collect();
+    let third_free = (0u64..).filter(|n| !open.contains(n)).nth(2).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, third_free + 1, hard).unwrap();
+    py.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut events = Vec::new();
+    while !events.iter().any(|e: &String| e.starts_with("data")) {
+        events.push(rx.recv_timeout(WAIT).expect("an event in time"));
+    }
+    for e in events {
+        println!("child: {e}");
+    }
+    println!("done");
+    let _ = py.stdin.as_mut().unwrap().write_all(b"end\n");
+}
+
+#[test]
+fn a_supervised_unix_listener_restarts_on_its_path_with_the_limit_and_idle_timeout_of_tcp() {
+    use weft::io::{Listener, ListenerInfo};
+    use weft::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorMsg, SupervisorSpec};
+    let _serial = serial();
+    let dir = Dir::new("supervised");
+    let path = dir.join("sup.sock");
+    let (rt, clock) = manual_runtime(2);
+    let (info_tx, infos) = mpsc::channel::<ListenerInfo>();
+    let for_child = path.clone();
+    let options = ListenOptions::new()
+        .max_connections(1)
+        .unix_mode(0o600)
+        .conn(ConnOptions::new().idle_timeout(Some(std::time::Duration::from_secs(10))));
+    let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::worker(
+        "unix-listener",
+        move || {
+            let listener = Listener::new_unix(&for_child, options.clone(), || Echo);
+            let _ = info_tx.send(listener.info());
+            listener
+        },
+    ));
+    let sup = rt.handle().spawn(Supervisor::new(spec));
+    let started = |infos: &Receiver<ListenerInfo>| {
+        let info = recv(infos);
+        eventually("the listener is bound", || info.address().is_some());
+        assert_eq!(info.address(), Some(Address::Unix(UnixAddr::path(&path))));
+        info
+    };
+    let echo_once = |s: &mut UnixStream, text: &[u8]| {
+        s.write_all(text).unwrap();
+        let mut buf = vec![0u8; text.len()];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, text);
+    };
+    let info = started(&infos);
+    assert_eq!(mode_of(&path), "600 socket");
+    let mut first = UnixStream::connect(&path).unwrap();
+    first.set_read_timeout(Some(WAIT)).unwrap();
+    echo_once(&mut first, b"one");
+    // At the limit: the kernel queues a second, weft does not accept it.
+    let mut second = UnixStream::connect(&path).unwrap();
+    second.set_read_timeout(Some(WAIT)).unwrap();
+    second.write_all(b"two").unwrap();
+    assert_eq!(info.stats().active, 1);
+    // The idle timeout (manual clock) ends the first; the second is served.
+    clock.advance(std::time::Duration::from_secs(11));
+    let mut rest = Vec::new();
+    first.read_to_end(&mut rest).unwrap();
+    let mut buf = [0u8; 3];
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"two");
+
+    // Killed, it is restarted by its supervisor on the same path.
+    let children = sup
+        .ask_wait(SupervisorMsg::WhichChildren, WAIT)
+        .expect("the supervisor answers");
+    let listener = children[0].addr.clone().expect("the listener runs");
+    assert!(listener.kill(ExitReason::Killed));
+    let _info = started(&infos);
+    let mut third = UnixStream::connect(&path).unwrap();
+    third.set_read_timeout(Some(WAIT)).unwrap();
+    third.write_all(b"333").unwrap();
+    let mut buf = [0u8; 3];
+    third.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"333");
+    drop(second);
+}
