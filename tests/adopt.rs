@@ -135,6 +135,14 @@ fn descriptors_of_the_wrong_kind_are_refused_with_what_they_are() {
     let err = adopt_listener(rt.handle(), &pipe_r, ListenOptions::new(), || Echo).unwrap_err();
     assert!(matches!(err, AdoptError::NotSocket { .. }), "{err}");
     assert!(err.to_string().contains("is not a socket"), "{err}");
+    // A number that names nothing (descriptors are allocated lowest
+    // first, so no test of this binary ever gets this one).
+    let closed = 999_999;
+    // SAFETY: the number is closed on purpose; adopting only asks the
+    // kernel about it (and is refused), it never reads or closes it.
+    let dangling = unsafe { std::os::fd::BorrowedFd::borrow_raw(closed) };
+    let err = adopt_stream(rt.handle(), dangling, ConnOptions::new(), Echo).unwrap_err();
+    assert!(matches!(err, AdoptError::Invalid { .. }), "{err}");
     // The refused ones are untouched: the stream still works.
     let mut stream = stream;
     stream.write_all(b"still mine").unwrap();

@@ -251,6 +251,14 @@ fn writability_and_the_refusals() {
             Ok(())
         }
     }
+    // A number that names nothing (descriptors are allocated lowest
+    // first, so no test of this binary ever gets this one).
+    let closed = 999_999;
+    let (tx, rx) = mpsc::channel();
+    rt.handle().spawn(Try(tx, closed));
+    let err = recv(&rx).unwrap_err();
+    assert!(err.contains("is not open"), "{err}");
+
     let file = std::fs::File::open("/etc/hostname")
         .or_else(|_| std::fs::File::open(std::env::current_exe().unwrap()))
         .unwrap();
