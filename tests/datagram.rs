@@ -9,7 +9,6 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
@@ -23,26 +22,6 @@ use weft::io::{AdoptError, ListenError};
 use weft::prelude::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("weft-dgram-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[derive(Debug, PartialEq)]
 enum Seen {
@@ -152,7 +131,7 @@ print("sent", flush=True)
 #[test]
 fn python_senders_bound_and_unbound_and_a_truncated_datagram() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Dir::new("python");
+    let dir = TempDir::new("dgram-python");
     let path = dir.join("server.sock");
     let rt = runtime(2);
     let (p, rx) = probe();
@@ -240,7 +219,7 @@ fn python_senders_bound_and_unbound_and_a_truncated_datagram() {
 #[test]
 fn a_full_receiver_is_a_value_and_send_ready_follows_when_it_drains() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Dir::new("full");
+    let dir = TempDir::new("dgram-full");
     let rt = runtime(2);
     let receiver_path = dir.join("slow.sock");
     let receiver = UnixDatagram::bind(&receiver_path).unwrap();
@@ -354,7 +333,7 @@ fn connected_abstract_sockets_too_big_and_wrong_family() {
 #[test]
 fn stale_datagram_files_are_replaced_and_live_ones_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Dir::new("stale");
+    let dir = TempDir::new("dgram-stale");
     let rt = runtime(1);
     let path = dir.join("d.sock");
     drop(UnixDatagram::bind(&path).unwrap());
@@ -374,7 +353,7 @@ fn stale_datagram_files_are_replaced_and_live_ones_refused() {
 #[test]
 fn adopted_unix_and_udp_datagram_sockets_and_a_wrong_kind() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Dir::new("adopt");
+    let dir = TempDir::new("dgram-adopt");
     let rt = runtime(2);
 
     let path = dir.join("adopted.sock");

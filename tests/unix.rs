@@ -29,28 +29,6 @@ fn serial() -> MutexGuard<'static, ()> {
     FDS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A fresh directory for one test's socket files, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("weft-unix-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// What a [`Probe`] saw, in order.
 #[derive(Debug)]
 enum Seen {
@@ -164,7 +142,7 @@ s.close()
 #[test]
 fn python_client_echo_over_a_path_with_credentials_and_mode() {
     let _serial = serial();
-    let dir = Dir::new("echo");
+    let dir = TempDir::new("unix-echo");
     let path = dir.join("echo.sock");
     let rt = runtime(2);
     let (factory, rx) = probe_factory();
@@ -306,7 +284,7 @@ fn abstract_name_echo_between_weft_listener_and_connect_unix() {
 #[test]
 fn stale_files_are_replaced_live_ones_and_other_files_are_not() {
     let _serial = serial();
-    let dir = Dir::new("stale");
+    let dir = TempDir::new("unix-stale");
     let rt = runtime(2);
 
     // A socket file nobody listens on (a crashed server's).
@@ -375,7 +353,7 @@ fn stale_files_are_replaced_live_ones_and_other_files_are_not() {
 #[test]
 fn a_successor_socket_file_is_not_removed_by_the_old_listener() {
     let _serial = serial();
-    let dir = Dir::new("successor");
+    let dir = TempDir::new("unix-successor");
     let path = dir.join("s.sock");
     let rt = runtime(2);
     let old = listen_unix(rt.handle(), &path, ListenOptions::new(), || Echo).unwrap();
@@ -391,7 +369,7 @@ fn a_successor_socket_file_is_not_removed_by_the_old_listener() {
 #[test]
 fn connect_unix_reports_missing_refused_and_bad_addresses() {
     let _serial = serial();
-    let dir = Dir::new("connect");
+    let dir = TempDir::new("unix-connect");
     let rt = runtime(2);
     let client = || Client {
         say: Vec::new(),
@@ -466,7 +444,7 @@ fn cloexec(fd: &impl AsFd) -> bool {
 #[test]
 fn python_sends_descriptors_that_arrive_before_the_bytes_after_them() {
     let _serial = serial();
-    let dir = Dir::new("recvfds");
+    let dir = TempDir::new("unix-recvfds");
     let path = dir.join("fds.sock");
     let names: Vec<PathBuf> = (0..4)
         .map(|i| {
@@ -579,7 +557,7 @@ impl Protocol for LateEcho {
 #[test]
 fn descriptors_a_protocol_does_not_take_are_closed() {
     let _serial = serial();
-    let dir = Dir::new("untaken");
+    let dir = TempDir::new("unix-untaken");
     let path = dir.join("u.sock");
     let rt = runtime(2);
     let (tx, conns) = mpsc::channel();
@@ -664,7 +642,7 @@ s.close()
 #[test]
 fn weft_sends_descriptors_to_python_in_order_and_refuses_bad_batches() {
     let _serial = serial();
-    let dir = Dir::new("sendfds");
+    let dir = TempDir::new("unix-sendfds");
     let path = dir.join("send.sock");
     let fds: Vec<OwnedFd> = (0..3)
         .map(|i| {
@@ -822,7 +800,7 @@ fn truncated_child() {
     if std::env::var_os("WEFT_TRUNCATED_CHILD").is_none() {
         return;
     }
-    let dir = Dir::new("ctrunc");
+    let dir = TempDir::new("unix-ctrunc");
     let path = dir.join("t.sock");
     let rt = runtime(1);
     let (tx, rx) = mpsc::channel();
@@ -871,7 +849,7 @@ fn a_supervised_unix_listener_restarts_on_its_path_with_the_limit_and_idle_timeo
     use weft::io::{Listener, ListenerInfo};
     use weft::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorMsg, SupervisorSpec};
     let _serial = serial();
-    let dir = Dir::new("supervised");
+    let dir = TempDir::new("unix-supervised");
     let path = dir.join("sup.sock");
     let (rt, clock) = manual_runtime(2);
     let (info_tx, infos) = mpsc::channel::<ListenerInfo>();

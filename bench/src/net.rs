@@ -220,14 +220,7 @@ impl Server {
 
     /// CPU seconds the server has used (user + system).
     pub(crate) fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command name (which may contain spaces).
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // utime and stime are fields 14 and 15; `rest` starts at field 3.
-        (ticks(11) + ticks(12)) / 100.0
+        cpu_secs_of(self.pid())
     }
 
     fn status_bytes(&self, field: &str) -> u64 {
@@ -267,6 +260,18 @@ impl Drop for Server {
     }
 }
 
+/// CPU seconds process `pid` has used (user + system), from
+/// /proc/PID/stat.
+pub(crate) fn cpu_secs_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -284,14 +289,30 @@ pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
 /// `conns` connections each send `size` bytes and wait for the echo, for
 /// `dur`; returns the requests completed and every latency in µs.
 fn request_reply(addr: SocketAddr, conns: usize, size: usize, dur: Duration) -> (u64, Vec<u32>) {
+    request_reply_over(conns, size, dur, || {
+        let s = connect(addr);
+        s.set_nonblocking(true).unwrap();
+        MioStream::from_std(s)
+    })
+}
+
+/// `request_reply` over any non-blocking stream `connect` opens (TCP
+/// here, UNIX in `unix.rs`).
+pub(crate) fn request_reply_over<S>(
+    conns: usize,
+    size: usize,
+    dur: Duration,
+    mut connect: impl FnMut() -> S,
+) -> (u64, Vec<u32>)
+where
+    S: Read + Write + mio::event::Source,
+{
     let mut poll = Poll::new().unwrap();
     let mut events = Events::with_capacity(256);
     let msg = vec![b'r'; size];
     let mut state = Vec::new();
     for i in 0..conns {
-        let s = connect(addr);
-        s.set_nonblocking(true).unwrap();
-        let mut s = MioStream::from_std(s);
+        let mut s = connect();
         poll.registry()
             .register(&mut s, Token(i), Interest::READABLE)
             .unwrap();

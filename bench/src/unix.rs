@@ -22,7 +22,7 @@ use mio::net::UnixStream as MioUnix;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::emit;
-use crate::net::{percentile, secs};
+use crate::net::{percentile, request_reply_over, secs};
 
 const SERVER_CORE: &str = "0";
 
@@ -122,7 +122,7 @@ pub fn run(job: &str, system: &str) -> bool {
     let cpu0 = server.cpu_secs();
     match job {
         "unix-echo-rr" => {
-            let (n, mut lat) = request_reply(&server.path, 50, 64, dur);
+            let (n, mut lat) = request_reply_over(50, 64, dur, || connect(&server.path));
             let cpu = server.cpu_secs() - cpu0;
             lat.sort_unstable();
             emit("unix-echo-rr", "per_s", n as f64 / dur.as_secs_f64());
@@ -145,55 +145,6 @@ fn connect(path: &Path) -> MioUnix {
     let s = std::os::unix::net::UnixStream::connect(path).expect("connect to the server");
     s.set_nonblocking(true).unwrap();
     MioUnix::from_std(s)
-}
-
-/// As the TCP `echo-rr` load: `conns` connections each send `size` bytes
-/// and wait for the echo, for `dur`.
-fn request_reply(path: &Path, conns: usize, size: usize, dur: Duration) -> (u64, Vec<u32>) {
-    let mut poll = Poll::new().unwrap();
-    let mut events = Events::with_capacity(256);
-    let msg = vec![b'r'; size];
-    let mut state = Vec::new();
-    for i in 0..conns {
-        let mut s = connect(path);
-        poll.registry()
-            .register(&mut s, Token(i), Interest::READABLE)
-            .unwrap();
-        state.push((s, Instant::now(), 0usize));
-    }
-    let mut lat = Vec::with_capacity(1 << 20);
-    let mut done = 0u64;
-    for (s, at, _) in state.iter_mut() {
-        s.write_all(&msg).unwrap();
-        *at = Instant::now();
-    }
-    let mut buf = vec![0u8; 65536];
-    let end = Instant::now() + dur;
-    while Instant::now() < end {
-        poll.poll(&mut events, Some(Duration::from_millis(50)))
-            .unwrap();
-        for ev in events.iter() {
-            let (s, at, got) = &mut state[ev.token().0];
-            loop {
-                match s.read(&mut buf) {
-                    Ok(0) => panic!("the server closed a unix-echo-rr connection"),
-                    Ok(n) => {
-                        *got += n;
-                        while *got >= size {
-                            *got -= size;
-                            lat.push(at.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                            done += 1;
-                            s.write_all(&msg).unwrap();
-                            *at = Instant::now();
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => panic!("unix-echo-rr read: {e}"),
-                }
-            }
-        }
-    }
-    (done, lat)
 }
 
 /// Sends one byte with `fd` attached.
