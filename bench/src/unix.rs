@@ -22,7 +22,7 @@ use mio::net::UnixStream as MioUnix;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::emit;
-use crate::net::{percentile, request_reply_over, secs};
+use crate::net::{cpu_secs_of, percentile, request_reply_over, secs};
 
 const SERVER_CORE: &str = "0";
 
@@ -96,12 +96,7 @@ impl UnixServer {
     }
 
     fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / 100.0
+        cpu_secs_of(self.child.id())
     }
 }
 
