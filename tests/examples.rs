@@ -829,3 +829,33 @@ fn fd_pass_hands_connections_to_its_workers_in_turn() {
         eventually("the worker ended with its parent", || !process_alive(pid));
     }
 }
+
+#[test]
+fn udp_echo_answers_nc_u_as_its_doc_says() {
+    use std::process::Stdio;
+    let mut server = Example::start("udp_echo", &["127.0.0.1:0"]);
+    let mut nc = spawn_guarded(
+        Command::new("nc")
+            .arg("-u")
+            .arg(server.addr.ip().to_string())
+            .arg(server.addr.port().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let replies = stdout_lines(&mut nc);
+    nc.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"one datagram\n")
+        .unwrap();
+    assert_eq!(recv(&replies), "one datagram");
+    drop(nc);
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    let last = recv(&server.lines);
+    assert!(
+        last.contains("stopped; 1 datagrams echoed, 0 replies dropped"),
+        "{last}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Datagram sockets as actors (Twisted's `DatagramProtocol`, and
-//! `listenUNIXDatagram` / `connectUNIXDatagram` / `adoptDatagramPort`):
+//! `listenUDP` / `listenUNIXDatagram` / `connectUNIXDatagram` /
+//! `adoptDatagramPort`):
 //! one [`DatagramSocket`] actor per socket runs a user
 //! [`DatagramProtocol`]. The protocol and its [`Dgram`] handle are the
 //! same for UNIX datagram sockets and UDP.
@@ -150,6 +151,10 @@ pub enum DatagramError {
     /// The peer refused (nothing receives there).
     #[error("refused: nothing receives at {0}")]
     Refused(String),
+    /// The kernel denied it: a broadcast address without the broadcast
+    /// option (`EACCES`), or a firewall rule (`EPERM`).
+    #[error("sending to {0} is not allowed (a broadcast address without the broadcast option?)")]
+    Denied(String),
     /// The socket is closed.
     #[error("the socket is closed")]
     Closed,
@@ -176,13 +181,24 @@ pub struct DatagramStats {
     pub would_block: AtomicU64,
 }
 
-/// Options of a datagram socket.
+/// Options of a datagram socket. The socket options (broadcast, TTL,
+/// IPv6-only, address reuse, buffer sizes, multicast) apply to UDP and are
+/// ignored for UNIX sockets; `unix_mode` is the reverse.
 #[derive(Clone, Debug)]
 pub struct DatagramOptions {
     recv_size: usize,
     read_budget: usize,
     unix_mode: Option<u32>,
     capacity: usize,
+    broadcast: bool,
+    ttl: Option<u32>,
+    only_v6: Option<bool>,
+    reuse_addr: bool,
+    reuse_port: bool,
+    recv_buffer: Option<usize>,
+    send_buffer: Option<usize>,
+    multicast_ttl: Option<u32>,
+    multicast_loop: Option<bool>,
 }
 
 impl Default for DatagramOptions {
@@ -192,6 +208,15 @@ impl Default for DatagramOptions {
             read_budget: 64,
             unix_mode: None,
             capacity: weft_actors::DEFAULT_CAPACITY,
+            broadcast: false,
+            ttl: None,
+            only_v6: None,
+            reuse_addr: false,
+            reuse_port: false,
+            recv_buffer: None,
+            send_buffer: None,
+            multicast_ttl: None,
+            multicast_loop: None,
         }
     }
 }
@@ -225,6 +250,122 @@ impl DatagramOptions {
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self
+    }
+
+    /// UDP: may send to broadcast addresses (`SO_BROADCAST`; off by
+    /// default, and a send to one is then `DatagramError::Denied`).
+    pub fn broadcast(mut self, on: bool) -> Self {
+        self.broadcast = on;
+        self
+    }
+
+    /// UDP: the unicast TTL (IPv4) or hop limit (IPv6).
+    pub fn ttl(mut self, ttl: u32) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// UDP on an IPv6 address: only IPv6 (`IPV6_V6ONLY`), or also IPv4
+    /// through mapped addresses. Default: the system's.
+    pub fn only_v6(mut self, on: bool) -> Self {
+        self.only_v6 = Some(on);
+        self
+    }
+
+    /// UDP: `SO_REUSEADDR` (several sockets on one multicast group and
+    /// port, Twisted's `listenMultiple`).
+    pub fn reuse_addr(mut self, on: bool) -> Self {
+        self.reuse_addr = on;
+        self
+    }
+
+    /// UDP: `SO_REUSEPORT` (the kernel spreads unicast datagrams over the
+    /// sockets bound to the port).
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// The kernel's receive buffer (`SO_RCVBUF`; it may double it).
+    pub fn recv_buffer(mut self, bytes: usize) -> Self {
+        self.recv_buffer = Some(bytes);
+        self
+    }
+
+    /// The kernel's send buffer (`SO_SNDBUF`).
+    pub fn send_buffer(mut self, bytes: usize) -> Self {
+        self.send_buffer = Some(bytes);
+        self
+    }
+
+    /// UDP: the TTL (hops) of multicast datagrams sent (default 1: the
+    /// local network).
+    pub fn multicast_ttl(mut self, ttl: u32) -> Self {
+        self.multicast_ttl = Some(ttl);
+        self
+    }
+
+    /// UDP: whether multicast datagrams sent come back to this host's
+    /// members (default on).
+    pub fn multicast_loop(mut self, on: bool) -> Self {
+        self.multicast_loop = Some(on);
+        self
+    }
+
+    /// Applies the socket options to a UDP socket before it binds. Each
+    /// socket receives the multicast groups it joined, not every group
+    /// some socket on the host joined (Linux's `IP_MULTICAST_ALL`, on by
+    /// default there, is turned off).
+    fn apply_udp(&self, sock: &Socket, v6: bool) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            if v6 {
+                // Linux 4.20 and later; older kernels keep their default.
+                let _ = sock.set_multicast_all_v6(false);
+            } else {
+                sock.set_multicast_all_v4(false)?;
+            }
+        }
+        if self.reuse_addr {
+            sock.set_reuse_address(true)?;
+        }
+        if self.reuse_port {
+            sock.set_reuse_port(true)?;
+        }
+        if let (true, Some(only)) = (v6, self.only_v6) {
+            sock.set_only_v6(only)?;
+        }
+        if self.broadcast {
+            sock.set_broadcast(true)?;
+        }
+        if let Some(ttl) = self.ttl {
+            if v6 {
+                sock.set_unicast_hops_v6(ttl)?;
+            } else {
+                sock.set_ttl_v4(ttl)?;
+            }
+        }
+        if let Some(bytes) = self.recv_buffer {
+            sock.set_recv_buffer_size(bytes)?;
+        }
+        if let Some(bytes) = self.send_buffer {
+            sock.set_send_buffer_size(bytes)?;
+        }
+        if let Some(ttl) = self.multicast_ttl {
+            if v6 {
+                sock.set_multicast_hops_v6(ttl)?;
+            } else {
+                sock.set_multicast_ttl_v4(ttl)?;
+            }
+        }
+        if let Some(on) = self.multicast_loop {
+            if v6 {
+                sock.set_multicast_loop_v6(on)?;
+            } else {
+                sock.set_multicast_loop_v4(on)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -320,6 +461,154 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
         Ok(())
     }
 
+    /// Disconnects (a connected socket goes back to sending anywhere and
+    /// receiving from anyone).
+    pub fn disconnect(&mut self) -> io::Result<()> {
+        let fd = self.core.fd.as_ref().ok_or(io::ErrorKind::NotConnected)?;
+        // An address of family AF_UNSPEC dissolves the association.
+        // SAFETY: an all-zero sockaddr with family AF_UNSPEC, its size.
+        let rc = unsafe {
+            let mut addr: nix::libc::sockaddr = std::mem::zeroed();
+            addr.sa_family = nix::libc::AF_UNSPEC as nix::libc::sa_family_t;
+            nix::libc::connect(
+                fd.as_raw_fd(),
+                &addr,
+                std::mem::size_of::<nix::libc::sockaddr>() as nix::libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            // Linux answers AF_UNSPEC on a UDP socket with EAFNOSUPPORT
+            // on some versions after disconnecting anyway.
+            if e.raw_os_error() != Some(nix::libc::EAFNOSUPPORT) {
+                return Err(e);
+            }
+        }
+        self.core.peer = None;
+        Ok(())
+    }
+
+    /// UDP: joins the IPv4 multicast `group` on the interface with address
+    /// `interface` (`0.0.0.0`: the system's choice). A non-multicast
+    /// group, or an interface that does not exist, is an error.
+    pub fn join_multicast_v4(
+        &mut self,
+        group: std::net::Ipv4Addr,
+        interface: std::net::Ipv4Addr,
+    ) -> io::Result<()> {
+        self.socket()?.join_multicast_v4(&group, &interface)
+    }
+
+    /// UDP: leaves an IPv4 group joined with `join_multicast_v4`.
+    pub fn leave_multicast_v4(
+        &mut self,
+        group: std::net::Ipv4Addr,
+        interface: std::net::Ipv4Addr,
+    ) -> io::Result<()> {
+        self.socket()?.leave_multicast_v4(&group, &interface)
+    }
+
+    /// UDP: joins `group` for datagrams from `source` only
+    /// (source-specific multicast, `IP_ADD_SOURCE_MEMBERSHIP`).
+    pub fn join_source_multicast_v4(
+        &mut self,
+        group: std::net::Ipv4Addr,
+        source: std::net::Ipv4Addr,
+        interface: std::net::Ipv4Addr,
+    ) -> io::Result<()> {
+        self.socket()?.join_ssm_v4(&source, &group, &interface)
+    }
+
+    /// UDP: joins the IPv6 multicast `group` on interface number
+    /// `interface` (0: the system's choice).
+    pub fn join_multicast_v6(
+        &mut self,
+        group: std::net::Ipv6Addr,
+        interface: u32,
+    ) -> io::Result<()> {
+        self.socket()?.join_multicast_v6(&group, interface)
+    }
+
+    /// UDP: leaves an IPv6 group.
+    pub fn leave_multicast_v6(
+        &mut self,
+        group: std::net::Ipv6Addr,
+        interface: u32,
+    ) -> io::Result<()> {
+        self.socket()?.leave_multicast_v6(&group, interface)
+    }
+
+    /// UDP: the interface IPv4 multicast datagrams leave by.
+    pub fn set_multicast_interface_v4(&mut self, interface: std::net::Ipv4Addr) -> io::Result<()> {
+        self.socket()?.set_multicast_if_v4(&interface)
+    }
+
+    /// UDP: the interface IPv4 multicast datagrams leave by now.
+    pub fn multicast_interface_v4(&self) -> io::Result<std::net::Ipv4Addr> {
+        self.socket()?.multicast_if_v4()
+    }
+
+    /// UDP: the TTL of multicast datagrams sent (IPv4; hops for IPv6).
+    pub fn set_multicast_ttl(&mut self, ttl: u32) -> io::Result<()> {
+        let sock = self.socket()?;
+        if self.is_v6() {
+            sock.set_multicast_hops_v6(ttl)
+        } else {
+            sock.set_multicast_ttl_v4(ttl)
+        }
+    }
+
+    /// UDP: the TTL (hops) of multicast datagrams sent now.
+    pub fn multicast_ttl(&self) -> io::Result<u32> {
+        let sock = self.socket()?;
+        if self.is_v6() {
+            sock.multicast_hops_v6()
+        } else {
+            sock.multicast_ttl_v4()
+        }
+    }
+
+    /// UDP: whether this host's members receive the multicast datagrams
+    /// this socket sends.
+    pub fn set_multicast_loop(&mut self, on: bool) -> io::Result<()> {
+        let sock = self.socket()?;
+        if self.is_v6() {
+            sock.set_multicast_loop_v6(on)
+        } else {
+            sock.set_multicast_loop_v4(on)
+        }
+    }
+
+    /// UDP: the multicast loopback mode now.
+    pub fn multicast_loop(&self) -> io::Result<bool> {
+        let sock = self.socket()?;
+        if self.is_v6() {
+            sock.multicast_loop_v6()
+        } else {
+            sock.multicast_loop_v4()
+        }
+    }
+
+    /// UDP: allows or refuses sending to broadcast addresses.
+    pub fn set_broadcast(&mut self, on: bool) -> io::Result<()> {
+        self.socket()?.set_broadcast(on)
+    }
+
+    fn socket(&self) -> io::Result<SockRef<'_>> {
+        match &self.core.fd {
+            Some(fd) if !self.core.unix => Ok(SockRef::from(fd)),
+            Some(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a UDP option on a UNIX socket",
+            )),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn is_v6(&self) -> bool {
+        matches!(self.core.local, Address::Inet(std::net::SocketAddr::V6(_)))
+    }
+
     /// This socket's address.
     pub fn local_addr(&self) -> &Address {
         &self.core.local
@@ -379,6 +668,11 @@ impl Core {
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Err(DatagramError::Refused(
                 to.map(|a| a.to_string()).unwrap_or_default(),
             )),
+            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EACCES | nix::libc::EPERM)) => {
+                Err(DatagramError::Denied(
+                    to.map(|a| a.to_string()).unwrap_or_default(),
+                ))
+            }
             Err(e) => Err(DatagramError::Io {
                 kind: e.kind(),
                 message: e.to_string(),
@@ -819,6 +1113,50 @@ fn bind_unix_datagram(
     }
     let file = crate::unix::socket_file(addr, mode)?;
     Ok((sock.into(), file))
+}
+
+/// Binds a UDP socket to `addr` (port 0: the OS chooses) with `options`
+/// (broadcast, TTL, IPv6-only, `SO_REUSEADDR`/`SO_REUSEPORT`, buffer
+/// sizes, multicast TTL and loopback, receive size, read budget) and runs
+/// `protocol` on it (Twisted's `listenUDP`; `listenMultiple` is
+/// `reuse_addr(true)`). Addresses are typed: a host name is resolved by
+/// the caller (on the blocking pool, `Ctx::spawn_blocking`), never by a
+/// send. A bad or busy address is an error here.
+///
+/// ```no_run
+/// use weft_actors::ActorResult;
+/// use weft_io::datagram::{listen_udp, DatagramOptions, DatagramProtocol, Dgram};
+/// use weft_io::Address;
+///
+/// struct Echo;
+/// impl DatagramProtocol for Echo {
+///     type Msg = ();
+///     fn datagram(&mut self, sock: &mut Dgram<'_, '_, Self>, data: &[u8], from: &Address) -> ActorResult {
+///         let _ = sock.send_to(data, from); // WouldBlock: dropped, and counted
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let sock = listen_udp(rt.handle(), "127.0.0.1:9000".parse().unwrap(),
+///                       DatagramOptions::new(), Echo).unwrap();
+/// println!("listening on {}", sock.local_addr());
+/// rt.run().unwrap();
+/// ```
+pub fn listen_udp<P: DatagramProtocol>(
+    handle: &Handle,
+    addr: std::net::SocketAddr,
+    options: DatagramOptions,
+    protocol: P,
+) -> Result<DatagramRef<P>, ListenError> {
+    let bind_err = |source| ListenError::Bind {
+        addr: Address::Inet(addr),
+        source,
+    };
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, None).map_err(bind_err)?;
+    options.apply_udp(&sock, addr.is_ipv6()).map_err(bind_err)?;
+    sock.bind(&addr.into()).map_err(bind_err)?;
+    spawn_socket(handle, sock.into(), None, None, options, protocol).map_err(bind_err)
 }
 
 /// Adopts a datagram socket, UNIX or UDP (Twisted's

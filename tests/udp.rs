@@ -1,0 +1,434 @@
+//! UDP on 127.0.0.1 and ::1 with Python as the peer: datagram boundaries
+//! kept (random sizes up to 64 KB), truncation reported, EMSGSIZE, a
+//! connected socket told of refusal (and an unconnected one not),
+//! broadcast refused and allowed, multicast (TTL and loopback defaults
+//! and changes, join and leave, a non-multicast group refused, the
+//! outgoing interface, two `reuse_addr` sockets on one group), IPv6, a
+//! panicking protocol that stops only its socket, and one flow answered
+//! while two others flood.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use common::*;
+use weft::io::datagram::{
+    listen_udp, DatagramError, DatagramOptions, DatagramProtocol, DatagramRef, Dgram,
+};
+use weft::prelude::*;
+
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Got(usize, Address),
+    Truncated(usize, usize),
+    Refused,
+    Result(String),
+}
+
+/// What to do on the socket, sent as a message.
+enum Cmd {
+    SendTo(Vec<u8>, SocketAddr),
+    Connect(SocketAddr),
+    Send(Vec<u8>),
+    Disconnect,
+    /// Run a closure against the socket and report its answer.
+    Call(Box<dyn FnOnce(&mut Dgram<'_, '_, Probe>) -> String + Send>),
+}
+
+/// Echoes (unless `quiet`), reports everything; panics on "panic".
+struct Probe {
+    tx: Sender<Seen>,
+    quiet: bool,
+}
+
+impl DatagramProtocol for Probe {
+    type Msg = Cmd;
+
+    fn datagram(
+        &mut self,
+        sock: &mut Dgram<'_, '_, Self>,
+        data: &[u8],
+        from: &Address,
+    ) -> ActorResult {
+        if data == b"panic" {
+            panic!("told to panic");
+        }
+        let _ = self.tx.send(Seen::Got(data.len(), from.clone()));
+        if !self.quiet {
+            let _ = sock.send_to(data, from);
+        }
+        Ok(())
+    }
+
+    fn truncated(
+        &mut self,
+        _sock: &mut Dgram<'_, '_, Self>,
+        data: &[u8],
+        len: usize,
+        _from: &Address,
+    ) -> ActorResult {
+        let _ = self.tx.send(Seen::Truncated(data.len(), len));
+        Ok(())
+    }
+
+    fn refused(&mut self, _sock: &mut Dgram<'_, '_, Self>) -> ActorResult {
+        let _ = self.tx.send(Seen::Refused);
+        Ok(())
+    }
+
+    fn message(&mut self, sock: &mut Dgram<'_, '_, Self>, cmd: Cmd) -> ActorResult {
+        let result = match cmd {
+            Cmd::SendTo(data, to) => format!("{:?}", sock.send_to(&data, &Address::Inet(to))),
+            Cmd::Connect(to) => format!(
+                "{:?}",
+                sock.connect(&Address::Inet(to)).map_err(|e| e.kind())
+            ),
+            Cmd::Send(data) => format!("{:?}", sock.send(&data)),
+            Cmd::Disconnect => format!("{:?}", sock.disconnect().map_err(|e| e.kind())),
+            Cmd::Call(f) => f(sock),
+        };
+        let _ = self.tx.send(Seen::Result(result));
+        Ok(())
+    }
+}
+
+fn udp(
+    rt: &Runtime,
+    addr: &str,
+    options: DatagramOptions,
+    quiet: bool,
+) -> (DatagramRef<Probe>, Receiver<Seen>) {
+    let (tx, rx) = mpsc::channel();
+    let sock = listen_udp(
+        rt.handle(),
+        addr.parse().unwrap(),
+        options,
+        Probe { tx, quiet },
+    )
+    .expect("binds");
+    (sock, rx)
+}
+
+fn port_of(sock: &DatagramRef<Probe>) -> SocketAddr {
+    sock.local_addr().inet().unwrap()
+}
+
+fn ask(sock: &DatagramRef<Probe>, rx: &Receiver<Seen>, cmd: Cmd) -> String {
+    if sock.send(cmd).is_err() {
+        panic!("the socket's actor is gone");
+    }
+    loop {
+        if let Seen::Result(r) = recv(rx) {
+            return r;
+        }
+    }
+}
+
+fn call(
+    sock: &DatagramRef<Probe>,
+    rx: &Receiver<Seen>,
+    f: impl FnOnce(&mut Dgram<'_, '_, Probe>) -> String + Send + 'static,
+) -> String {
+    ask(sock, rx, Cmd::Call(Box::new(f)))
+}
+
+const PY_BOUNDARIES: &str = r#"
+import random, socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.settimeout(10)
+target = (sys.argv[1], int(sys.argv[2]))
+random.seed(7)
+sizes = [1, 64, 1400, 1500, 9000, 65507 if family == socket.AF_INET else 65487] + [random.randint(1, 65000) for _ in range(30)]
+for n in sizes:
+    data = bytes(random.getrandbits(8) for _ in range(min(n, 64))) * (n // 64 + 1)
+    data = data[:n]
+    s.sendto(data, target)
+    back, _ = s.recvfrom(70000)
+    assert back == data, (n, len(back))
+print("ok", len(sizes), flush=True)
+"#;
+
+fn python(script: &str, args: &[&str]) -> String {
+    let (ok, out, err) = wait_output(spawn_guarded(
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    ));
+    assert!(ok, "python failed: {err}");
+    out
+}
+
+#[test]
+fn echo_keeps_datagram_boundaries_on_ipv4_and_ipv6() {
+    let rt = runtime(2);
+    for addr in ["127.0.0.1:0", "[::1]:0"] {
+        let (sock, _rx) = udp(&rt, addr, DatagramOptions::new(), false);
+        let local = port_of(&sock);
+        let out = python(
+            PY_BOUNDARIES,
+            &[&local.ip().to_string(), &local.port().to_string()],
+        );
+        assert_eq!(out.trim(), "ok 36", "{addr}");
+        assert_eq!(sock.stats().received.load(Ordering::Relaxed), 36);
+        assert_eq!(sock.stats().sent.load(Ordering::Relaxed), 36);
+    }
+}
+
+#[test]
+fn truncation_is_reported_and_too_big_is_refused() {
+    let rt = runtime(2);
+    let (sock, rx) = udp(
+        &rt,
+        "127.0.0.1:0",
+        DatagramOptions::new().recv_size(100),
+        true,
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(&[1u8; 1000], port_of(&sock)).unwrap();
+    assert_eq!(recv(&rx), Seen::Truncated(100, 1000));
+    assert_eq!(sock.stats().truncated.load(Ordering::Relaxed), 1);
+    let to = client.local_addr().unwrap();
+    assert_eq!(
+        ask(&sock, &rx, Cmd::SendTo(vec![0u8; 70_000], to)),
+        format!("{:?}", Err::<(), _>(DatagramError::TooBig { len: 70_000 }))
+    );
+    // A socket of the other family is refused before the kernel.
+    assert_eq!(
+        call(&sock, &rx, |s| format!(
+            "{:?}",
+            s.send_to(b"x", &Address::Unix(UnixAddr::path("/tmp/x")))
+        )),
+        format!(
+            "{:?}",
+            Err::<(), _>(DatagramError::WrongFamily {
+                addr: "/tmp/x".into()
+            })
+        )
+    );
+}
+
+#[test]
+fn a_connected_socket_is_told_of_refusal_an_unconnected_one_is_not() {
+    let rt = runtime(2);
+    let closed = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let (sock, rx) = udp(&rt, "127.0.0.1:0", DatagramOptions::new(), true);
+    // Unconnected: the ICMP error is not this socket's concern.
+    assert_eq!(
+        ask(&sock, &rx, Cmd::SendTo(b"anyone?".to_vec(), closed)),
+        "Ok(())"
+    );
+    assert_silent(&rx);
+    // Connected: it is.
+    assert_eq!(ask(&sock, &rx, Cmd::Connect(closed)), "Ok(())");
+    assert_eq!(ask(&sock, &rx, Cmd::Send(b"anyone?".to_vec())), "Ok(())");
+    assert_eq!(recv(&rx), Seen::Refused);
+    assert_eq!(ask(&sock, &rx, Cmd::Disconnect), "Ok(())");
+    assert_eq!(
+        ask(&sock, &rx, Cmd::Send(b"x".to_vec())),
+        format!("{:?}", Err::<(), _>(DatagramError::NotConnected))
+    );
+}
+
+#[test]
+fn broadcast_is_refused_until_allowed() {
+    let rt = runtime(2);
+    let receiver = UdpSocket::bind("0.0.0.0:0").unwrap();
+    receiver.set_read_timeout(Some(WAIT)).unwrap();
+    let to: SocketAddr = format!("127.255.255.255:{}", receiver.local_addr().unwrap().port())
+        .parse()
+        .unwrap();
+    let (plain, rx) = udp(&rt, "0.0.0.0:0", DatagramOptions::new(), true);
+    assert_eq!(
+        ask(&plain, &rx, Cmd::SendTo(b"all".to_vec(), to)),
+        format!("{:?}", Err::<(), _>(DatagramError::Denied(to.to_string())))
+    );
+    let (allowed, rx) = udp(
+        &rt,
+        "0.0.0.0:0",
+        DatagramOptions::new().broadcast(true),
+        true,
+    );
+    assert_eq!(
+        ask(&allowed, &rx, Cmd::SendTo(b"all".to_vec(), to)),
+        "Ok(())"
+    );
+    let mut buf = [0u8; 8];
+    let (n, _) = receiver.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"all");
+    // And switched off again at run time.
+    assert_eq!(
+        call(&allowed, &rx, |s| format!(
+            "{:?}",
+            s.set_broadcast(false).map_err(|e| e.kind())
+        )),
+        "Ok(())"
+    );
+    assert!(ask(&allowed, &rx, Cmd::SendTo(b"all".to_vec(), to)).contains("Denied"));
+}
+
+#[test]
+fn multicast_options_join_leave_and_two_members() {
+    let rt = runtime(2);
+    let group: Ipv4Addr = "239.255.43.17".parse().unwrap();
+    let lo: Ipv4Addr = Ipv4Addr::LOCALHOST;
+    let members_opts = DatagramOptions::new().reuse_addr(true);
+    let (a, a_rx) = udp(&rt, "0.0.0.0:0", members_opts.clone(), true);
+    let port = port_of(&a).port();
+    let (b, b_rx) = udp(&rt, &format!("0.0.0.0:{port}"), members_opts, true);
+    for (sock, rx) in [(&a, &a_rx), (&b, &b_rx)] {
+        assert_eq!(
+            call(sock, rx, move |s| format!(
+                "{:?}",
+                s.join_multicast_v4(group, lo).map_err(|e| e.kind())
+            )),
+            "Ok(())"
+        );
+    }
+    // A sender with the defaults: TTL 1, loopback on; out by 127.0.0.1.
+    let (sender, s_rx) = udp(&rt, "127.0.0.1:0", DatagramOptions::new(), true);
+    assert_eq!(
+        call(&sender, &s_rx, |s| format!("{:?}", s.multicast_ttl().ok())),
+        "Some(1)"
+    );
+    assert_eq!(
+        call(&sender, &s_rx, |s| format!("{:?}", s.multicast_loop().ok())),
+        "Some(true)"
+    );
+    assert_eq!(
+        call(&sender, &s_rx, move |s| {
+            s.set_multicast_interface_v4(lo).unwrap();
+            s.set_multicast_ttl(2).unwrap();
+            format!(
+                "{:?} {:?}",
+                s.multicast_interface_v4().ok(),
+                s.multicast_ttl().ok()
+            )
+        }),
+        "Some(127.0.0.1) Some(2)"
+    );
+    let to = SocketAddr::from((group, port));
+    assert_eq!(
+        ask(&sender, &s_rx, Cmd::SendTo(b"to the group".to_vec(), to)),
+        "Ok(())"
+    );
+    let from = port_of(&sender);
+    assert_eq!(
+        recv(&a_rx),
+        Seen::Got(12, Address::Inet(from)),
+        "both members receive"
+    );
+    assert_eq!(recv(&b_rx), Seen::Got(12, Address::Inet(from)));
+
+    // b leaves: only a receives.
+    assert_eq!(
+        call(&b, &b_rx, move |s| format!(
+            "{:?}",
+            s.leave_multicast_v4(group, lo).map_err(|e| e.kind())
+        )),
+        "Ok(())"
+    );
+    assert_eq!(
+        ask(&sender, &s_rx, Cmd::SendTo(b"again".to_vec(), to)),
+        "Ok(())"
+    );
+    assert_eq!(recv(&a_rx), Seen::Got(5, Address::Inet(from)));
+    assert_silent(&b_rx);
+
+    // Loopback mode, set and read back. (Its effect cannot be shown on
+    // `lo` itself: a datagram sent out of the loopback interface comes
+    // back in through it whatever the mode says.)
+    assert_eq!(
+        call(&sender, &s_rx, |s| {
+            s.set_multicast_loop(false).unwrap();
+            format!("{:?}", s.multicast_loop().ok())
+        }),
+        "Some(false)"
+    );
+    let (quiet_sender, q_rx) = udp(
+        &rt,
+        "127.0.0.1:0",
+        DatagramOptions::new().multicast_loop(false),
+        true,
+    );
+    assert_eq!(
+        call(&quiet_sender, &q_rx, |s| format!(
+            "{:?}",
+            s.multicast_loop().ok()
+        )),
+        "Some(false)"
+    );
+
+    // Joining something that is not a multicast group is an error value.
+    let answer = call(&a, &a_rx, move |s| {
+        format!("{:?}", s.join_multicast_v4(lo, lo).map_err(|e| e.kind()))
+    });
+    assert!(answer.starts_with("Err("), "{answer}");
+}
+
+#[test]
+fn a_panicking_protocol_stops_only_its_socket() {
+    let rt = runtime(2);
+    let (bad, _bad_rx) = udp(&rt, "127.0.0.1:0", DatagramOptions::new(), false);
+    let (good, good_rx) = udp(&rt, "127.0.0.1:0", DatagramOptions::new(), false);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    client.send_to(b"panic", port_of(&bad)).unwrap();
+    eventually("the panicking socket's actor stopped", || {
+        bad.addr().is_stopped()
+    });
+    client.send_to(b"still here", port_of(&good)).unwrap();
+    let mut buf = [0u8; 32];
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"still here");
+    assert!(matches!(recv(&good_rx), Seen::Got(10, _)));
+}
+
+#[test]
+fn one_flow_is_answered_while_two_others_flood() {
+    let rt = runtime(2);
+    let (flooded, _rx) = udp(
+        &rt,
+        "127.0.0.1:0",
+        DatagramOptions::new().recv_buffer(1 << 20),
+        true,
+    );
+    let (answering, _arx) = udp(&rt, "127.0.0.1:0", DatagramOptions::new(), false);
+    let target = port_of(&flooded);
+    let flooders: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                for _ in 0..50_000 {
+                    let _ = s.send_to(&[0u8; 64], target);
+                }
+            })
+        })
+        .collect();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 8];
+    for i in 0..100u8 {
+        client.send_to(&[i], port_of(&answering)).unwrap();
+        let (n, _) = client
+            .recv_from(&mut buf)
+            .expect("answered while the other socket floods");
+        assert_eq!(&buf[..n], &[i]);
+    }
+    for f in flooders {
+        f.join().unwrap();
+    }
+    eventually("the flood was read", || {
+        flooded.stats().received.load(Ordering::Relaxed) > 0
+    });
+}
