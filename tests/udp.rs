@@ -28,6 +28,9 @@ enum Seen {
     Result(String),
 }
 
+/// A question put to the socket from inside its actor.
+type Question = Box<dyn FnOnce(&mut Dgram<'_, '_, Probe>) -> String + Send>;
+
 /// What to do on the socket, sent as a message.
 enum Cmd {
     SendTo(Vec<u8>, SocketAddr),
@@ -35,7 +38,7 @@ enum Cmd {
     Send(Vec<u8>),
     Disconnect,
     /// Run a closure against the socket and report its answer.
-    Call(Box<dyn FnOnce(&mut Dgram<'_, '_, Probe>) -> String + Send>),
+    Call(Question),
 }
 
 /// Echoes (unless `quiet`), reports everything; panics on "panic".
