@@ -22,6 +22,7 @@ mod procs;
 mod ractor_w;
 mod tls;
 mod tokio_w;
+mod udp;
 mod unix;
 mod weft_w;
 

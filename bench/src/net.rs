@@ -18,7 +18,7 @@
 //! the limit; the CPU figure still compares the servers). The `tls-*`
 //! jobs (TLS servers and a rustls load generator) are in `tls.rs`, the
 //! `proc-*` jobs (child processes) in `procs.rs`, the UNIX socket jobs
-//! (`unix-echo-rr`, `fd-pass`) in `unix.rs`.
+//! (`unix-echo-rr`, `fd-pass`) in `unix.rs`, `udp-echo-rr` in `udp.rs`.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -32,7 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::emit;
 
 /// The jobs of the group, in table order.
-pub const JOBS: [&str; 14] = [
+pub const JOBS: [&str; 15] = [
     "echo-rr",
     "echo-stream",
     "idle",
@@ -47,6 +47,7 @@ pub const JOBS: [&str; 14] = [
     "proc-stream",
     "unix-echo-rr",
     "fd-pass",
+    "udp-echo-rr",
 ];
 
 /// The systems of the group.
@@ -117,6 +118,8 @@ pub(crate) enum Kind {
     Http,
     /// A TLS echo server; its certificate chain and key files follow.
     Tls,
+    /// A UDP echo server.
+    Udp,
 }
 
 /// A server under load, in its own process pinned to the server core;
@@ -179,6 +182,24 @@ impl Server {
                 me.display().to_string(),
                 "--serve".into(),
                 "tokio-rustls-echo".into(),
+            ],
+            ("weft", Kind::Udp) => {
+                vec![examples.join("udp_echo").display().to_string(), any.into()]
+            }
+            ("tokio", Kind::Udp) => vec![
+                me.display().to_string(),
+                "--serve".into(),
+                "tokio-udp-echo".into(),
+            ],
+            ("mio", Kind::Udp) => vec![
+                me.display().to_string(),
+                "--serve".into(),
+                "mio-udp-echo".into(),
+            ],
+            ("twisted", Kind::Udp) if venv.exists() => vec![
+                venv.display().to_string(),
+                twisted.join("udp_echo_server.py").display().to_string(),
+                any.into(),
             ],
             ("twisted", Kind::Tls) if venv.exists() => vec![
                 venv.display().to_string(),
@@ -575,6 +596,9 @@ pub fn run(job: &str, system: &str) -> bool {
     if job.starts_with("unix-") || job == "fd-pass" {
         return crate::unix::run(job, system);
     }
+    if job.starts_with("udp-") {
+        return crate::udp::run(job, system);
+    }
     let kind = if job == "http-plaintext" {
         Kind::Http
     } else {
@@ -607,6 +631,7 @@ pub fn serve(name: &str, args: &[String]) {
         "mio-echo" => mio_echo(),
         "tokio-rustls-echo" => crate::tls::tokio_rustls_echo(args),
         _ if crate::unix::serve(name, args.first().map_or("", String::as_str)) => {}
+        _ if crate::udp::serve(name) => {}
         _ => eprintln!("unknown server {name}"),
     }
 }
