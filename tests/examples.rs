@@ -859,3 +859,56 @@ fn udp_echo_answers_nc_u_as_its_doc_says() {
         "{last}"
     );
 }
+
+#[test]
+fn multicast_chat_copies_hear_each_other_and_not_themselves() {
+    use std::process::Stdio;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let group = format!("239.255.77.78:{port}");
+    let start = |name: &str| {
+        let mut child = spawn_guarded(
+            Command::new(example_path("multicast_chat"))
+                .arg(name)
+                .arg(&group)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        );
+        let lines = stdout_lines(&mut child);
+        let first = recv(&lines);
+        assert!(
+            first.starts_with("multicast_chat: listening on 0.0.0.0:"),
+            "{first}"
+        );
+        (child, lines)
+    };
+    let (mut ann, ann_lines) = start("ann");
+    let (mut bob, bob_lines) = start("bob");
+    ann.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"hello from ann\n")
+        .unwrap();
+    assert_eq!(recv(&bob_lines), "ann: hello from ann");
+    bob.stdin.as_mut().unwrap().write_all(b"hi ann\n").unwrap();
+    assert_eq!(
+        recv(&ann_lines),
+        "bob: hi ann",
+        "and not its own line first"
+    );
+    // The end of input ends each.
+    drop(ann.stdin.take());
+    drop(bob.stdin.take());
+    for child in [&mut ann, &mut bob] {
+        let mut status = None;
+        eventually("the copy exits at the end of its input", || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(status.unwrap().success());
+    }
+}
