@@ -26,6 +26,7 @@ enum Seen {
     Truncated(usize, usize),
     Refused,
     Result(String),
+    Dest(std::net::IpAddr),
 }
 
 /// A question put to the socket from inside its actor.
@@ -58,6 +59,9 @@ impl DatagramProtocol for Probe {
     ) -> ActorResult {
         if data == b"panic" {
             panic!("told to panic");
+        }
+        if let Some(dest) = sock.destination() {
+            let _ = self.tx.send(Seen::Dest(dest));
         }
         let _ = self.tx.send(Seen::Got(data.len(), from.clone()));
         if !self.quiet {
@@ -434,4 +438,49 @@ fn one_flow_is_answered_while_two_others_flood() {
     eventually("the flood was read", || {
         flooded.stats().received.load(Ordering::Relaxed) > 0
     });
+}
+
+#[test]
+fn the_destination_of_each_datagram_on_request() {
+    let rt = runtime(2);
+    let (v4, rx) = udp(
+        &rt,
+        "0.0.0.0:0",
+        DatagramOptions::new().dest_addr(true),
+        true,
+    );
+    let port = port_of(&v4).port();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for dest in ["127.0.0.1", "127.0.0.2"] {
+        client.send_to(b"where?", (dest, port)).unwrap();
+        assert_eq!(recv(&rx), Seen::Dest(dest.parse().unwrap()));
+        assert!(matches!(recv(&rx), Seen::Got(6, _)));
+    }
+    // A multicast group is the destination of its datagrams.
+    let group: Ipv4Addr = "239.255.43.18".parse().unwrap();
+    assert_eq!(
+        call(&v4, &rx, move |s| format!(
+            "{:?}",
+            s.join_multicast_v4(group, Ipv4Addr::LOCALHOST)
+                .map_err(|e| e.kind())
+        )),
+        "Ok(())"
+    );
+    let mc = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    mc.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
+    mc.send_to(b"group", &SocketAddr::from((group, port)).into())
+        .unwrap();
+    assert_eq!(recv(&rx), Seen::Dest(std::net::IpAddr::V4(group)));
+    assert!(matches!(recv(&rx), Seen::Got(5, _)));
+
+    let (v6, rx6) = udp(&rt, "[::]:0", DatagramOptions::new().dest_addr(true), true);
+    let client6 = UdpSocket::bind("[::1]:0").unwrap();
+    client6
+        .send_to(b"six", ("::1", port_of(&v6).port()))
+        .unwrap();
+    assert_eq!(recv(&rx6), Seen::Dest("::1".parse().unwrap()));
+    // Off by default.
+    let (plain, rxp) = udp(&rt, "127.0.0.1:0", DatagramOptions::new(), true);
+    client.send_to(b"x", port_of(&plain)).unwrap();
+    assert!(matches!(recv(&rxp), Seen::Got(1, _)));
 }

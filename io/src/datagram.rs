@@ -199,6 +199,7 @@ pub struct DatagramOptions {
     send_buffer: Option<usize>,
     multicast_ttl: Option<u32>,
     multicast_loop: Option<bool>,
+    dest_addr: bool,
 }
 
 impl Default for DatagramOptions {
@@ -217,6 +218,7 @@ impl Default for DatagramOptions {
             send_buffer: None,
             multicast_ttl: None,
             multicast_loop: None,
+            dest_addr: false,
         }
     }
 }
@@ -312,6 +314,15 @@ impl DatagramOptions {
         self
     }
 
+    /// UDP: learn the address each datagram was sent to
+    /// ([`Dgram::destination`], from `IP_PKTINFO` / `IPV6_RECVPKTINFO`):
+    /// which of the host's addresses, or which multicast group, a socket
+    /// bound to the wildcard address was reached at.
+    pub fn dest_addr(mut self, on: bool) -> Self {
+        self.dest_addr = on;
+        self
+    }
+
     /// Applies the socket options to a UDP socket before it binds. Each
     /// socket receives the multicast groups it joined, not every group
     /// some socket on the host joined (Linux's `IP_MULTICAST_ALL`, on by
@@ -365,6 +376,27 @@ impl DatagramOptions {
                 sock.set_multicast_loop_v4(on)?;
             }
         }
+        if self.dest_addr {
+            let on: nix::libc::c_int = 1;
+            let (level, name) = if v6 {
+                (nix::libc::IPPROTO_IPV6, nix::libc::IPV6_RECVPKTINFO)
+            } else {
+                (nix::libc::IPPROTO_IP, nix::libc::IP_PKTINFO)
+            };
+            // SAFETY: an int option with its size, on an open socket.
+            let rc = unsafe {
+                nix::libc::setsockopt(
+                    sock.as_raw_fd(),
+                    level,
+                    name,
+                    (&on as *const nix::libc::c_int).cast(),
+                    std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+                )
+            };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         Ok(())
     }
 }
@@ -397,6 +429,8 @@ struct Core {
     stats: Arc<DatagramStats>,
     /// A send was refused: `send_ready` is owed.
     owed_ready: bool,
+    /// The destination of the datagram being handled (`dest_addr`).
+    dest: Option<std::net::IpAddr>,
     retry_armed: bool,
     retry_delay: Duration,
     readable: bool,
@@ -614,6 +648,13 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
         &self.core.local
     }
 
+    /// In `datagram` (and `truncated`) of a UDP socket with
+    /// [`DatagramOptions::dest_addr`]: the address the datagram was sent
+    /// to (one of this host's, or a multicast group). `None` otherwise.
+    pub fn destination(&self) -> Option<std::net::IpAddr> {
+        self.core.dest
+    }
+
     /// The connected peer, if connected.
     pub fn peer_addr(&self) -> Option<&Address> {
         self.core.peer.as_ref()
@@ -717,7 +758,15 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
             let Some(fd) = self.core.fd.as_ref() else {
                 break Ok(());
             };
-            match recv_from(fd.as_raw_fd(), &mut buf[..size]) {
+            let got = if self.core.opts.dest_addr {
+                recv_with_dest(fd.as_raw_fd(), &mut buf[..size]).map(|(len, from, dest)| {
+                    self.core.dest = dest;
+                    (len, from)
+                })
+            } else {
+                recv_from(fd.as_raw_fd(), &mut buf[..size])
+            };
+            match got {
                 Ok((len, from)) => {
                     left -= 1;
                     let from = to_address(&from)
@@ -921,6 +970,60 @@ impl<P: DatagramProtocol> std::fmt::Debug for DatagramRef<P> {
     }
 }
 
+/// `recvmsg` with `MSG_TRUNC` and room for one `IP_PKTINFO` or
+/// `IPV6_PKTINFO` message: the datagram's real length (more than `buf`
+/// holds when it was cut), its sender, and the address it was sent to.
+fn recv_with_dest(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+) -> Result<(usize, socket2::SockAddr, Option<std::net::IpAddr>), nix::errno::Errno> {
+    use nix::libc;
+    let mut control = [0u64; 16];
+    let mut dest = None;
+    // SAFETY: `try_init` hands a zeroed sockaddr_storage and its length;
+    // the msghdr points at it, at `buf` (exclusively borrowed) and at
+    // `control`, each with its true length, so the kernel writes only
+    // within them; the control messages are read only within
+    // `msg_controllen` through CMSG_FIRSTHDR/NXTHDR, unaligned.
+    let got = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = storage.cast();
+            msg.msg_namelen = *len;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            let n = libc::recvmsg(fd, &mut msg, libc::MSG_TRUNC);
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            *len = msg.msg_namelen;
+            let mut hdr = libc::CMSG_FIRSTHDR(&msg);
+            while !hdr.is_null() {
+                let h: libc::cmsghdr = std::ptr::read_unaligned(hdr);
+                let data = libc::CMSG_DATA(hdr);
+                if h.cmsg_level == libc::IPPROTO_IP && h.cmsg_type == libc::IP_PKTINFO {
+                    let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                    let ip = std::net::Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                    dest = Some(std::net::IpAddr::V4(ip));
+                } else if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_PKTINFO {
+                    let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                    dest = Some(std::net::IpAddr::V6(info.ipi6_addr.s6_addr.into()));
+                }
+                hdr = libc::CMSG_NXTHDR(&msg, hdr);
+            }
+            Ok(n as usize)
+        })
+    };
+    got.map(|(n, addr)| (n, addr, dest))
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+}
+
 /// `recvfrom` with `MSG_TRUNC`: the datagram's real length (more than
 /// `buf` holds when it was cut) and its sender.
 fn recv_from(
@@ -1008,6 +1111,7 @@ pub(crate) fn spawn_socket<P: DatagramProtocol>(
             opts: options,
             stats: stats.clone(),
             owed_ready: false,
+            dest: None,
             retry_armed: false,
             retry_delay: RETRY,
             readable: false,
