@@ -484,3 +484,36 @@ fn the_destination_of_each_datagram_on_request() {
     client.send_to(b"x", port_of(&plain)).unwrap();
     assert!(matches!(recv(&rxp), Seen::Got(1, _)));
 }
+
+#[test]
+fn batched_receiving_keeps_order_senders_and_truncation() {
+    let rt = runtime(2);
+    let options = DatagramOptions::new()
+        .batch(16)
+        .recv_size(2048)
+        .recv_buffer(1 << 20);
+    let (sock, rx) = udp(&rt, "127.0.0.1:0", options, true);
+    let target = port_of(&sock);
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut expected = Vec::new();
+    for i in 0..200usize {
+        let (from, size) = if i % 3 == 0 {
+            (&b, 100 + i)
+        } else {
+            (&a, 1 + i)
+        };
+        let size = if i == 150 { 3000 } else { size };
+        from.send_to(&vec![i as u8; size], target).unwrap();
+        expected.push((size, from.local_addr().unwrap()));
+    }
+    for (i, (size, from)) in expected.into_iter().enumerate() {
+        let seen = recv(&rx);
+        if size > 2048 {
+            assert_eq!(seen, Seen::Truncated(2048, size), "datagram {i}");
+        } else {
+            assert_eq!(seen, Seen::Got(size, Address::Inet(from)), "datagram {i}");
+        }
+    }
+    assert_eq!(sock.stats().received.load(Ordering::Relaxed), 199);
+}

@@ -32,7 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::emit;
 
 /// The jobs of the group, in table order.
-pub const JOBS: [&str; 15] = [
+pub const JOBS: [&str; 16] = [
     "echo-rr",
     "echo-stream",
     "idle",
@@ -48,6 +48,7 @@ pub const JOBS: [&str; 15] = [
     "unix-echo-rr",
     "fd-pass",
     "udp-echo-rr",
+    "udp-flood",
 ];
 
 /// The systems of the group.
@@ -120,6 +121,8 @@ pub(crate) enum Kind {
     Tls,
     /// A UDP echo server.
     Udp,
+    /// A UDP sink that counts (and answers `count?`).
+    UdpSink,
 }
 
 /// A server under load, in its own process pinned to the server core;
@@ -195,6 +198,26 @@ impl Server {
                 me.display().to_string(),
                 "--serve".into(),
                 "mio-udp-echo".into(),
+            ],
+            ("weft", Kind::UdpSink) => vec![
+                me.display().to_string(),
+                "--serve".into(),
+                "weft-udp-sink".into(),
+            ],
+            ("tokio", Kind::UdpSink) => vec![
+                me.display().to_string(),
+                "--serve".into(),
+                "tokio-udp-sink".into(),
+            ],
+            ("mio", Kind::UdpSink) => vec![
+                me.display().to_string(),
+                "--serve".into(),
+                "mio-udp-sink".into(),
+            ],
+            ("twisted", Kind::UdpSink) if venv.exists() => vec![
+                venv.display().to_string(),
+                twisted.join("udp_sink.py").display().to_string(),
+                any.into(),
             ],
             ("twisted", Kind::Udp) if venv.exists() => vec![
                 venv.display().to_string(),

@@ -5,6 +5,14 @@
 //! `UdpSocket` (`recv_from` then `send_to`, one worker when pinned), a raw
 //! mio loop (read until `WouldBlock`, answer at once) and Twisted
 //! (`bench/twisted/udp_echo_server.py`).
+//!
+//! `udp-flood`: two sender threads on the load core send 64-byte
+//! datagrams to one socket as fast as they can for 10 s; the server counts
+//! what it received and answers a final `count?` datagram with the count.
+//! Datagrams/s received, the server's CPU per datagram, and the share
+//! the kernel dropped (sent but never received). Servers: weft (a counting
+//! protocol in this binary), tokio's `UdpSocket`, a raw mio loop, Twisted
+//! (`bench/twisted/udp_sink.py`).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -17,9 +25,14 @@ use crate::net::{percentile, secs, Kind, Server};
 
 /// Runs one UDP (job, system) in this child.
 pub fn run(job: &str, system: &str) -> bool {
-    if job != "udp-echo-rr" {
-        return false;
+    match job {
+        "udp-echo-rr" => echo_rr(system),
+        "udp-flood" => flood(system),
+        _ => false,
     }
+}
+
+fn echo_rr(system: &str) -> bool {
     let Some(server) = Server::start(system, Kind::Udp, &[]) else {
         return false;
     };
@@ -80,6 +93,84 @@ fn flows(addr: SocketAddr, n: usize, size: usize, dur: Duration) -> (u64, Vec<u3
     (done, lat)
 }
 
+/// Sends `n` 64-byte datagrams on a connected socket in one `sendmmsg`
+/// (so that one load core can outrun one receiving core); how many went.
+fn send_batch(s: &UdpSocket, n: usize) -> u64 {
+    use std::os::fd::AsRawFd;
+    let msg = [b'f'; 64];
+    let mut iovs: Vec<nix::libc::iovec> = (0..n)
+        .map(|_| nix::libc::iovec {
+            iov_base: msg.as_ptr() as *mut _,
+            iov_len: msg.len(),
+        })
+        .collect();
+    // SAFETY: zeroed mmsghdrs are valid (no name, no control); each
+    // points at one iovec of `iovs`, which points at `msg`; all outlive
+    // the call, and sendmmsg only reads them.
+    let mut hdrs: Vec<nix::libc::mmsghdr> = (0..n).map(|_| unsafe { std::mem::zeroed() }).collect();
+    for (h, iov) in hdrs.iter_mut().zip(iovs.iter_mut()) {
+        h.msg_hdr.msg_iov = iov;
+        h.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: as above; `n` headers.
+    let rc = unsafe { nix::libc::sendmmsg(s.as_raw_fd(), hdrs.as_mut_ptr(), n as _, 0) };
+    rc.max(0) as u64
+}
+
+fn flood(system: &str) -> bool {
+    let Some(server) = Server::start(system, Kind::UdpSink, &[]) else {
+        return false;
+    };
+    let dur = Duration::from_secs(secs());
+    let target = server.addr;
+    let cpu0 = server.cpu_secs();
+    let end = Instant::now() + dur;
+    let senders: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.connect(target).unwrap();
+                let mut sent = 0u64;
+                while Instant::now() < end {
+                    sent += send_batch(&s, 64);
+                }
+                sent
+            })
+        })
+        .collect();
+    let sent: u64 = senders.into_iter().map(|t| t.join().unwrap()).sum();
+    // Let the server finish what is queued, then ask for its count.
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = server.cpu_secs() - cpu0;
+    let q = UdpSocket::bind("127.0.0.1:0").unwrap();
+    q.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 64];
+    let mut got = None;
+    for _ in 0..5 {
+        q.send_to(b"count?", target).unwrap();
+        if let Ok((n, _)) = q.recv_from(&mut buf) {
+            got = std::str::from_utf8(&buf[..n])
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok());
+            if got.is_some() {
+                break;
+            }
+        }
+    }
+    let Some(received) = got else {
+        eprintln!("udp-flood: {system} did not answer count?");
+        return false;
+    };
+    emit("udp-flood", "per_s", received as f64 / dur.as_secs_f64());
+    emit("udp-flood-cpu", "us", cpu * 1e6 / received.max(1) as f64);
+    emit(
+        "udp-flood-lost",
+        "pct",
+        100.0 * sent.saturating_sub(received) as f64 / sent.max(1) as f64,
+    );
+    true
+}
+
 // ---- servers run by this binary (`--serve NAME`) ----
 
 /// Runs the UDP server `name` on 127.0.0.1 until killed; false if unknown.
@@ -87,9 +178,110 @@ pub fn serve(name: &str) -> bool {
     match name {
         "tokio-udp-echo" => tokio_udp_echo(),
         "mio-udp-echo" => mio_udp_echo(),
+        "weft-udp-sink" => weft_udp_sink(),
+        "tokio-udp-sink" => tokio_udp_sink(),
+        "mio-udp-sink" => mio_udp_sink(),
         _ => return false,
     }
     true
+}
+
+/// Counts datagrams; answers `count?` with the count.
+struct Sink {
+    count: u64,
+}
+
+impl weft::io::datagram::DatagramProtocol for Sink {
+    type Msg = ();
+
+    fn datagram(
+        &mut self,
+        sock: &mut weft::io::datagram::Dgram<'_, '_, Self>,
+        data: &[u8],
+        from: &weft::io::Address,
+    ) -> weft::ActorResult {
+        if data == b"count?" {
+            let _ = sock.send_to(self.count.to_string().as_bytes(), from);
+        } else {
+            self.count += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The kernel receive buffer every sink asks for.
+const SINK_RCVBUF: usize = 4 << 20;
+
+fn weft_udp_sink() {
+    let rt = weft::Runtime::builder().build().expect("runtime");
+    // `recvmmsg` batches of 64 (WEFT_UDP_BATCH=1 measures without).
+    let batch = std::env::var("WEFT_UDP_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(64);
+    let options = weft::io::datagram::DatagramOptions::new()
+        .recv_buffer(SINK_RCVBUF)
+        .recv_size(2048)
+        .batch(batch);
+    let sock = weft::io::datagram::listen_udp(
+        rt.handle(),
+        "127.0.0.1:0".parse().unwrap(),
+        options,
+        Sink { count: 0 },
+    )
+    .expect("bind");
+    println!("weft udp sink: listening on {}", sock.local_addr());
+    rt.run().expect("run");
+}
+
+fn tokio_udp_sink() {
+    crate::tokio_multi(crate::cores()).block_on(async {
+        let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket2::SockRef::from(&std)
+            .set_recv_buffer_size(SINK_RCVBUF)
+            .unwrap();
+        std.set_nonblocking(true).unwrap();
+        let s = tokio::net::UdpSocket::from_std(std).unwrap();
+        println!("tokio udp sink: listening on {}", s.local_addr().unwrap());
+        let mut buf = vec![0u8; 65536];
+        let mut count = 0u64;
+        loop {
+            if let Ok((n, from)) = s.recv_from(&mut buf).await {
+                if &buf[..n] == b"count?" {
+                    let _ = s.send_to(count.to_string().as_bytes(), from).await;
+                } else {
+                    count += 1;
+                }
+            }
+        }
+    });
+}
+
+fn mio_udp_sink() {
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(64);
+    let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket2::SockRef::from(&std)
+        .set_recv_buffer_size(SINK_RCVBUF)
+        .unwrap();
+    std.set_nonblocking(true).unwrap();
+    let mut s = MioUdp::from_std(std);
+    poll.registry()
+        .register(&mut s, Token(0), Interest::READABLE)
+        .unwrap();
+    println!("mio udp sink: listening on {}", s.local_addr().unwrap());
+    let mut buf = vec![0u8; 65536];
+    let mut count = 0u64;
+    loop {
+        poll.poll(&mut events, None).unwrap();
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            if &buf[..n] == b"count?" {
+                let _ = s.send_to(count.to_string().as_bytes(), from);
+            } else {
+                count += 1;
+            }
+        }
+    }
 }
 
 fn tokio_udp_echo() {

@@ -200,6 +200,7 @@ pub struct DatagramOptions {
     multicast_ttl: Option<u32>,
     multicast_loop: Option<bool>,
     dest_addr: bool,
+    batch: usize,
 }
 
 impl Default for DatagramOptions {
@@ -219,6 +220,7 @@ impl Default for DatagramOptions {
             multicast_ttl: None,
             multicast_loop: None,
             dest_addr: false,
+            batch: 1,
         }
     }
 }
@@ -311,6 +313,15 @@ impl DatagramOptions {
     /// members (default on).
     pub fn multicast_loop(mut self, on: bool) -> Self {
         self.multicast_loop = Some(on);
+        self
+    }
+
+    /// UDP: receive up to `n` datagrams per system call (`recvmmsg`), into
+    /// a buffer of `n` times the receive size that the socket keeps (so
+    /// set a small `recv_size` with it). Each datagram is still its own
+    /// `datagram` call. Not with `dest_addr` (which then wins). Default 1.
+    pub fn batch(mut self, n: usize) -> Self {
+        self.batch = n.clamp(1, 1024);
         self
     }
 
@@ -431,6 +442,8 @@ struct Core {
     owed_ready: bool,
     /// The destination of the datagram being handled (`dest_addr`).
     dest: Option<std::net::IpAddr>,
+    /// `recvmmsg`'s buffers (`batch` above 1, UDP).
+    batch: Option<Box<Batch>>,
     retry_armed: bool,
     retry_delay: Duration,
     readable: bool,
@@ -743,7 +756,91 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
         Dgram { core, ctx }
     }
 
+    /// Receives with `recvmmsg`, `batch` datagrams per call at most.
+    fn read_batched(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        let size = self.core.opts.recv_size;
+        let n = self.core.opts.batch;
+        let mut batch = self
+            .core
+            .batch
+            .take()
+            .unwrap_or_else(|| Box::new(Batch::new(n, size)));
+        let mut left = self.core.opts.read_budget;
+        let result = loop {
+            if left == 0 {
+                ctx.send_self(DgramMsg(Event::ReadMore));
+                break Ok(());
+            }
+            let Some(fd) = self.core.fd.as_ref().map(|f| f.as_raw_fd()) else {
+                break Ok(());
+            };
+            if self.core.closing {
+                break Ok(());
+            }
+            match batch.recv(fd, n.min(left)) {
+                Ok(k) => {
+                    let mut failed = None;
+                    for i in 0..k {
+                        let (len, from) = batch.get(i);
+                        let from = from
+                            .map(Address::Inet)
+                            .or_else(|| self.core.peer.clone())
+                            .unwrap_or(Address::Unix(UnixAddr::Unnamed));
+                        let data = batch.data(i);
+                        let dgram = &mut Self::dgram(&mut self.core, ctx);
+                        let step = if len > size {
+                            dgram.core.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                            self.protocol.truncated(dgram, &data[..size], len, &from)
+                        } else {
+                            dgram.core.stats.received.fetch_add(1, Ordering::Relaxed);
+                            self.protocol.datagram(dgram, &data[..len], &from)
+                        };
+                        if let Err(e) = step {
+                            failed = Some(e);
+                            break;
+                        }
+                        if self.core.closing {
+                            break;
+                        }
+                    }
+                    if let Some(e) = failed {
+                        break Err(e);
+                    }
+                    left = left.saturating_sub(k);
+                    if k < n.min(left + k) {
+                        // Fewer than asked: the queue was empty (a new
+                        // arrival raises a new edge).
+                        self.core.readable = false;
+                        break Ok(());
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => {
+                    self.core.readable = false;
+                    break Ok(());
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::ECONNREFUSED) => {
+                    if let Err(e) = self.protocol.refused(&mut Self::dgram(&mut self.core, ctx)) {
+                        break Err(e);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "datagram receive failed");
+                    self.core.readable = false;
+                    break Ok(());
+                }
+            }
+        };
+        self.core.batch = Some(batch);
+        result?;
+        self.settle(ctx);
+        Ok(())
+    }
+
     fn read_some(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if self.core.opts.batch > 1 && !self.core.opts.dest_addr && !self.core.unix {
+            return self.read_batched(ctx);
+        }
         let mut buf = take_buf();
         let size = self.core.opts.recv_size.min(buf.len());
         let mut left = self.core.opts.read_budget;
@@ -1024,6 +1121,115 @@ fn recv_with_dest(
         .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
 }
 
+/// `recvmmsg`'s buffers: `n` datagrams of `size` bytes, their senders'
+/// addresses, and the headers that point at both (rebuilt before each
+/// call, so nothing points into a moved value).
+struct Batch {
+    data: Vec<u8>,
+    size: usize,
+    addrs: Vec<nix::libc::sockaddr_storage>,
+    iovs: Vec<nix::libc::iovec>,
+    hdrs: Vec<nix::libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers in `iovs` and `hdrs` point only into this
+// value's own vectors and are rewritten before every use; the value is
+// used by one thread at a time (the socket's actor).
+unsafe impl Send for Batch {}
+
+impl Batch {
+    fn new(n: usize, size: usize) -> Self {
+        Batch {
+            data: vec![0u8; n * size],
+            size,
+            // SAFETY: all-zero bytes are valid for these plain C structs.
+            addrs: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            iovs: (0..n)
+                .map(|_| nix::libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
+            // SAFETY: as above.
+            hdrs: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
+        }
+    }
+
+    /// Receives up to `want` datagrams without waiting; how many came.
+    fn recv(&mut self, fd: std::os::fd::RawFd, want: usize) -> Result<usize, nix::errno::Errno> {
+        let want = want.min(self.hdrs.len());
+        for i in 0..want {
+            let chunk = &mut self.data[i * self.size..(i + 1) * self.size];
+            self.iovs[i] = nix::libc::iovec {
+                iov_base: chunk.as_mut_ptr().cast(),
+                iov_len: chunk.len(),
+            };
+            let h = &mut self.hdrs[i];
+            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut nix::libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen =
+                std::mem::size_of::<nix::libc::sockaddr_storage>() as nix::libc::socklen_t;
+            h.msg_hdr.msg_iov = &mut self.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
+            h.msg_len = 0;
+        }
+        // SAFETY: `want` headers, each pointing at its own address storage
+        // and one iovec over its own `size`-byte chunk of `data`, all
+        // alive and exclusively borrowed for the call; no wait.
+        let n = unsafe {
+            nix::libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                want as _,
+                nix::libc::MSG_DONTWAIT | nix::libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(nix::errno::Errno::last());
+        }
+        Ok(n as usize)
+    }
+
+    /// Datagram `i` of the last call: its real length and its sender.
+    fn get(&self, i: usize) -> (usize, Option<std::net::SocketAddr>) {
+        let len = self.hdrs[i].msg_len as usize;
+        let ss = &self.addrs[i];
+        let from = match ss.ss_family as nix::libc::c_int {
+            nix::libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let sin: nix::libc::sockaddr_in = unsafe {
+                    std::ptr::read_unaligned((ss as *const nix::libc::sockaddr_storage).cast())
+                };
+                Some(std::net::SocketAddr::from((
+                    std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                    u16::from_be(sin.sin_port),
+                )))
+            }
+            nix::libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let sin6: nix::libc::sockaddr_in6 = unsafe {
+                    std::ptr::read_unaligned((ss as *const nix::libc::sockaddr_storage).cast())
+                };
+                Some(std::net::SocketAddr::V6(std::net::SocketAddrV6::new(
+                    sin6.sin6_addr.s6_addr.into(),
+                    u16::from_be(sin6.sin6_port),
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        };
+        (len, from)
+    }
+
+    /// Datagram `i`'s bytes (its whole chunk; cut to its length by the caller).
+    fn data(&self, i: usize) -> &[u8] {
+        &self.data[i * self.size..(i + 1) * self.size]
+    }
+}
+
 /// `recvfrom` with `MSG_TRUNC`: the datagram's real length (more than
 /// `buf` holds when it was cut) and its sender.
 fn recv_from(
@@ -1112,6 +1318,7 @@ pub(crate) fn spawn_socket<P: DatagramProtocol>(
             stats: stats.clone(),
             owed_ready: false,
             dest: None,
+            batch: None,
             retry_armed: false,
             retry_delay: RETRY,
             readable: false,
