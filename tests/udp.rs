@@ -10,7 +10,6 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 
@@ -158,20 +157,6 @@ for n in sizes:
     assert back == data, (n, len(back))
 print("ok", len(sizes), flush=True)
 "#;
-
-fn python(script: &str, args: &[&str]) -> String {
-    let (ok, out, err) = wait_output(spawn_guarded(
-        Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    ));
-    assert!(ok, "python failed: {err}");
-    out
-}
 
 #[test]
 fn echo_keeps_datagram_boundaries_on_ipv4_and_ipv6() {

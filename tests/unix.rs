@@ -95,20 +95,6 @@ fn until_closed(rx: &Receiver<Seen>) -> Vec<Seen> {
     }
 }
 
-fn python(script: &str, args: &[&str]) -> String {
-    let (ok, out, err) = wait_output(spawn_guarded(
-        Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    ));
-    assert!(ok, "python failed: {err}");
-    out
-}
-
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }

@@ -338,3 +338,19 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Runs `python3 -c script args...` (guarded, bounded) and returns its
+/// standard output; fails the test if it fails.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let (ok, out, err) = wait_output(spawn_guarded(
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    ));
+    assert!(ok, "python failed: {err}");
+    out
+}
