@@ -25,7 +25,6 @@ use weft::io::{adopt_stream, ConnOptions};
 use weft::prelude::*;
 use weft::runtime::mio::net::TcpListener;
 use weft::runtime::mio::Interest;
-use weft::runtime::IoToken;
 
 // ---- the parent ----
 
@@ -63,7 +62,6 @@ enum AcceptorMsg {
 /// the raw sockets) and deals them out to the workers.
 struct Acceptor {
     listener: TcpListener,
-    token: Option<IoToken>,
     workers: Vec<ConnRef<WorkerLink>>,
     next: usize,
 }
@@ -72,10 +70,10 @@ impl Actor for Acceptor {
     type Msg = AcceptorMsg;
 
     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        let token = ctx.register_io(&mut self.listener, Interest::READABLE, |_| {
+        // Registered for the actor's life (the process's, here).
+        ctx.register_io(&mut self.listener, Interest::READABLE, |_| {
             AcceptorMsg::Ready
         })?;
-        self.token = Some(token);
         Ok(())
     }
 
@@ -166,7 +164,6 @@ fn parent(addr: SocketAddr, workers: usize) -> ExitCode {
         .expect("a bound socket has an address");
     let acceptor = rt.handle().spawn(Acceptor {
         listener,
-        token: None,
         workers: Vec::new(),
         next: 0,
     });

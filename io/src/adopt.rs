@@ -1,7 +1,7 @@
-//! Adopting sockets made elsewhere (Twisted's `adoptStreamPort` and
-//! `adoptStreamConnection`): a listening socket or a connected stream
-//! socket, TCP or UNIX, given as a descriptor, becomes a weft listener or
-//! connection actor.
+//! Adopting sockets made elsewhere (Twisted's `adoptStreamPort`,
+//! `adoptStreamConnection` and `adoptDatagramPort`): a listening socket, a
+//! connected stream socket or a datagram socket, TCP/UDP or UNIX, given as
+//! a descriptor, becomes a weft listener, connection or datagram actor.
 //!
 //! weft takes its own duplicate (close-on-exec) and leaves the caller's
 //! descriptor open; the two share the socket, so the socket is switched
@@ -23,6 +23,7 @@ use weft_runtime::Handle;
 
 use crate::addr::{Address, UnixAddr};
 use crate::conn::{ConnOptions, ConnRef, Connection, Core};
+use crate::datagram::{spawn_socket, DatagramOptions, DatagramProtocol, DatagramRef};
 use crate::listener::{spawn_bound, Bound, ListenOptions, Listening};
 use crate::protocol::Protocol;
 use crate::transport::Transport;
@@ -238,4 +239,53 @@ pub fn adopt_stream<P: Protocol>(
         .spawn_with(conn, spawn)
         .expect("the default capacity and a weight limit of at least 1 are valid");
     Ok(ConnRef::new(addr))
+}
+
+/// Adopts a datagram socket, UNIX or UDP (Twisted's
+/// `adoptDatagramPort`): weft runs `protocol` on its own duplicate (the
+/// caller keeps the descriptor; a connected one stays connected);
+/// anything but a datagram socket is an [`AdoptError`].
+///
+/// ```no_run
+/// use weft_actors::ActorResult;
+/// use weft_io::datagram::{adopt_datagram, DatagramOptions, DatagramProtocol, Dgram};
+/// use weft_io::Address;
+///
+/// struct Count(u64);
+/// impl DatagramProtocol for Count {
+///     type Msg = ();
+///     fn datagram(&mut self, _sock: &mut Dgram<'_, '_, Self>, _data: &[u8], _from: &Address) -> ActorResult {
+///         self.0 += 1;
+///         Ok(())
+///     }
+/// }
+///
+/// let socket = std::net::UdpSocket::bind("127.0.0.1:8125").unwrap();
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let sock = adopt_datagram(rt.handle(), &socket, DatagramOptions::new(), Count(0)).unwrap();
+/// # let _ = sock;
+/// ```
+pub fn adopt_datagram<P: DatagramProtocol>(
+    handle: &Handle,
+    fd: impl AsFd,
+    options: DatagramOptions,
+    protocol: P,
+) -> Result<DatagramRef<P>, AdoptError> {
+    let raw = fd.as_fd().as_raw_fd();
+    let kind = inspect(&fd)?;
+    if kind.stream {
+        return Err(AdoptError::WrongKind {
+            fd: raw,
+            found: kind.describe(),
+            expected: "a datagram socket",
+        });
+    }
+    let own = duplicate(&fd)?;
+    let peer = SockRef::from(&own).peer_addr().ok().and_then(|a| {
+        a.as_socket()
+            .map(Address::Inet)
+            .or_else(|| a.as_unix().map(|u| Address::Unix(UnixAddr::from_std(&u))))
+    });
+    spawn_socket(handle, own, peer, None, options, protocol)
+        .map_err(|source| AdoptError::Invalid { fd: raw, source })
 }

@@ -24,7 +24,7 @@
 //! [`send_ready`]: DatagramProtocol::send_ready
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -475,7 +475,9 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
         })?;
         let fd = self.core.fd.as_ref().ok_or(DatagramError::Closed)?;
         let result = SockRef::from(fd).send_to(data, &addr);
-        self.core.sent(result, data.len(), Some(to), self.ctx)
+        let outcome = self.core.sent(result, data.len(), Some(to));
+        self.arm_retry();
+        outcome
     }
 
     /// Sends `data` to the connected peer.
@@ -486,7 +488,9 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
         let fd = self.core.fd.as_ref().ok_or(DatagramError::Closed)?;
         let result = SockRef::from(fd).send(data);
         let peer = self.core.peer.clone();
-        self.core.sent(result, data.len(), peer.as_ref(), self.ctx)
+        let outcome = self.core.sent(result, data.len(), peer.as_ref());
+        self.arm_retry();
+        outcome
     }
 
     /// Connects to `to`: `send` goes there, and only its datagrams are
@@ -687,19 +691,28 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
     pub fn ctx(&mut self) -> &mut Ctx<'c, DatagramSocket<P>> {
         self.ctx
     }
+
+    /// A refused send owes `send_ready`: arm the back-off timer that
+    /// gives it if no writable edge does first.
+    fn arm_retry(&mut self) {
+        let core = &mut *self.core;
+        if core.owed_ready && !core.retry_armed {
+            core.retry_armed = true;
+            self.ctx
+                .send_later(core.retry_delay, DgramMsg(Event::Retry));
+            core.retry_delay = (core.retry_delay * 2).min(RETRY_MAX);
+        }
+    }
 }
 
 impl Core {
-    fn sent<A: Actor>(
+    /// The outcome of a send, counted; a refusal makes `send_ready` owed.
+    fn sent(
         &mut self,
         result: io::Result<usize>,
         len: usize,
         to: Option<&Address>,
-        ctx: &mut Ctx<'_, A>,
-    ) -> Result<(), DatagramError>
-    where
-        A::Msg: From<Retry>,
-    {
+    ) -> Result<(), DatagramError> {
         match result {
             Ok(_) => {
                 self.stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -709,11 +722,6 @@ impl Core {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.stats.would_block.fetch_add(1, Ordering::Relaxed);
                 self.owed_ready = true;
-                if !self.retry_armed {
-                    self.retry_armed = true;
-                    ctx.send_later(self.retry_delay, A::Msg::from(Retry));
-                    self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
-                }
                 Err(DatagramError::WouldBlock)
             }
             Err(e) if e.raw_os_error() == Some(nix::libc::EMSGSIZE) => {
@@ -732,16 +740,6 @@ impl Core {
                 message: e.to_string(),
             }),
         }
-    }
-}
-
-/// The retry timer's message (internal).
-#[doc(hidden)]
-pub struct Retry;
-
-impl<M> From<Retry> for DgramMsg<M> {
-    fn from(_: Retry) -> Self {
-        DgramMsg(Event::Retry)
     }
 }
 
@@ -777,7 +775,8 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
             if self.core.closing {
                 break Ok(());
             }
-            match batch.recv(fd, n.min(left)) {
+            let asked = n.min(left);
+            match batch.recv(fd, asked) {
                 Ok(k) => {
                     let mut failed = None;
                     for i in 0..k {
@@ -806,8 +805,8 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
                     if let Some(e) = failed {
                         break Err(e);
                     }
-                    left = left.saturating_sub(k);
-                    if k < n.min(left + k) {
+                    left -= k;
+                    if k < asked {
                         // Fewer than asked: the queue was empty (a new
                         // arrival raises a new edge).
                         self.core.readable = false;
@@ -1470,38 +1469,4 @@ pub fn listen_udp<P: DatagramProtocol>(
     spawn_socket(handle, sock.into(), None, None, options, protocol).map_err(bind_err)
 }
 
-/// Adopts a datagram socket, UNIX or UDP (Twisted's
-/// `adoptDatagramPort`): weft runs `protocol` on its own duplicate (the
-/// caller keeps the descriptor); anything but a datagram socket is an
-/// [`AdoptError`](crate::AdoptError).
-pub fn adopt_datagram<P: DatagramProtocol>(
-    handle: &Handle,
-    fd: impl AsFd,
-    options: DatagramOptions,
-    protocol: P,
-) -> Result<DatagramRef<P>, crate::AdoptError> {
-    let raw = fd.as_fd().as_raw_fd();
-    let sock = SockRef::from(&fd);
-    let ty = sock.r#type().map_err(|e| match e.raw_os_error() {
-        Some(nix::libc::ENOTSOCK) => crate::AdoptError::NotSocket { fd: raw },
-        _ => crate::AdoptError::Invalid { fd: raw, source: e },
-    })?;
-    if ty != Type::DGRAM {
-        return Err(crate::AdoptError::WrongKind {
-            fd: raw,
-            found: "a stream socket".into(),
-            expected: "a datagram socket",
-        });
-    }
-    let own = fd
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|source| crate::AdoptError::Invalid { fd: raw, source })?;
-    let peer = SockRef::from(&own).peer_addr().ok().and_then(|a| {
-        a.as_socket()
-            .map(Address::Inet)
-            .or_else(|| a.as_unix().map(|u| Address::Unix(UnixAddr::from_std(&u))))
-    });
-    spawn_socket(handle, own, peer, None, options, protocol)
-        .map_err(|source| crate::AdoptError::Invalid { fd: raw, source })
-}
+pub use crate::adopt::adopt_datagram;
