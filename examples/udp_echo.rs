@@ -1,6 +1,7 @@
 //! A UDP echo server: every datagram comes back to its sender, whole.
 //!
-//! Run:   cargo run --release --example udp_echo [ADDR]     (default 127.0.0.1:7005)
+//! Run:   cargo run --release --example udp_echo [ADDR] [--batch]
+//!        (default 127.0.0.1:7005)
 //! Talk:  nc -u 127.0.0.1 7005      (each line you type is one datagram;
 //!        it comes back)
 //! Stop:  Ctrl-C (or SIGTERM); it prints its counters.
@@ -9,6 +10,11 @@
 //! kernel cannot take at once (its send buffer is full) is not queued:
 //! it is dropped and counted (`would_block` in the counters), which is
 //! what an echo under overload should do.
+//!
+//! With `--batch` it receives up to 16 datagrams per system call
+//! (`recvmmsg`) and sends the replies of each burst together
+//! (`sendmmsg`, from `read_done`): fewer system calls under load, the
+//! same datagrams on the wire.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -17,8 +23,19 @@ use std::sync::atomic::Ordering;
 use weft::io::datagram::{listen_udp, DatagramOptions, DatagramProtocol, Dgram};
 use weft::prelude::*;
 
-/// Sends every datagram back to where it came from.
-struct Echo;
+/// Sends every datagram back to where it came from: at once, or (with
+/// `--batch`) gathered and sent together when the burst ends.
+struct Echo {
+    gathered: Option<Gathered>,
+}
+
+/// Replies waiting for the end of the burst: their bytes end to end, and
+/// each one's end offset and destination.
+#[derive(Default)]
+struct Gathered {
+    bytes: Vec<u8>,
+    replies: Vec<(usize, Address)>,
+}
 
 impl DatagramProtocol for Echo {
     type Msg = ();
@@ -29,18 +46,53 @@ impl DatagramProtocol for Echo {
         data: &[u8],
         from: &Address,
     ) -> ActorResult {
-        // A refusal (the send buffer is full) is counted by the socket.
-        let _ = sock.send_to(data, from);
+        match &mut self.gathered {
+            Some(g) => {
+                g.bytes.extend_from_slice(data);
+                g.replies.push((g.bytes.len(), from.clone()));
+            }
+            // A refusal (the send buffer is full) is counted by the socket.
+            None => {
+                let _ = sock.send_to(data, from);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_done(&mut self, sock: &mut Dgram<'_, '_, Self>) -> ActorResult {
+        let Some(g) = &mut self.gathered else {
+            return Ok(());
+        };
+        let mut start = 0;
+        let batch: Vec<(&[u8], &Address)> = g
+            .replies
+            .iter()
+            .map(|(end, to)| {
+                let reply = &g.bytes[start..*end];
+                start = *end;
+                (reply, to)
+            })
+            .collect();
+        // Replies after a refused one are dropped too (and it is counted),
+        // as the unbatched echo drops what the kernel cannot take.
+        let _ = sock.send_batch_to(&batch);
+        g.bytes.clear();
+        g.replies.clear();
         Ok(())
     }
 }
 
 fn main() -> ExitCode {
-    let arg = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7005".into());
-    let Ok(addr) = arg.parse::<SocketAddr>() else {
-        eprintln!("udp_echo: bad address {arg:?}; expected IP:PORT, e.g. 127.0.0.1:7005");
+    let mut addr = "127.0.0.1:7005".to_string();
+    let mut batch = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--batch" => batch = true,
+            _ => addr = arg,
+        }
+    }
+    let Ok(addr) = addr.parse::<SocketAddr>() else {
+        eprintln!("udp_echo: bad address {addr:?}; expected IP:PORT, e.g. 127.0.0.1:7005");
         return ExitCode::from(2);
     };
     let rt = match Runtime::builder().build() {
@@ -50,7 +102,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let sock = match listen_udp(rt.handle(), addr, DatagramOptions::new(), Echo) {
+    let (options, gathered) = if batch {
+        (DatagramOptions::new().batch(16), Some(Gathered::default()))
+    } else {
+        (DatagramOptions::new(), None)
+    };
+    let sock = match listen_udp(rt.handle(), addr, options, Echo { gathered }) {
         Ok(sock) => sock,
         Err(e) => {
             eprintln!("udp_echo: {e}");

@@ -833,31 +833,35 @@ fn fd_pass_hands_connections_to_its_workers_in_turn() {
 #[test]
 fn udp_echo_answers_nc_u_as_its_doc_says() {
     use std::process::Stdio;
-    let mut server = Example::start("udp_echo", &["127.0.0.1:0"]);
-    let mut nc = spawn_guarded(
-        Command::new("nc")
-            .arg("-u")
-            .arg(server.addr.ip().to_string())
-            .arg(server.addr.port().to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    );
-    let replies = stdout_lines(&mut nc);
-    nc.stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"one datagram\n")
-        .unwrap();
-    assert_eq!(recv(&replies), "one datagram");
-    drop(nc);
-    let status = server.terminate();
-    assert!(status.success(), "{status}");
-    let last = recv(&server.lines);
-    assert!(
-        last.contains("stopped; 1 datagrams echoed, 0 replies dropped"),
-        "{last}"
-    );
+    for mode in [None, Some("--batch")] {
+        let mut args = vec!["127.0.0.1:0"];
+        args.extend(mode);
+        let mut server = Example::start("udp_echo", &args);
+        let mut nc = spawn_guarded(
+            Command::new("nc")
+                .arg("-u")
+                .arg(server.addr.ip().to_string())
+                .arg(server.addr.port().to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        );
+        let replies = stdout_lines(&mut nc);
+        for line in ["one datagram", "and another"] {
+            let stdin = nc.stdin.as_mut().unwrap();
+            stdin.write_all(line.as_bytes()).unwrap();
+            stdin.write_all(b"\n").unwrap();
+            assert_eq!(recv(&replies), line, "{mode:?}");
+        }
+        drop(nc);
+        let status = server.terminate();
+        assert!(status.success(), "{status}");
+        let last = recv(&server.lines);
+        assert!(
+            last.contains("stopped; 2 datagrams echoed, 0 replies dropped"),
+            "{mode:?}: {last}"
+        );
+    }
 }
 
 #[test]

@@ -502,3 +502,244 @@ fn batched_receiving_keeps_order_senders_and_truncation() {
     }
     assert_eq!(sock.stats().received.load(Ordering::Relaxed), 199);
 }
+
+/// Keeps every datagram's bytes and counts `read_done` calls; on a
+/// message, sends a batch or a segmented run.
+struct Collect {
+    tx: Sender<(Vec<u8>, Address)>,
+    bursts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Replies gathered during a burst, sent in `read_done` (echo mode).
+    pending: Option<Vec<(Vec<u8>, Address)>>,
+}
+
+/// What a `Collect` socket is told to send.
+enum Out {
+    Batch(
+        Vec<(Vec<u8>, Address)>,
+        Sender<Result<(), weft::io::datagram::BatchError>>,
+    ),
+    Segments(Vec<u8>, usize, Address, Sender<Result<(), DatagramError>>),
+}
+
+impl DatagramProtocol for Collect {
+    type Msg = Out;
+
+    fn datagram(
+        &mut self,
+        _sock: &mut Dgram<'_, '_, Self>,
+        data: &[u8],
+        from: &Address,
+    ) -> ActorResult {
+        if let Some(pending) = &mut self.pending {
+            pending.push((data.to_vec(), from.clone()));
+        }
+        let _ = self.tx.send((data.to_vec(), from.clone()));
+        Ok(())
+    }
+
+    fn read_done(&mut self, sock: &mut Dgram<'_, '_, Self>) -> ActorResult {
+        self.bursts.fetch_add(1, Ordering::Relaxed);
+        if let Some(pending) = &mut self.pending {
+            let batch: Vec<(&[u8], &Address)> =
+                pending.iter().map(|(d, a)| (d.as_slice(), a)).collect();
+            sock.send_batch_to(&batch)?;
+            pending.clear();
+        }
+        Ok(())
+    }
+
+    fn message(&mut self, sock: &mut Dgram<'_, '_, Self>, out: Out) -> ActorResult {
+        match out {
+            Out::Batch(items, reply) => {
+                let batch: Vec<(&[u8], &Address)> =
+                    items.iter().map(|(d, a)| (d.as_slice(), a)).collect();
+                let _ = reply.send(sock.send_batch_to(&batch));
+            }
+            Out::Segments(data, segment, to, reply) => {
+                let _ = reply.send(sock.send_segments_to(&data, segment, &to));
+            }
+        }
+        Ok(())
+    }
+}
+
+type Collected = (
+    DatagramRef<Collect>,
+    Receiver<(Vec<u8>, Address)>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+);
+
+fn collect(rt: &Runtime, addr: &str, options: DatagramOptions, echo: bool) -> Collected {
+    let (tx, rx) = mpsc::channel();
+    let bursts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sock = listen_udp(
+        rt.handle(),
+        addr.parse().unwrap(),
+        options,
+        Collect {
+            tx,
+            bursts: bursts.clone(),
+            pending: echo.then(Vec::new),
+        },
+    )
+    .expect("binds");
+    (sock, rx, bursts)
+}
+
+fn segments(
+    sock: &DatagramRef<Collect>,
+    data: Vec<u8>,
+    segment: usize,
+    to: SocketAddr,
+) -> Result<(), DatagramError> {
+    let (tx, rx) = mpsc::channel();
+    assert!(sock
+        .send(Out::Segments(data, segment, Address::Inet(to), tx))
+        .is_ok());
+    recv(&rx)
+}
+
+/// A run of 11 datagrams (10 of 100 bytes, one of 37) sent with
+/// segmentation offload.
+fn run_of_datagrams(seed: u8) -> Vec<u8> {
+    (0..1037u32)
+        .map(|i| seed.wrapping_add((i / 100) as u8))
+        .collect()
+}
+
+#[test]
+fn segmented_sends_arrive_as_ordinary_datagrams_at_a_python_peer() {
+    let rt = runtime(2);
+    let (sock, _rx, _) = collect(&rt, "127.0.0.1:0", DatagramOptions::new(), false);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let to = peer.local_addr().unwrap();
+    let data = run_of_datagrams(1);
+    assert_eq!(segments(&sock, data.clone(), 100, to), Ok(()));
+    let mut buf = [0u8; 2048];
+    for (i, expect) in data.chunks(100).enumerate() {
+        let (n, _) = peer.recv_from(&mut buf).expect("a segment arrives");
+        assert_eq!(&buf[..n], expect, "segment {i}");
+    }
+    assert_eq!(sock.stats().sent.load(Ordering::Relaxed), 11);
+    // More than 64 segments, or a run larger than a UDP datagram: refused.
+    assert_eq!(
+        segments(&sock, vec![0; 65 * 10], 10, to),
+        Err(DatagramError::TooBig { len: 650 })
+    );
+    assert!(matches!(
+        segments(&sock, vec![0; 70_000], 30_000, to),
+        Err(DatagramError::TooBig { .. })
+    ));
+    // The other family is refused before the kernel.
+    assert!(matches!(
+        segments(&sock, vec![0; 300], 100, "[::1]:9".parse().unwrap()),
+        Err(DatagramError::WrongFamily { .. })
+    ));
+}
+
+#[test]
+fn receive_offload_splits_runs_back_into_their_datagrams() {
+    let rt = runtime(2);
+    for addr in ["127.0.0.1:0", "[::1]:0"] {
+        let options = DatagramOptions::new().gro(true).batch(4).recv_size(2048);
+        let (receiver, rx, bursts) = collect(&rt, addr, options, false);
+        let (sender, _srx, _) = collect(&rt, addr, DatagramOptions::new(), false);
+        let to = port_of_collect(&receiver);
+        let mut expected = Vec::new();
+        for seed in 0..20u8 {
+            let data = run_of_datagrams(seed.wrapping_mul(13));
+            assert_eq!(segments(&sender, data.clone(), 100, to), Ok(()), "{addr}");
+            expected.extend(data.chunks(100).map(<[u8]>::to_vec));
+        }
+        // A plain datagram between runs, and one longer than the receive
+        // size, keep their boundaries and their truncation.
+        let plain = UdpSocket::bind(to.ip().to_string() + ":0").unwrap();
+        plain.send_to(b"plain", to).unwrap();
+        expected.push(b"plain".to_vec());
+        let from = sender.local_addr().clone();
+        for (i, want) in expected.iter().enumerate() {
+            let (got, who) = recv(&rx);
+            assert_eq!(&got, want, "{addr}: datagram {i}");
+            if i < 220 {
+                assert_eq!(who, from, "{addr}: datagram {i}");
+            }
+        }
+        assert_eq!(receiver.stats().received.load(Ordering::Relaxed), 221);
+        plain.send_to(&[7u8; 3000], to).unwrap();
+        eventually("the long datagram is reported", || {
+            receiver.stats().truncated.load(Ordering::Relaxed) == 1
+        });
+        assert!(bursts.load(Ordering::Relaxed) >= 1);
+    }
+}
+
+fn port_of_collect(sock: &DatagramRef<Collect>) -> SocketAddr {
+    sock.local_addr().inet().unwrap()
+}
+
+#[test]
+fn replies_gathered_in_a_burst_go_out_in_one_batch() {
+    let rt = runtime(2);
+    let (sock, _rx, bursts) = collect(
+        &rt,
+        "127.0.0.1:0",
+        DatagramOptions::new().batch(8).recv_size(2048),
+        true,
+    );
+    let out = python(
+        r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+target = ("127.0.0.1", int(sys.argv[1]))
+sent = [bytes([i]) * (i + 1) for i in range(200)]
+for d in sent:
+    s.sendto(d, target)
+back = sorted((s.recvfrom(4096)[0] for _ in sent), key=len)
+assert back == sent, [len(b) for b in back]
+print("ok", flush=True)
+"#,
+        &[&port_of_collect(&sock).port().to_string()],
+    );
+    assert_eq!(out.trim(), "ok");
+    assert_eq!(sock.stats().sent.load(Ordering::Relaxed), 200);
+    let n = bursts.load(Ordering::Relaxed);
+    assert!((1..=200).contains(&n), "read_done ran {n} times");
+}
+
+#[test]
+fn a_batch_stops_at_the_first_refused_datagram_and_says_how_many_went() {
+    let rt = runtime(2);
+    let (sock, _rx, _) = collect(&rt, "127.0.0.1:0", DatagramOptions::new(), false);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let to = Address::Inet(peer.local_addr().unwrap());
+    let mut items: Vec<(Vec<u8>, Address)> = (0..5u8).map(|i| (vec![i; 10], to.clone())).collect();
+    items.push((b"wrong".to_vec(), Address::Unix(UnixAddr::path("/tmp/x"))));
+    items.push((b"after".to_vec(), to.clone()));
+    let (tx, rx) = mpsc::channel();
+    assert!(sock.send(Out::Batch(items, tx)).is_ok());
+    let err = recv(&rx).expect_err("the sixth is of the wrong family");
+    assert_eq!(err.sent, 5);
+    assert!(matches!(err.error, DatagramError::WrongFamily { .. }));
+    let mut buf = [0u8; 64];
+    for i in 0..5u8 {
+        let (n, _) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[i; 10]);
+    }
+    // Too big in the middle: the ones before it went.
+    let (tx, rx) = mpsc::channel();
+    let items = vec![
+        (b"one".to_vec(), to.clone()),
+        (vec![0u8; 70_000], to.clone()),
+    ];
+    assert!(sock.send(Out::Batch(items, tx)).is_ok());
+    let err = recv(&rx).expect_err("the second is too big");
+    assert_eq!(err.sent, 1);
+    assert_eq!(err.error, DatagramError::TooBig { len: 70_000 });
+    let (n, _) = peer.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"one");
+}

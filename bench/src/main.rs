@@ -99,7 +99,7 @@ impl TimerSpread {
 
     /// The delay that makes timer `i` due on its place in the spread.
     pub fn delay(&mut self, i: usize) -> Duration {
-        if i % 1024 == 0 {
+        if i.is_multiple_of(1024) {
             self.elapsed = self.start.elapsed();
         }
         let at = Duration::from_micros((i as u64 * sizes::TIMER_SPAN_MS * 1000) / self.n as u64);

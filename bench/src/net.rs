@@ -32,7 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::emit;
 
 /// The jobs of the group, in table order.
-pub const JOBS: [&str; 16] = [
+pub const JOBS: [&str; 17] = [
     "echo-rr",
     "echo-stream",
     "idle",
@@ -49,6 +49,7 @@ pub const JOBS: [&str; 16] = [
     "fd-pass",
     "udp-echo-rr",
     "udp-flood",
+    "udp-flood-gso",
 ];
 
 /// The systems of the group.
@@ -654,7 +655,7 @@ pub fn serve(name: &str, args: &[String]) {
         "mio-echo" => mio_echo(),
         "tokio-rustls-echo" => crate::tls::tokio_rustls_echo(args),
         _ if crate::unix::serve(name, args.first().map_or("", String::as_str)) => {}
-        _ if crate::udp::serve(name) => {}
+        _ if crate::udp::serve(name, args) => {}
         _ => eprintln!("unknown server {name}"),
     }
 }

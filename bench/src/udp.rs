@@ -13,6 +13,16 @@
 //! the kernel dropped (sent but never received). Servers: weft (a counting
 //! protocol in this binary), tokio's `UdpSocket`, a raw mio loop, Twisted
 //! (`bench/twisted/udp_sink.py`).
+//!
+//! `udp-flood-gso`: the same, but each sender's system call carries a run
+//! of 64 datagrams cut by the kernel (`UDP_SEGMENT`), so the senders cost
+//! far less per datagram and the receiving socket is what limits the
+//! rate. weft's sink turns on receive offload (`DatagramOptions::gro`):
+//! a run arrives in one receive and is split back into its datagrams;
+//! the others receive one datagram per call, as their APIs do.
+//!
+//! `WEFT_UDP_ECHO_ARGS` (for example `--batch`) is passed to weft's
+//! `udp_echo` server, to measure its options before and after.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -27,13 +37,18 @@ use crate::net::{percentile, secs, Kind, Server};
 pub fn run(job: &str, system: &str) -> bool {
     match job {
         "udp-echo-rr" => echo_rr(system),
-        "udp-flood" => flood(system),
+        "udp-flood" => flood(system, false),
+        "udp-flood-gso" => flood(system, true),
         _ => false,
     }
 }
 
 fn echo_rr(system: &str) -> bool {
-    let Some(server) = Server::start(system, Kind::Udp, &[]) else {
+    let extra: Vec<String> = match (system, std::env::var("WEFT_UDP_ECHO_ARGS")) {
+        ("weft", Ok(args)) => args.split_whitespace().map(String::from).collect(),
+        _ => Vec::new(),
+    };
+    let Some(server) = Server::start(system, Kind::Udp, &extra) else {
         return false;
     };
     let dur = Duration::from_secs(secs());
@@ -117,8 +132,48 @@ fn send_batch(s: &UdpSocket, n: usize) -> u64 {
     rc.max(0) as u64
 }
 
-fn flood(system: &str) -> bool {
-    let Some(server) = Server::start(system, Kind::UdpSink, &[]) else {
+/// Sends `n` 64-byte datagrams on a connected socket in one `sendmsg`
+/// the kernel cuts into datagrams (`UDP_SEGMENT`); how many went.
+fn send_segmented(s: &UdpSocket, n: usize) -> u64 {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let data = vec![b'g'; 64 * n];
+    let mut control = [0u64; 4];
+    // SAFETY: the msghdr points at one iovec over `data` (only read) and
+    // at `control`, each with its true length; the one control message
+    // is written within `control` through CMSG_FIRSTHDR/CMSG_DATA.
+    let rc = unsafe {
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut _,
+            iov_len: data.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(2) as _;
+        let hdr = libc::CMSG_FIRSTHDR(&msg);
+        (*hdr).cmsg_level = libc::SOL_UDP;
+        (*hdr).cmsg_type = libc::UDP_SEGMENT;
+        (*hdr).cmsg_len = libc::CMSG_LEN(2) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(hdr).cast::<u16>(), 64);
+        libc::sendmsg(s.as_raw_fd(), &msg, 0)
+    };
+    if rc > 0 {
+        n as u64
+    } else {
+        0
+    }
+}
+
+fn flood(system: &str, gso: bool) -> bool {
+    let job = if gso { "udp-flood-gso" } else { "udp-flood" };
+    let extra = if gso {
+        vec!["gro".to_string()]
+    } else {
+        Vec::new()
+    };
+    let Some(server) = Server::start(system, Kind::UdpSink, &extra) else {
         return false;
     };
     let dur = Duration::from_secs(secs());
@@ -132,7 +187,11 @@ fn flood(system: &str) -> bool {
                 s.connect(target).unwrap();
                 let mut sent = 0u64;
                 while Instant::now() < end {
-                    sent += send_batch(&s, 64);
+                    sent += if gso {
+                        send_segmented(&s, 64)
+                    } else {
+                        send_batch(&s, 64)
+                    };
                 }
                 sent
             })
@@ -158,13 +217,17 @@ fn flood(system: &str) -> bool {
         }
     }
     let Some(received) = got else {
-        eprintln!("udp-flood: {system} did not answer count?");
+        eprintln!("{job}: {system} did not answer count?");
         return false;
     };
-    emit("udp-flood", "per_s", received as f64 / dur.as_secs_f64());
-    emit("udp-flood-cpu", "us", cpu * 1e6 / received.max(1) as f64);
+    emit(job, "per_s", received as f64 / dur.as_secs_f64());
     emit(
-        "udp-flood-lost",
+        &format!("{job}-cpu"),
+        "us",
+        cpu * 1e6 / received.max(1) as f64,
+    );
+    emit(
+        &format!("{job}-lost"),
         "pct",
         100.0 * sent.saturating_sub(received) as f64 / sent.max(1) as f64,
     );
@@ -174,11 +237,11 @@ fn flood(system: &str) -> bool {
 // ---- servers run by this binary (`--serve NAME`) ----
 
 /// Runs the UDP server `name` on 127.0.0.1 until killed; false if unknown.
-pub fn serve(name: &str) -> bool {
+pub fn serve(name: &str, args: &[String]) -> bool {
     match name {
         "tokio-udp-echo" => tokio_udp_echo(),
         "mio-udp-echo" => mio_udp_echo(),
-        "weft-udp-sink" => weft_udp_sink(),
+        "weft-udp-sink" => weft_udp_sink(args.iter().any(|a| a == "gro")),
         "tokio-udp-sink" => tokio_udp_sink(),
         "mio-udp-sink" => mio_udp_sink(),
         _ => return false,
@@ -212,17 +275,21 @@ impl weft::io::datagram::DatagramProtocol for Sink {
 /// The kernel receive buffer every sink asks for.
 const SINK_RCVBUF: usize = 4 << 20;
 
-fn weft_udp_sink() {
+/// `gro`: receive offload on (`WEFT_UDP_GRO=0` measures without it).
+fn weft_udp_sink(gro: bool) {
     let rt = weft::Runtime::builder().build().expect("runtime");
-    // `recvmmsg` batches of 64 (WEFT_UDP_BATCH=1 measures without).
+    let gro = gro && std::env::var("WEFT_UDP_GRO").map_or(true, |v| v != "0");
+    // `recvmmsg` batches of 64 (WEFT_UDP_BATCH=1 measures without); with
+    // GRO each slot is 64 KiB, so 8 of them.
     let batch = std::env::var("WEFT_UDP_BATCH")
         .ok()
         .and_then(|b| b.parse().ok())
-        .unwrap_or(64);
+        .unwrap_or(if gro { 8 } else { 64 });
     let options = weft::io::datagram::DatagramOptions::new()
         .recv_buffer(SINK_RCVBUF)
         .recv_size(2048)
-        .batch(batch);
+        .batch(batch)
+        .gro(gro);
     let sock = weft::io::datagram::listen_udp(
         rt.handle(),
         "127.0.0.1:0".parse().unwrap(),

@@ -40,6 +40,19 @@ use crate::conn::{put_buf, take_buf};
 use crate::listener::ListenError;
 use crate::unix::SocketFile;
 
+/// Why a protocol callback failed (an `ActorResult`'s error).
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// The most datagrams one `sendmmsg` takes (the kernel's `UIO_MAXIOV`).
+const SEND_BATCH_MAX: usize = 1024;
+
+/// The most segments one segmented send may carry (`UDP_MAX_SEGMENTS`
+/// on the oldest kernels that have the offload).
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// A GRO receive slot: the largest run the kernel coalesces.
+const GRO_BUFFER: usize = 64 * 1024;
+
 /// The first wait before telling a protocol it may send again after a
 /// refused send, when no writable edge comes; it doubles while sends keep
 /// being refused, up to `RETRY_MAX`.
@@ -96,6 +109,15 @@ pub trait DatagramProtocol: Send + Sized + 'static {
     ) -> ActorResult {
         let _ = (sock, data);
         tracing::warn!(%from, len, "a datagram longer than the receive size was cut");
+        Ok(())
+    }
+
+    /// A turn's burst of datagrams is over (called once after each turn
+    /// that delivered any): the place to send replies gathered during the
+    /// burst with one [`Dgram::send_batch_to`] instead of one system call
+    /// each.
+    fn read_done(&mut self, sock: &mut Dgram<'_, '_, Self>) -> ActorResult {
+        let _ = sock;
         Ok(())
     }
 
@@ -168,6 +190,16 @@ pub enum DatagramError {
     },
 }
 
+/// Why [`Dgram::send_batch_to`] stopped before the end.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{sent} datagrams of the batch were sent; the next was not: {error}")]
+pub struct BatchError {
+    /// How many of the batch went (the first `sent`).
+    pub sent: usize,
+    /// Why the next one did not.
+    pub error: DatagramError,
+}
+
 /// A datagram socket's counters.
 #[derive(Debug, Default)]
 pub struct DatagramStats {
@@ -201,6 +233,7 @@ pub struct DatagramOptions {
     multicast_loop: Option<bool>,
     dest_addr: bool,
     batch: usize,
+    gro: bool,
 }
 
 impl Default for DatagramOptions {
@@ -221,6 +254,7 @@ impl Default for DatagramOptions {
             multicast_loop: None,
             dest_addr: false,
             batch: 1,
+            gro: false,
         }
     }
 }
@@ -325,6 +359,25 @@ impl DatagramOptions {
         self
     }
 
+    /// UDP on Linux: generic receive offload (`UDP_GRO`). The kernel
+    /// hands over a run of equal-sized datagrams from one sender as one
+    /// buffer of up to 64 KiB, which the socket splits again: the
+    /// protocol still gets each datagram in its own `datagram` call, with
+    /// one system call per run instead of one per datagram. Each of the
+    /// `batch` receive slots then takes 64 KiB. An opt-in (Twisted and
+    /// the BSD socket API deliver one datagram per read); a kernel
+    /// without it (before 5.0) makes the bind fail. Not with `dest_addr`
+    /// (which then wins).
+    pub fn gro(mut self, on: bool) -> Self {
+        self.gro = on;
+        self
+    }
+
+    /// Whether receiving goes through `recvmmsg` (batch or GRO).
+    fn batched(&self, unix: bool) -> bool {
+        (self.batch > 1 || self.gro) && !self.dest_addr && !unix
+    }
+
     /// UDP: learn the address each datagram was sent to
     /// ([`Dgram::destination`], from `IP_PKTINFO` / `IPV6_RECVPKTINFO`):
     /// which of the host's addresses, or which multicast group, a socket
@@ -387,13 +440,20 @@ impl DatagramOptions {
                 sock.set_multicast_loop_v4(on)?;
             }
         }
-        if self.dest_addr {
-            let on: nix::libc::c_int = 1;
-            let (level, name) = if v6 {
+        // The one flag option asked: destination addresses, or GRO.
+        let flag = if self.dest_addr {
+            Some(if v6 {
                 (nix::libc::IPPROTO_IPV6, nix::libc::IPV6_RECVPKTINFO)
             } else {
                 (nix::libc::IPPROTO_IP, nix::libc::IP_PKTINFO)
-            };
+            })
+        } else if self.gro {
+            Some((nix::libc::SOL_UDP, nix::libc::UDP_GRO))
+        } else {
+            None
+        };
+        if let Some((level, name)) = flag {
+            let on: nix::libc::c_int = 1;
             // SAFETY: an int option with its size, on an open socket.
             let rc = unsafe {
                 nix::libc::setsockopt(
@@ -460,19 +520,7 @@ pub struct Dgram<'a, 'c, P: DatagramProtocol> {
 impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
     /// Sends `data` to `to` (an address of this socket's family).
     pub fn send_to(&mut self, data: &[u8], to: &Address) -> Result<(), DatagramError> {
-        let addr = match (to, self.core.unix) {
-            (Address::Unix(u), true) => u.to_sockaddr(),
-            (Address::Inet(a), false) => Ok(socket2::SockAddr::from(*a)),
-            _ => {
-                return Err(DatagramError::WrongFamily {
-                    addr: to.to_string(),
-                })
-            }
-        }
-        .map_err(|e| DatagramError::Io {
-            kind: e.kind(),
-            message: e.to_string(),
-        })?;
+        let addr = self.sockaddr(to)?;
         let fd = self.core.fd.as_ref().ok_or(DatagramError::Closed)?;
         let result = SockRef::from(fd).send_to(data, &addr);
         let outcome = self.core.sent(result, data.len(), Some(to));
@@ -491,6 +539,161 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
         let outcome = self.core.sent(result, data.len(), peer.as_ref());
         self.arm_retry();
         outcome
+    }
+
+    /// Sends several datagrams, each to its own address, in as few
+    /// system calls as the OS allows (`sendmmsg`, up to 1024 a call).
+    /// They go in order; the first the kernel refuses stops the batch,
+    /// and the error says how many went before it and why it did not
+    /// (a `WouldBlock` owes `send_ready`, as for `send_to`).
+    pub fn send_batch_to(&mut self, datagrams: &[(&[u8], &Address)]) -> Result<(), BatchError> {
+        let mut sent = 0;
+        while sent < datagrams.len() {
+            let part = &datagrams[sent..datagrams.len().min(sent + SEND_BATCH_MAX)];
+            match self.send_part(part) {
+                Ok(k) => sent += k,
+                Err(error) => {
+                    self.arm_retry();
+                    return Err(BatchError { sent, error });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One `sendmmsg` of `part`: how many went, or why the first did not.
+    fn send_part(&mut self, part: &[(&[u8], &Address)]) -> Result<usize, DatagramError> {
+        // The prefix whose addresses are good goes; a bad one is the
+        // error once it comes first.
+        let mut addrs = Vec::with_capacity(part.len());
+        for (_, to) in part {
+            match self.sockaddr(to) {
+                Ok(a) => addrs.push(a),
+                Err(e) if addrs.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        let part = &part[..addrs.len()];
+        let fd = self.core.fd.as_ref().ok_or(DatagramError::Closed)?;
+        let mut iovs: Vec<nix::libc::iovec> = part
+            .iter()
+            .map(|(data, _)| nix::libc::iovec {
+                iov_base: data.as_ptr() as *mut _,
+                iov_len: data.len(),
+            })
+            .collect();
+        // SAFETY: an all-zero mmsghdr is valid (no name, no data, no
+        // control); each is then pointed at its own address and iovec.
+        let mut hdrs: Vec<nix::libc::mmsghdr> = (0..part.len())
+            .map(|_| unsafe { std::mem::zeroed() })
+            .collect();
+        for ((h, iov), addr) in hdrs.iter_mut().zip(iovs.iter_mut()).zip(addrs.iter()) {
+            h.msg_hdr.msg_name = addr.as_ptr() as *mut _;
+            h.msg_hdr.msg_namelen = addr.len();
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `hdrs.len()` headers, each pointing at an address, an
+        // iovec and the caller's bytes, all alive for the call; sendmmsg
+        // only reads them (it writes `msg_len`, in `hdrs`).
+        let rc = unsafe {
+            nix::libc::sendmmsg(
+                fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                hdrs.len() as _,
+                nix::libc::MSG_DONTWAIT,
+            )
+        };
+        if rc > 0 {
+            let k = rc as usize;
+            self.core.stats.sent.fetch_add(k as u64, Ordering::Relaxed);
+            self.core.retry_delay = RETRY;
+            return Ok(k);
+        }
+        let err = if rc == 0 {
+            io::Error::from(io::ErrorKind::WouldBlock)
+        } else {
+            io::Error::last_os_error()
+        };
+        let (data, to) = part[0];
+        // An error in is an error out; WouldBlock only to be total.
+        Err(self
+            .core
+            .sent(Err(err), data.len(), Some(to))
+            .err()
+            .unwrap_or(DatagramError::WouldBlock))
+    }
+
+    /// Sends `data` to `to` as datagrams of `segment` bytes each (the
+    /// last may be shorter) in one system call: generic segmentation
+    /// offload (`UDP_SEGMENT`, Linux 4.18 and later; UDP only). The
+    /// receiver sees ordinary datagrams. At most 64 segments; a segment
+    /// larger than the route's MTU allows is refused with `TooBig` (the
+    /// kernel does not fragment segmented sends), and a kernel or device
+    /// without the offload gives an `Io` error: send them one by one then.
+    pub fn send_segments_to(
+        &mut self,
+        data: &[u8],
+        segment: usize,
+        to: &Address,
+    ) -> Result<(), DatagramError> {
+        if segment == 0 || data.len() <= segment {
+            return self.send_to(data, to);
+        }
+        if self.core.unix {
+            return Err(DatagramError::Io {
+                kind: io::ErrorKind::Unsupported,
+                message: "segmentation offload on a UNIX socket".into(),
+            });
+        }
+        let count = data.len().div_ceil(segment);
+        if count > GSO_MAX_SEGMENTS || segment > u16::MAX as usize {
+            return Err(DatagramError::TooBig { len: data.len() });
+        }
+        let addr = self.sockaddr(to)?;
+        let fd = self.core.fd.as_ref().ok_or(DatagramError::Closed)?;
+        let rc = send_segmented(fd.as_raw_fd(), data, segment as u16, &addr);
+        let result = match rc {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                return Err(DatagramError::TooBig { len: segment });
+            }
+            other => other,
+        };
+        let outcome = self.core.sent(result, data.len(), Some(to));
+        if outcome.is_ok() {
+            // `sent` counted one; the others of the run.
+            self.core
+                .stats
+                .sent
+                .fetch_add(count as u64 - 1, Ordering::Relaxed);
+        }
+        self.arm_retry();
+        outcome
+    }
+
+    /// `to` as the OS's address, if it is of this socket's family.
+    fn sockaddr(&self, to: &Address) -> Result<socket2::SockAddr, DatagramError> {
+        match (to, self.core.unix) {
+            (Address::Unix(u), true) => u.to_sockaddr().map_err(|e| DatagramError::Io {
+                kind: e.kind(),
+                message: e.to_string(),
+            }),
+            // An IPv4 address from an IPv6 socket goes as its mapped form
+            // (dual-stack); the reverse cannot go.
+            (Address::Inet(std::net::SocketAddr::V4(a)), false) if self.is_v6() => {
+                let mapped = std::net::SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0);
+                Ok(socket2::SockAddr::from(mapped))
+            }
+            (Address::Inet(a @ std::net::SocketAddr::V6(_)), false) if !self.is_v6() => {
+                Err(DatagramError::WrongFamily {
+                    addr: a.to_string(),
+                })
+            }
+            (Address::Inet(a), false) => Ok(socket2::SockAddr::from(*a)),
+            _ => Err(DatagramError::WrongFamily {
+                addr: to.to_string(),
+            }),
+        }
     }
 
     /// Connects to `to`: `send` goes there, and only its datagrams are
@@ -754,16 +957,44 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
         Dgram { core, ctx }
     }
 
-    /// Receives with `recvmmsg`, `batch` datagrams per call at most.
-    fn read_batched(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+    /// Hands one received datagram to the protocol: whole, or cut to the
+    /// receive size and reported as truncated.
+    fn deliver(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        data: &[u8],
+        len: usize,
+        from: &Address,
+    ) -> ActorResult {
         let size = self.core.opts.recv_size;
+        let dgram = &mut Self::dgram(&mut self.core, ctx);
+        if len > size {
+            dgram.core.stats.truncated.fetch_add(1, Ordering::Relaxed);
+            self.protocol
+                .truncated(dgram, &data[..size.min(data.len())], len, from)
+        } else {
+            dgram.core.stats.received.fetch_add(1, Ordering::Relaxed);
+            self.protocol.datagram(dgram, &data[..len], from)
+        }
+    }
+
+    /// Receives with `recvmmsg`, `batch` slots per call at most; with GRO
+    /// a slot may hold a run of datagrams, split here.
+    fn read_batched(&mut self, ctx: &mut Ctx<'_, Self>) -> Result<usize, Failure> {
         let n = self.core.opts.batch;
+        let gro = self.core.opts.gro;
+        let chunk = if gro {
+            GRO_BUFFER
+        } else {
+            self.core.opts.recv_size
+        };
         let mut batch = self
             .core
             .batch
             .take()
-            .unwrap_or_else(|| Box::new(Batch::new(n, size)));
+            .unwrap_or_else(|| Box::new(Batch::new(n, chunk, gro)));
         let mut left = self.core.opts.read_budget;
+        let mut delivered = 0;
         let result = loop {
             if left == 0 {
                 ctx.send_self(DgramMsg(Event::ReadMore));
@@ -779,24 +1010,33 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
             match batch.recv(fd, asked) {
                 Ok(k) => {
                     let mut failed = None;
-                    for i in 0..k {
-                        let (len, from) = batch.get(i);
+                    'slots: for i in 0..k {
+                        let (len, from, segment) = batch.get(i);
                         let from = from
                             .map(Address::Inet)
                             .or_else(|| self.core.peer.clone())
                             .unwrap_or(Address::Unix(UnixAddr::Unnamed));
                         let data = batch.data(i);
-                        let dgram = &mut Self::dgram(&mut self.core, ctx);
-                        let step = if len > size {
-                            dgram.core.stats.truncated.fetch_add(1, Ordering::Relaxed);
-                            self.protocol.truncated(dgram, &data[..size], len, &from)
+                        // A GRO run of equal datagrams (the last may be
+                        // shorter), or one datagram.
+                        let piece = if segment > 0 && len > segment {
+                            segment
                         } else {
-                            dgram.core.stats.received.fetch_add(1, Ordering::Relaxed);
-                            self.protocol.datagram(dgram, &data[..len], &from)
+                            len
                         };
-                        if let Err(e) = step {
-                            failed = Some(e);
-                            break;
+                        let mut at = 0;
+                        loop {
+                            let this = piece.min(len - at);
+                            let end = (at + this).min(data.len());
+                            if let Err(e) = self.deliver(ctx, &data[at..end], this, &from) {
+                                failed = Some(e);
+                                break 'slots;
+                            }
+                            delivered += 1;
+                            at += this;
+                            if at >= len || self.core.closing {
+                                break;
+                            }
                         }
                         if self.core.closing {
                             break;
@@ -805,7 +1045,7 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
                     if let Some(e) = failed {
                         break Err(e);
                     }
-                    left -= k;
+                    left = left.saturating_sub(k);
                     if k < asked {
                         // Fewer than asked: the queue was empty (a new
                         // arrival raises a new edge).
@@ -831,15 +1071,28 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
             }
         };
         self.core.batch = Some(batch);
-        result?;
+        result.map(|()| delivered)
+    }
+
+    /// One turn of receiving, then `read_done` if anything came.
+    fn read_some(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        let delivered = if self.core.opts.batched(self.core.unix) {
+            self.read_batched(ctx)?
+        } else {
+            self.read_each(ctx)?
+        };
+        if delivered > 0 && !self.core.closing && self.core.fd.is_some() {
+            self.protocol
+                .read_done(&mut Self::dgram(&mut self.core, ctx))?;
+        }
         self.settle(ctx);
         Ok(())
     }
 
-    fn read_some(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        if self.core.opts.batch > 1 && !self.core.opts.dest_addr && !self.core.unix {
-            return self.read_batched(ctx);
-        }
+    /// Receives one datagram per call (`recvfrom`, or `recvmsg` for the
+    /// destination address).
+    fn read_each(&mut self, ctx: &mut Ctx<'_, Self>) -> Result<usize, Failure> {
+        let mut delivered = 0;
         let mut buf = take_buf();
         let size = self.core.opts.recv_size.min(buf.len());
         let mut left = self.core.opts.read_budget;
@@ -868,17 +1121,10 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
                     let from = to_address(&from)
                         .or_else(|| self.core.peer.clone())
                         .unwrap_or(Address::Unix(UnixAddr::Unnamed));
-                    let dgram = &mut Self::dgram(&mut self.core, ctx);
-                    let step = if len > size {
-                        dgram.core.stats.truncated.fetch_add(1, Ordering::Relaxed);
-                        self.protocol.truncated(dgram, &buf[..size], len, &from)
-                    } else {
-                        dgram.core.stats.received.fetch_add(1, Ordering::Relaxed);
-                        self.protocol.datagram(dgram, &buf[..len], &from)
-                    };
-                    if let Err(e) = step {
+                    if let Err(e) = self.deliver(ctx, &buf[..len.min(size)], len, &from) {
                         break Err(e);
                     }
+                    delivered += 1;
                 }
                 Err(nix::errno::Errno::EAGAIN) => {
                     self.core.readable = false;
@@ -898,9 +1144,7 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
             }
         };
         put_buf(buf);
-        result?;
-        self.settle(ctx);
-        Ok(())
+        result.map(|()| delivered)
     }
 
     /// After a callback: close if asked.
@@ -1129,6 +1373,8 @@ struct Batch {
     addrs: Vec<nix::libc::sockaddr_storage>,
     iovs: Vec<nix::libc::iovec>,
     hdrs: Vec<nix::libc::mmsghdr>,
+    /// Room for one `UDP_GRO` control message per slot (empty without GRO).
+    control: Vec<[u64; 4]>,
 }
 
 // SAFETY: the raw pointers in `iovs` and `hdrs` point only into this
@@ -1137,8 +1383,9 @@ struct Batch {
 unsafe impl Send for Batch {}
 
 impl Batch {
-    fn new(n: usize, size: usize) -> Self {
+    fn new(n: usize, size: usize, gro: bool) -> Self {
         Batch {
+            control: if gro { vec![[0u64; 4]; n] } else { Vec::new() },
             data: vec![0u8; n * size],
             size,
             // SAFETY: all-zero bytes are valid for these plain C structs.
@@ -1169,11 +1416,20 @@ impl Batch {
                 std::mem::size_of::<nix::libc::sockaddr_storage>() as nix::libc::socklen_t;
             h.msg_hdr.msg_iov = &mut self.iovs[i];
             h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
+            match self.control.get_mut(i) {
+                Some(c) => {
+                    h.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = std::mem::size_of_val(c) as _;
+                }
+                None => {
+                    h.msg_hdr.msg_control = std::ptr::null_mut();
+                    h.msg_hdr.msg_controllen = 0;
+                }
+            }
             h.msg_len = 0;
         }
-        // SAFETY: `want` headers, each pointing at its own address storage
+        // SAFETY: `want` headers, each pointing at its own address storage,
+        // its own control buffer (or none) with its true length,
         // and one iovec over its own `size`-byte chunk of `data`, all
         // alive and exclusively borrowed for the call; no wait.
         let n = unsafe {
@@ -1191,9 +1447,15 @@ impl Batch {
         Ok(n as usize)
     }
 
-    /// Datagram `i` of the last call: its real length and its sender.
-    fn get(&self, i: usize) -> (usize, Option<std::net::SocketAddr>) {
+    /// Slot `i` of the last call: its real length, its sender, and with
+    /// GRO the size of the datagrams it holds (0: one datagram).
+    fn get(&self, i: usize) -> (usize, Option<std::net::SocketAddr>, usize) {
         let len = self.hdrs[i].msg_len as usize;
+        let segment = if self.control.is_empty() {
+            0
+        } else {
+            self.segment(i)
+        };
         let ss = &self.addrs[i];
         let from = match ss.ss_family as nix::libc::c_int {
             nix::libc::AF_INET => {
@@ -1220,12 +1482,74 @@ impl Batch {
             }
             _ => None,
         };
-        (len, from)
+        (len, from, segment)
+    }
+
+    /// The `UDP_GRO` segment size slot `i` carries, 0 if none.
+    fn segment(&self, i: usize) -> usize {
+        use nix::libc;
+        let msg = &self.hdrs[i].msg_hdr;
+        let mut segment = 0;
+        // SAFETY: the kernel filled `msg_controllen` bytes of this slot's
+        // control buffer; the headers are walked with CMSG_FIRSTHDR/NXTHDR
+        // within it and read unaligned.
+        unsafe {
+            let mut hdr = libc::CMSG_FIRSTHDR(msg);
+            while !hdr.is_null() {
+                let h: libc::cmsghdr = std::ptr::read_unaligned(hdr);
+                if h.cmsg_level == libc::SOL_UDP && h.cmsg_type == libc::UDP_GRO {
+                    let size: libc::c_int = std::ptr::read_unaligned(libc::CMSG_DATA(hdr).cast());
+                    segment = size.max(0) as usize;
+                }
+                hdr = libc::CMSG_NXTHDR(msg, hdr);
+            }
+        }
+        segment
     }
 
     /// Datagram `i`'s bytes (its whole chunk; cut to its length by the caller).
     fn data(&self, i: usize) -> &[u8] {
         &self.data[i * self.size..(i + 1) * self.size]
+    }
+}
+
+/// `sendmsg` of `data` to `addr` with a `UDP_SEGMENT` control message:
+/// the kernel cuts it into datagrams of `segment` bytes.
+fn send_segmented(
+    fd: std::os::fd::RawFd,
+    data: &[u8],
+    segment: u16,
+    addr: &socket2::SockAddr,
+) -> io::Result<usize> {
+    use nix::libc;
+    let mut control = [0u64; 4];
+    // SAFETY: the msghdr points at `addr`, one iovec over `data` (only
+    // read) and `control`, each with its true length; the one control
+    // message is written through CMSG_FIRSTHDR/CMSG_DATA within
+    // `control`, whose CMSG_SPACE for a u16 fits in 32 bytes.
+    let rc = unsafe {
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut _,
+            iov_len: data.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = addr.as_ptr() as *mut _;
+        msg.msg_namelen = addr.len();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as _;
+        let hdr = libc::CMSG_FIRSTHDR(&msg);
+        (*hdr).cmsg_level = libc::SOL_UDP;
+        (*hdr).cmsg_type = libc::UDP_SEGMENT;
+        (*hdr).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(hdr).cast::<u16>(), segment);
+        libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT)
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
     }
 }
 
