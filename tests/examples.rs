@@ -848,9 +848,10 @@ fn udp_echo_answers_nc_u_as_its_doc_says() {
         );
         let replies = stdout_lines(&mut nc);
         for line in ["one datagram", "and another"] {
+            // One write: nc sends what one read of its stdin gets as one
+            // datagram.
             let stdin = nc.stdin.as_mut().unwrap();
-            stdin.write_all(line.as_bytes()).unwrap();
-            stdin.write_all(b"\n").unwrap();
+            stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
             assert_eq!(recv(&replies), line, "{mode:?}");
         }
         drop(nc);

@@ -743,3 +743,76 @@ fn a_batch_stops_at_the_first_refused_datagram_and_says_how_many_went() {
     let (n, _) = peer.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"one");
 }
+
+/// IPv6 multicast on the loopback interface: joining and leaving by
+/// interface index, a non-multicast group refused, hops and loopback
+/// defaults and changes. (Delivery is not tested: Linux's loopback has no
+/// IPv6 multicast route, so a send there is "network unreachable".)
+#[test]
+fn ipv6_multicast_join_leave_and_options_on_the_loopback_interface() {
+    let rt = runtime(2);
+    let (sock, rx) = udp(&rt, "[::]:0", DatagramOptions::new(), true);
+    let lo = nix::net::if_::if_nametoindex("lo").expect("lo has an index");
+    let group: std::net::Ipv6Addr = "ff02::1:3".parse().unwrap();
+    let join = move |s: &mut Dgram<'_, '_, Probe>| {
+        format!("{:?}", s.join_multicast_v6(group, lo).map_err(|e| e.kind()))
+    };
+    assert_eq!(call(&sock, &rx, join), "Ok(())");
+    // A unicast address is not a group.
+    assert_ne!(
+        call(&sock, &rx, move |s| format!(
+            "{:?}",
+            s.join_multicast_v6("::1".parse().unwrap(), lo)
+                .map_err(|e| e.kind())
+        )),
+        "Ok(())"
+    );
+    assert_eq!(
+        call(&sock, &rx, move |s| format!(
+            "{:?}",
+            s.leave_multicast_v6(group, lo).map_err(|e| e.kind())
+        )),
+        "Ok(())"
+    );
+    // Leaving again: not a member.
+    assert_ne!(
+        call(&sock, &rx, move |s| format!(
+            "{:?}",
+            s.leave_multicast_v6(group, lo).map_err(|e| e.kind())
+        )),
+        "Ok(())"
+    );
+    assert_eq!(
+        call(&sock, &rx, |s| format!(
+            "{:?} {:?}",
+            s.multicast_ttl().ok(),
+            s.multicast_loop().ok()
+        )),
+        "Some(1) Some(true)"
+    );
+    assert_eq!(
+        call(&sock, &rx, |s| format!(
+            "{:?} {:?} {:?} {:?}",
+            s.set_multicast_ttl(5).map_err(|e| e.kind()),
+            s.set_multicast_loop(false).map_err(|e| e.kind()),
+            s.multicast_ttl().ok(),
+            s.multicast_loop().ok()
+        )),
+        "Ok(()) Ok(()) Some(5) Some(false)"
+    );
+    assert_eq!(
+        call(&sock, &rx, move |s| format!(
+            "{:?} {:?}",
+            s.multicast_interface_v6().ok(),
+            s.set_multicast_interface_v6(lo).map_err(|e| e.kind())
+        )),
+        "Some(0) Ok(())"
+    );
+    assert_eq!(
+        call(&sock, &rx, |s| format!(
+            "{:?}",
+            s.multicast_interface_v6().ok()
+        )),
+        format!("Some({lo})")
+    );
+}

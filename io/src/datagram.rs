@@ -802,6 +802,18 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
         self.socket()?.multicast_if_v4()
     }
 
+    /// UDP: the interface (by number; 0: the system's choice) IPv6
+    /// multicast datagrams leave by.
+    pub fn set_multicast_interface_v6(&mut self, interface: u32) -> io::Result<()> {
+        self.socket()?.set_multicast_if_v6(interface)
+    }
+
+    /// UDP: the interface IPv6 multicast datagrams leave by now (0: the
+    /// system's choice).
+    pub fn multicast_interface_v6(&self) -> io::Result<u32> {
+        self.socket()?.multicast_if_v6()
+    }
+
     /// UDP: the TTL of multicast datagrams sent (IPv4; hops for IPv6).
     pub fn set_multicast_ttl(&mut self, ttl: u32) -> io::Result<()> {
         let sock = self.socket()?;
