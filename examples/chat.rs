@@ -1,7 +1,7 @@
 //! A line-based chat server: every connection is an actor, and a room
 //! actor broadcasts each line to everybody else.
 //!
-//! Run:   cargo run --release --example chat [ADDR]      (default 127.0.0.1:7002)
+//! Run:   cargo run --release --example chat -- [ADDR]      (default 127.0.0.1:7002)
 //! Talk:  nc 127.0.0.1 7002      (in two or more terminals; `/nick NAME`
 //!        renames you, `/who` lists who is here, `/quit` leaves)
 //! Stop:  Ctrl-C (or SIGTERM).
@@ -27,6 +27,9 @@ use std::time::Duration;
 
 use weft::actors::ActorId;
 use weft::prelude::*;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 const MAX_LINE: usize = 4096;
 /// Bytes a member may owe before senders are slowed down.
@@ -329,20 +332,26 @@ impl Protocol for Client {
 }
 
 fn main() -> ExitCode {
-    let arg = std::env::args()
-        .nth(1)
+    let cli = cli::Cli::new(
+        "chat",
+        "[ADDR]",
+        "A line-based chat server: every connection is an actor, and a room actor broadcasts each line to everybody else.",
+    );
+    let arg = cli
+        .args_at_most(1)
+        .first()
+        .cloned()
         .unwrap_or_else(|| "127.0.0.1:7002".into());
     let addr: SocketAddr = match arg.parse() {
         Ok(addr) => addr,
         Err(e) => {
-            eprintln!("chat: bad address {arg:?} ({e}); expected IP:PORT");
-            return ExitCode::from(2);
+            cli.fail(format!("bad address {arg:?} ({e}); expected IP:PORT"));
         }
     };
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("chat: cannot start the runtime: {e}");
+            eprintln!("chat: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -364,7 +373,7 @@ fn main() -> ExitCode {
     let listening = match listen_tcp(rt.handle(), addr, options, factory) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("chat: {e}");
+            eprintln!("chat: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -375,7 +384,7 @@ fn main() -> ExitCode {
     match rt.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chat: {e}");
+            eprintln!("chat: {}", cli::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,7 @@
 //! An echo server: every byte a client sends comes back. The README's
 //! main demo.
 //!
-//! Run:   cargo run --release --example echo [ADDR]      (default 127.0.0.1:7000)
+//! Run:   cargo run --release --example echo -- [ADDR]      (default 127.0.0.1:7000)
 //! Talk:  nc 127.0.0.1 7000      (type a line; it comes back)
 //! Stop:  Ctrl-C (or SIGTERM): the listener stops accepting, every
 //!        connection flushes what it owes and closes, then the program
@@ -24,6 +24,9 @@ use std::process::ExitCode;
 use weft::io::{activation, adopt_listener, Listening};
 use weft::prelude::*;
 
+#[path = "shared/cli.rs"]
+mod cli;
+
 /// Writes back what it reads.
 struct Echo;
 
@@ -37,29 +40,37 @@ impl Protocol for Echo {
 }
 
 fn main() -> ExitCode {
+    let cli = cli::Cli::new(
+        "echo",
+        "[ADDR]",
+        "An echo server: every byte a client sends comes back. The README's main demo.",
+    );
     // Before any thread starts: takes the sockets a service manager
     // passed and clears its variables from the environment.
     let mut passed = match activation::listen_fds() {
         Ok(passed) => passed,
         Err(e) => {
-            eprintln!("echo: {e}");
+            eprintln!("echo: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
-    let arg = std::env::args()
-        .nth(1)
+    let arg = cli
+        .args_at_most(1)
+        .first()
+        .cloned()
         .unwrap_or_else(|| "127.0.0.1:7000".into());
     let addr: SocketAddr = match arg.parse() {
         Ok(addr) => addr,
         Err(e) => {
-            eprintln!("echo: bad address {arg:?} ({e}); expected IP:PORT, e.g. 127.0.0.1:7000");
-            return ExitCode::from(2);
+            cli.fail(format!(
+                "bad address {arg:?} ({e}); expected IP:PORT, e.g. 127.0.0.1:7000"
+            ));
         }
     };
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("echo: cannot start the runtime: {e}");
+            eprintln!("echo: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -71,7 +82,7 @@ fn main() -> ExitCode {
                 ", from socket activation",
             ),
             Err(e) => {
-                eprintln!("echo: the activated socket: {e}");
+                eprintln!("echo: the activated socket: {}", cli::chain(&e));
                 return ExitCode::FAILURE;
             }
         },
@@ -81,7 +92,7 @@ fn main() -> ExitCode {
                 (l.info(), l.local_addr().to_string(), "")
             }
             Err(e) => {
-                eprintln!("echo: {e}");
+                eprintln!("echo: {}", cli::chain(&e));
                 return ExitCode::FAILURE;
             }
         },
@@ -96,7 +107,7 @@ fn main() -> ExitCode {
         let _ = activation::notify_stopping();
     });
     if let Err(e) = rt.run() {
-        eprintln!("echo: {e}");
+        eprintln!("echo: {}", cli::chain(&e));
         return ExitCode::FAILURE;
     }
     let stats = info.stats();

@@ -4,7 +4,7 @@
 //! (a greeting naming the worker, then an echo). The parent never reads
 //! a byte of those connections.
 //!
-//! Run:   cargo run --release --example fd_pass [ADDR] [WORKERS]
+//! Run:   cargo run --release --example fd_pass -- [ADDR] [WORKERS]
 //!        (default 127.0.0.1:7003 and 2 workers)
 //! Talk:  nc 127.0.0.1 7003      (several times: "served by worker PID"
 //!        alternates between the workers; lines come back)
@@ -25,6 +25,9 @@ use weft::io::{adopt_stream, ConnOptions};
 use weft::prelude::*;
 use weft::runtime::mio::net::TcpListener;
 use weft::runtime::mio::Interest;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 // ---- the parent ----
 
@@ -148,14 +151,14 @@ fn parent(addr: SocketAddr, workers: usize) -> ExitCode {
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("fd_pass: cannot start the runtime: {e}");
+            eprintln!("fd_pass: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("fd_pass: cannot listen on {addr}: {e}");
+            eprintln!("fd_pass: cannot listen on {addr}: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -176,7 +179,7 @@ fn parent(addr: SocketAddr, workers: usize) -> ExitCode {
             acceptor: for_links.clone(),
         }
     }) {
-        eprintln!("fd_pass: {e}");
+        eprintln!("fd_pass: {}", cli::chain(&e));
         return ExitCode::FAILURE;
     }
     let exe = std::env::current_exe().expect("this program's path");
@@ -188,7 +191,7 @@ fn parent(addr: SocketAddr, workers: usize) -> ExitCode {
         for _ in 0..workers {
             let spec = ProcessSpec::new(&exe).args(["--worker".to_string(), link.to_string()]);
             if let Err(e) = spawn_process(&handle, spec, Output) {
-                eprintln!("fd_pass: cannot start a worker: {e}");
+                eprintln!("fd_pass: cannot start a worker: {}", cli::chain(&e));
                 handle.shutdown();
                 return;
             }
@@ -197,7 +200,7 @@ fn parent(addr: SocketAddr, workers: usize) -> ExitCode {
     match rt.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fd_pass: {e}");
+            eprintln!("fd_pass: {}", cli::chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -268,7 +271,12 @@ fn worker(link: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = cli::Cli::new(
+        "fd_pass",
+        "[ADDR] [WORKERS]",
+        "A pre-fork server, Twisted's `sendFileDescriptor` demo: the parent accepts TCP connections and hands each socket, round robin, to a worker process over a UNIX socket; the worker adopts it and serves it (a greeting naming the worker, then an echo). The parent never reads a byte of those connections.",
+    );
+    let args: Vec<String> = cli.args_at_most(2).to_vec();
     if let [flag, link] = args.as_slice() {
         if flag == "--worker" {
             return worker(link);
@@ -279,15 +287,15 @@ fn main() -> ExitCode {
         .cloned()
         .unwrap_or_else(|| "127.0.0.1:7003".into());
     let Ok(addr) = arg.parse::<SocketAddr>() else {
-        eprintln!("fd_pass: bad address {arg:?}; expected IP:PORT, e.g. 127.0.0.1:7003");
-        return ExitCode::from(2);
+        cli.fail(format!(
+            "bad address {arg:?}; expected IP:PORT, e.g. 127.0.0.1:7003"
+        ));
     };
     let workers = match args.get(1).map(|w| w.parse::<usize>()) {
         None => 2,
         Some(Ok(n)) if n > 0 => n,
         Some(_) => {
-            eprintln!("fd_pass: WORKERS is a count, at least 1");
-            return ExitCode::from(2);
+            cli.fail("WORKERS is a count, at least 1");
         }
     };
     parent(addr, workers)

@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 server answering `Hello, World!` to `GET /`, with
 //! keep-alive and pipelining, for `curl` and `wrk`.
 //!
-//! Run:   cargo run --release --example http_hello [ADDR]   (default 127.0.0.1:8080)
+//! Run:   cargo run --release --example http_hello -- [ADDR]   (default 127.0.0.1:8080)
 //! Talk:  curl -i http://127.0.0.1:8080/
 //!        wrk -t1 -c100 -d10s http://127.0.0.1:8080/
 //! Stop:  Ctrl-C (or SIGTERM): open connections finish what they owe, then close.
@@ -23,21 +23,30 @@ use weft::prelude::*;
 mod http;
 use http::Http;
 
+#[path = "shared/cli.rs"]
+mod cli;
+
 fn main() -> ExitCode {
-    let arg = std::env::args()
-        .nth(1)
+    let cli = cli::Cli::new(
+        "http_hello",
+        "[ADDR]",
+        "A minimal HTTP/1.1 server answering `Hello, World!` to `GET /`, with keep-alive and pipelining, for `curl` and `wrk`.",
+    );
+    let arg = cli
+        .args_at_most(1)
+        .first()
+        .cloned()
         .unwrap_or_else(|| "127.0.0.1:8080".into());
     let addr: SocketAddr = match arg.parse() {
         Ok(addr) => addr,
         Err(e) => {
-            eprintln!("http_hello: bad address {arg:?} ({e}); expected IP:PORT");
-            return ExitCode::from(2);
+            cli.fail(format!("bad address {arg:?} ({e}); expected IP:PORT"));
         }
     };
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("http_hello: cannot start the runtime: {e}");
+            eprintln!("http_hello: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -46,7 +55,7 @@ fn main() -> ExitCode {
     let listening = match listen_tcp(rt.handle(), addr, options, Http::default) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("http_hello: {e}");
+            eprintln!("http_hello: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -57,7 +66,7 @@ fn main() -> ExitCode {
     match rt.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("http_hello: {e}");
+            eprintln!("http_hello: {}", cli::chain(&e));
             ExitCode::FAILURE
         }
     }

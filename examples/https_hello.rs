@@ -4,7 +4,7 @@
 //! certificate it makes a self-signed one for `localhost` and 127.0.0.1
 //! and prints the exact `curl` command that trusts it.
 //!
-//! Run:   cargo run --release --example https_hello [ADDR [CERT.pem KEY.pem]]
+//! Run:   cargo run --release --example https_hello -- [ADDR [CERT.pem KEY.pem]]
 //!        (default address 127.0.0.1:8443)
 //! Talk:  the command it prints, e.g.
 //!        curl --cacert /tmp/weft-https-hello-1234.pem https://127.0.0.1:8443/
@@ -30,8 +30,16 @@ mod http;
 use cert::ServerCert;
 use http::Http;
 
+#[path = "shared/cli.rs"]
+mod cli;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = cli::Cli::new(
+        "https_hello",
+        "[ADDR [CERT.pem KEY.pem]]",
+        "`http_hello` over TLS: the same HTTP/1.1 protocol (`Hello, World!` for `GET /`, keep-alive, pipelining, 400/404/405 for what it does not serve), behind `listen_tls` with ALPN `http/1.1`. Without a certificate it makes a self-signed one for `localhost` and 127.0.0.1 and prints the exact `curl` command that trusts it.",
+    );
+    let args: Vec<String> = cli.args_at_most(3).to_vec();
     let arg = args
         .first()
         .cloned()
@@ -39,8 +47,7 @@ fn main() -> ExitCode {
     let addr: SocketAddr = match arg.parse() {
         Ok(addr) => addr,
         Err(e) => {
-            eprintln!("https_hello: bad address {arg:?} ({e}); expected IP:PORT");
-            return ExitCode::from(2);
+            cli.fail(format!("bad address {arg:?} ({e}); expected IP:PORT"));
         }
     };
     let cert = match ServerCert::load_or_make("https-hello", args.get(1), args.get(2)) {
@@ -53,14 +60,13 @@ fn main() -> ExitCode {
     let config = match cert.builder().alpn([b"http/1.1"]).build() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("https_hello: {e}");
-            return ExitCode::from(2);
+            cli.fail(format!("{e}"));
         }
     };
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("https_hello: cannot start the runtime: {e}");
+            eprintln!("https_hello: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -69,7 +75,7 @@ fn main() -> ExitCode {
     let listening = match listen_tls(rt.handle(), addr, options, config, Http::default) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("https_hello: {e}");
+            eprintln!("https_hello: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -85,7 +91,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("https_hello: {e}");
+            eprintln!("https_hello: {}", cli::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -3,7 +3,7 @@
 //! joins the group 239.255.77.77 on the loopback interface and sends its
 //! lines there.
 //!
-//! Run:   cargo run --release --example multicast_chat [NAME] [GROUP:PORT]
+//! Run:   cargo run --release --example multicast_chat -- [NAME] [GROUP:PORT]
 //!        (default: your pid as the name, 239.255.77.77:7007)
 //! Talk:  type a line and press Enter; Ctrl-D leaves.
 //!
@@ -18,6 +18,9 @@ use std::process::ExitCode;
 
 use weft::io::datagram::{listen_udp, DatagramOptions, DatagramProtocol, Dgram};
 use weft::prelude::*;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// Sends typed lines to the group, prints the others' lines.
 struct Chat {
@@ -71,7 +74,12 @@ impl DatagramProtocol for Chat {
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    let cli = cli::Cli::new(
+        "multicast_chat",
+        "[NAME] [GROUP:PORT]",
+        "A chat over IP multicast: run two or three in different terminals; each line typed in one appears in the others. No server: every copy joins the group 239.255.77.77 on the loopback interface and sends its lines there.",
+    );
+    let mut args = cli.args_at_most(2).iter().cloned();
     let name = args
         .next()
         .unwrap_or_else(|| std::process::id().to_string());
@@ -79,16 +87,18 @@ fn main() -> ExitCode {
     let group: SocketAddrV4 = match group_arg.parse() {
         Ok(g) if SocketAddrV4::ip(&g).is_multicast() => g,
         _ => {
-            eprintln!(
-                "multicast_chat: {group_arg:?} is not an IPv4 multicast GROUP:PORT (224.0.0.0/4)"
-            );
-            return ExitCode::from(2);
+            cli.fail(format!(
+                "{group_arg:?} is not an IPv4 multicast GROUP:PORT (224.0.0.0/4)"
+            ));
         }
     };
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("multicast_chat: cannot start the runtime: {e}");
+            eprintln!(
+                "multicast_chat: cannot start the runtime: {}",
+                cli::chain(&e)
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -106,7 +116,7 @@ fn main() -> ExitCode {
     ) {
         Ok(sock) => sock,
         Err(e) => {
-            eprintln!("multicast_chat: {e}");
+            eprintln!("multicast_chat: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -126,7 +136,7 @@ fn main() -> ExitCode {
     match rt.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("multicast_chat: {e}");
+            eprintln!("multicast_chat: {}", cli::chain(&e));
             ExitCode::FAILURE
         }
     }

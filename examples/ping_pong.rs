@@ -1,6 +1,6 @@
 //! Two actors bounce a counter back and forth, then report the rate.
 //!
-//! Run: `cargo run --release --example ping_pong [ROUND_TRIPS]`
+//! Run:   cargo run --release --example ping_pong -- [ROUND_TRIPS]
 //!
 //! Prints how many round trips per second two weft actors manage on this
 //! machine (default 1,000,000 round trips), e.g.
@@ -9,6 +9,9 @@
 use std::time::{Duration, Instant};
 
 use weft::prelude::*;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// Answers every ball by sending it back to its partner.
 struct Player {
@@ -52,11 +55,17 @@ impl Actor for Player {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let round_trips: u64 = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(1_000_000);
+    let cli = cli::Cli::new(
+        "ping_pong",
+        "[ROUND_TRIPS]",
+        "Two actors bounce a counter back and forth, then report the rate.",
+    );
+    let round_trips: u64 = match cli.args_at_most(1).first() {
+        Some(n) => n
+            .parse()
+            .unwrap_or_else(|_| cli.fail(format!("ROUND_TRIPS must be a whole number, not {n:?}"))),
+        None => 1_000_000,
+    };
     let rt = Runtime::builder().workers(1).build()?;
     let ping = rt.handle().spawn(Player {
         partner: None,

@@ -1,7 +1,7 @@
 //! A TCP port forwarder: listens, connects each client to a target, and
 //! pipes bytes both ways with back-pressure in both directions.
 //!
-//! Run:   cargo run --release --example port_forward [LISTEN] [TARGET]
+//! Run:   cargo run --release --example port_forward -- [LISTEN] [TARGET]
 //!        (defaults 127.0.0.1:7001 and 127.0.0.1:7000; with the echo
 //!        example on 7000, `nc 127.0.0.1 7001` echoes through the proxy)
 //! Stop:  Ctrl-C (or SIGTERM).
@@ -20,6 +20,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use weft::prelude::*;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// Unacknowledged chunks after which a side stops reading.
 const WINDOW: u32 = 16;
@@ -170,28 +173,28 @@ impl Protocol for Pipe {
     }
 }
 
-fn parse(arg: Option<String>, default: &str, what: &str) -> Result<SocketAddr, ExitCode> {
+fn parse(cli: &cli::Cli, arg: Option<String>, default: &str, what: &str) -> SocketAddr {
     let arg = arg.unwrap_or_else(|| default.into());
-    arg.parse().map_err(|e| {
-        eprintln!("port_forward: bad {what} address {arg:?} ({e}); expected IP:PORT");
-        ExitCode::from(2)
+    arg.parse().unwrap_or_else(|e| {
+        cli.fail(format!(
+            "bad {what} address {arg:?} ({e}); expected IP:PORT"
+        ))
     })
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let listen = match parse(args.next(), "127.0.0.1:7001", "listen") {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let target = match parse(args.next(), "127.0.0.1:7000", "target") {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
+    let cli = cli::Cli::new(
+        "port_forward",
+        "[LISTEN] [TARGET]",
+        "A TCP port forwarder: listens, connects each client to a target, and pipes bytes both ways with back-pressure in both directions.",
+    );
+    let mut args = cli.args_at_most(2).iter().cloned();
+    let listen = parse(&cli, args.next(), "127.0.0.1:7001", "listen");
+    let target = parse(&cli, args.next(), "127.0.0.1:7000", "target");
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("port_forward: cannot start the runtime: {e}");
+            eprintln!("port_forward: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -199,7 +202,7 @@ fn main() -> ExitCode {
     let listening = match listen_tcp(rt.handle(), listen, ListenOptions::new(), factory) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("port_forward: {e}");
+            eprintln!("port_forward: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -210,7 +213,7 @@ fn main() -> ExitCode {
     match rt.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("port_forward: {e}");
+            eprintln!("port_forward: {}", cli::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -4,9 +4,9 @@
 //! until the restart intensity (4 restarts within 30 s) is exceeded and
 //! the tree gives up. Each start and each exit is printed.
 //!
-//! Run:   cargo run --example proc_supervisor
+//! Run:   cargo run --release --example proc_supervisor
 //!        (default command: sh -c 'echo working; sleep 0.5; exit 1')
-//!        cargo run --example proc_supervisor -- sh -c 'echo up; sleep 3; exit 2'
+//!        cargo run --release --example proc_supervisor -- sh -c 'echo up; sleep 3; exit 2'
 //! Shows: proc_supervisor: start 1: pid 4242
 //!        [4242] working
 //!        proc_supervisor: pid 4242 exited with code 1
@@ -28,6 +28,9 @@ use weft::prelude::*;
 use weft::supervisor::{
     run_application, Backoff, ChildSpec, Intensity, Restart, Strategy, SupervisorSpec,
 };
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// Prints the command's output; fails the actor when the command fails.
 struct Watch {
@@ -67,7 +70,12 @@ impl ProcessProtocol for Watch {
 }
 
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = cli::Cli::new(
+        "proc_supervisor",
+        "[PROGRAM [ARGS...]]",
+        "A supervision tree keeping a flaky external command alive: the command runs under a `ProcessActor`; when it exits with a failure the actor fails, and the supervisor starts it again after a growing back-off, until the restart intensity (4 restarts within 30 s) is exceeded and the tree gives up. Each start and each exit is printed.",
+    );
+    let mut args: Vec<String> = cli.args().to_vec();
     if args.is_empty() {
         args = ["sh", "-c", "echo working; sleep 0.5; exit 1"]
             .map(String::from)
@@ -76,7 +84,10 @@ fn main() -> ExitCode {
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("proc_supervisor: cannot start the runtime: {e}");
+            eprintln!(
+                "proc_supervisor: cannot start the runtime: {}",
+                cli::chain(&e)
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -115,7 +126,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("proc_supervisor: {e}");
+            eprintln!("proc_supervisor: {}", cli::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -4,8 +4,8 @@
 //! (typed as `^C`, so the terminal's line discipline sends SIGINT to its
 //! foreground process group), not as a signal to this program.
 //!
-//! Run:   cargo run --example pty_session                 (an interactive `sh`)
-//!        cargo run --example pty_session -- python3 -i
+//! Run:   cargo run --release --example pty_session                 (an interactive `sh`)
+//!        cargo run --release --example pty_session -- python3 -i
 //! Talk:  type `tty` (a /dev/pts name: the child has a terminal),
 //!        `stty size` (24 80), `sleep 100` then Ctrl-C (the sleep is
 //!        interrupted, the shell lives on), `exit` to end.
@@ -25,6 +25,9 @@ use weft::io::process::{
 };
 use weft::prelude::*;
 use weft::runtime::{Signal, SignalSubscription};
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// What the session is told from outside.
 enum Input {
@@ -80,7 +83,12 @@ impl ProcessProtocol for Session {
 }
 
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = cli::Cli::new(
+        "pty_session",
+        "[PROGRAM [ARGS...]]",
+        "Runs a program on a pseudo-terminal, as a terminal emulator or an `expect` script would: what it writes is shown as it comes, each line typed here is forwarded to it, and Ctrl-C reaches it through the PTY (typed as `^C`, so the terminal's line discipline sends SIGINT to its foreground process group), not as a signal to this program.",
+    );
+    let mut args: Vec<String> = cli.args().to_vec();
     if args.is_empty() {
         args = vec!["sh".into()];
     }
@@ -91,7 +99,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("pty_session: cannot start the runtime: {e}");
+            eprintln!("pty_session: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -105,7 +113,7 @@ fn main() -> ExitCode {
     let child = match spawn_process(rt.handle(), spec, session) {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("pty_session: {e}");
+            eprintln!("pty_session: {}", cli::chain(&e));
             return ExitCode::from(127);
         }
     };
@@ -122,7 +130,7 @@ fn main() -> ExitCode {
         let _ = child.send(Input::Eof);
     });
     if let Err(e) = rt.run() {
-        eprintln!("pty_session: {e}");
+        eprintln!("pty_session: {}", cli::chain(&e));
         return ExitCode::FAILURE;
     }
     ExitCode::from(exit_code.load(Ordering::SeqCst).clamp(0, 255) as u8)

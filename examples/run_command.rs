@@ -3,15 +3,15 @@
 //! labelled with where it came from), and prints how it exited; the
 //! program's own exit code is the child's.
 //!
-//! Run:   cargo run --example run_command -- sh -c 'echo out; echo err >&2; exit 3'
+//! Run:   cargo run --release --example run_command -- sh -c 'echo out; echo err >&2; exit 3'
 //! Shows: [stdout] out
 //!        [stderr] err
 //!        run_command: sh exited with code 3
-//! Also:  cargo run --example run_command -- no-such-program
+//! Also:  cargo run --release --example run_command -- no-such-program
 //!        (a spawn error, reported as a value: "program ... not found")
 //!
 //! The child's stdin is this program's stdin, handed over as descriptor
-//! 0 (`FdSpec::From`), so `cargo run --example run_command -- cat` echoes
+//! 0 (`FdSpec::From`), so `cargo run --release --example run_command -- cat` echoes
 //! what you type until Ctrl-D.
 
 use std::os::fd::AsFd;
@@ -21,6 +21,9 @@ use std::sync::Arc;
 
 use weft::io::process::{spawn_process, FdSpec, Proc, ProcessProtocol, ProcessSpec, ProcessStatus};
 use weft::prelude::*;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// Prints the child's output line by line with a label.
 struct Show {
@@ -78,15 +81,19 @@ impl ProcessProtocol for Show {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = cli::Cli::new(
+        "run_command",
+        "PROGRAM [ARGS...]",
+        "Runs the command given on the command line as a child process actor, streams its standard output and standard error as they come (each line labelled with where it came from), and prints how it exited; the program's own exit code is the child's.",
+    );
+    let args: Vec<String> = cli.args().to_vec();
     let Some(program) = args.first().cloned() else {
-        eprintln!("usage: run_command PROGRAM [ARG...]");
-        return ExitCode::from(2);
+        cli.fail("no PROGRAM given");
     };
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("run_command: cannot start the runtime: {e}");
+            eprintln!("run_command: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -102,11 +109,11 @@ fn main() -> ExitCode {
         exit_code: exit_code.clone(),
     };
     if let Err(e) = spawn_process(rt.handle(), spec, show) {
-        eprintln!("run_command: {e}");
+        eprintln!("run_command: {}", cli::chain(&e));
         return ExitCode::from(127);
     }
     if let Err(e) = rt.run() {
-        eprintln!("run_command: {e}");
+        eprintln!("run_command: {}", cli::chain(&e));
         return ExitCode::FAILURE;
     }
     ExitCode::from(exit_code.load(Ordering::SeqCst).clamp(0, 255) as u8)

@@ -6,7 +6,7 @@
 //! for `localhost` and 127.0.0.1 and prints the exact `openssl s_client`
 //! command that talks to it.
 //!
-//! Run:   cargo run --release --example starttls [ADDR [CERT.pem KEY.pem]]
+//! Run:   cargo run --release --example starttls -- [ADDR [CERT.pem KEY.pem]]
 //!        (default address 127.0.0.1:2525)
 //! Talk:  the command it prints, e.g.
 //!        openssl s_client -starttls smtp -crlf -connect 127.0.0.1:2525 -CAfile /tmp/weft-starttls-1234.pem -quiet
@@ -32,6 +32,9 @@ use weft::prelude::*;
 #[path = "shared/cert.rs"]
 mod cert;
 use cert::ServerCert;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// The longest command line (SMTP's limit, CRLF included).
 const MAX_LINE: usize = 1000;
@@ -137,7 +140,12 @@ impl Protocol for Session {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = cli::Cli::new(
+        "starttls",
+        "[ADDR [CERT.pem KEY.pem]]",
+        "A small SMTP-like line protocol that upgrades to TLS on `STARTTLS` (RFC 3207's shape, Twisted's `startTLS`): the connection starts in plaintext, the client says `EHLO`, sees `STARTTLS` offered, says `STARTTLS`, and the same connection actor, running the same protocol, carries on encrypted. Without a certificate it makes a self-signed one for `localhost` and 127.0.0.1 and prints the exact `openssl s_client` command that talks to it.",
+    );
+    let args: Vec<String> = cli.args_at_most(3).to_vec();
     let arg = args
         .first()
         .cloned()
@@ -145,8 +153,7 @@ fn main() -> ExitCode {
     let addr: SocketAddr = match arg.parse() {
         Ok(addr) => addr,
         Err(e) => {
-            eprintln!("starttls: bad address {arg:?} ({e}); expected IP:PORT");
-            return ExitCode::from(2);
+            cli.fail(format!("bad address {arg:?} ({e}); expected IP:PORT"));
         }
     };
     let cert = match ServerCert::load_or_make("starttls", args.get(1), args.get(2)) {
@@ -159,14 +166,13 @@ fn main() -> ExitCode {
     let config = match cert.builder().build() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("starttls: {e}");
-            return ExitCode::from(2);
+            cli.fail(format!("{e}"));
         }
     };
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("starttls: cannot start the runtime: {e}");
+            eprintln!("starttls: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -179,7 +185,7 @@ fn main() -> ExitCode {
     let listening = match listen_tcp(rt.handle(), addr, ListenOptions::new(), factory) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("starttls: {e}");
+            eprintln!("starttls: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -196,7 +202,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("starttls: {e}");
+            eprintln!("starttls: {}", cli::chain(&e));
             ExitCode::FAILURE
         }
     }

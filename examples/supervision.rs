@@ -2,7 +2,7 @@
 //! seconds is restarted with fresh state, a dynamic pool keeps serving, and
 //! the tree is printed as it changes.
 //!
-//! Run: `cargo run --example supervision` (Ctrl-C to stop).
+//! Run:   cargo run --release --example supervision      (Ctrl-C to stop)
 //!
 //! What to watch for:
 //! * every 3 seconds `flaky` panics (the panic message is printed by Rust's
@@ -32,6 +32,9 @@ use weft::supervisor::{
     tree_dump, Application, ChildSpec, DynamicMsg, DynamicSpec, DynamicSupervisor, Intensity,
     Strategy, SupervisorSpec,
 };
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// Crashes 3 seconds after every start; counts its ticks meanwhile.
 struct Flaky {
@@ -100,6 +103,12 @@ impl Actor for Feeder {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = cli::Cli::new(
+        "supervision",
+        "",
+        "A supervision tree as the application: a worker that crashes every few seconds is restarted with fresh state, a dynamic pool keeps serving, and the tree is printed as it changes.",
+    );
+    cli.args_at_most(0);
     let rt = Runtime::builder().build()?;
     let pool = DynamicSpec::new(|n| Job { n }).name("pool");
     let spec = SupervisorSpec::new(Strategy::OneForOne)

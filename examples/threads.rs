@@ -3,7 +3,7 @@
 //! and blocking work handed to the pool with the result as a message
 //! (Twisted's `deferToThread`).
 //!
-//! Run: `cargo run --example threads`
+//! Run:   cargo run --release --example threads
 //!
 //! Prints one line per thread with the total it saw, then the final
 //! total, e.g.:
@@ -17,6 +17,9 @@
 use std::time::Duration;
 
 use weft::prelude::*;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// A bank account: its state needs no lock, it is only touched by its
 /// own actor.
@@ -49,6 +52,12 @@ impl Actor for Account {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = cli::Cli::new(
+        "threads",
+        "",
+        "Plain threads talking to an actor: `send` from any thread, `ask` and wait for the reply with a timeout (Twisted's `blockingCallFromThread`), and blocking work handed to the pool with the result as a message (Twisted's `deferToThread`).",
+    );
+    cli.args_at_most(0);
     let rt = Runtime::builder().build()?;
     let account = rt.handle().spawn(Account { total: 0 });
     let threads: Vec<_> = (0..4)

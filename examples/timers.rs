@@ -1,7 +1,7 @@
 //! Timers as messages: a one-shot, an interval, and a timer cancelled and
 //! reset from another thread.
 //!
-//! Run: `cargo run --example timers`
+//! Run:   cargo run --release --example timers
 //!
 //! Prints, over about one second:
 //! ```text
@@ -17,6 +17,9 @@
 use std::time::{Duration, Instant};
 
 use weft::prelude::*;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 struct Clockwork {
     start: Instant,
@@ -66,6 +69,12 @@ impl Actor for Clockwork {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = cli::Cli::new(
+        "timers",
+        "",
+        "Timers as messages: a one-shot, an interval, and a timer cancelled and reset from another thread.",
+    );
+    cli.args_at_most(0);
     let rt = Runtime::builder().build()?;
     let actor = rt.handle().spawn(Clockwork {
         start: Instant::now(),

@@ -3,7 +3,7 @@
 //! `localhost` and 127.0.0.1 at start and writes it to a temporary file,
 //! then prints the exact `openssl s_client` command that talks to it.
 //!
-//! Run:   cargo run --release --example tls_echo [--quiet] [ADDR [CERT.pem KEY.pem]]
+//! Run:   cargo run --release --example tls_echo -- [--quiet] [ADDR [CERT.pem KEY.pem]]
 //!        (default address 127.0.0.1:7443; `--quiet` does not print a line
 //!        per handshake)
 //! Talk:  the command it prints, e.g.
@@ -26,6 +26,9 @@ use weft::prelude::*;
 #[path = "shared/cert.rs"]
 mod cert;
 use cert::ServerCert;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// Writes back what it reads; logs each handshake unless quiet.
 struct Echo {
@@ -58,7 +61,12 @@ impl Protocol for Echo {
 }
 
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = cli::Cli::new(
+        "tls_echo",
+        "[--quiet] [ADDR [CERT.pem KEY.pem]]",
+        "An echo server over TLS: every byte a client sends comes back, encrypted. Without a certificate it makes a self-signed one for `localhost` and 127.0.0.1 at start and writes it to a temporary file, then prints the exact `openssl s_client` command that talks to it.",
+    );
+    let mut args: Vec<String> = cli.args_at_most(4).to_vec();
     let quiet = args.first().is_some_and(|a| a == "--quiet");
     if quiet {
         args.remove(0);
@@ -70,8 +78,9 @@ fn main() -> ExitCode {
     let addr: SocketAddr = match arg.parse() {
         Ok(addr) => addr,
         Err(e) => {
-            eprintln!("tls_echo: bad address {arg:?} ({e}); expected IP:PORT, e.g. 127.0.0.1:7443");
-            return ExitCode::from(2);
+            cli.fail(format!(
+                "bad address {arg:?} ({e}); expected IP:PORT, e.g. 127.0.0.1:7443"
+            ));
         }
     };
     let cert = match ServerCert::load_or_make("tls-echo", args.get(1), args.get(2)) {
@@ -84,14 +93,13 @@ fn main() -> ExitCode {
     let config = match cert.builder().build() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("tls_echo: {e}");
-            return ExitCode::from(2);
+            cli.fail(format!("{e}"));
         }
     };
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("tls_echo: cannot start the runtime: {e}");
+            eprintln!("tls_echo: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -100,7 +108,7 @@ fn main() -> ExitCode {
     }) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("tls_echo: {e}");
+            eprintln!("tls_echo: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -114,7 +122,7 @@ fn main() -> ExitCode {
     });
     let info = listening.info();
     if let Err(e) = rt.run() {
-        eprintln!("tls_echo: {e}");
+        eprintln!("tls_echo: {}", cli::chain(&e));
         return ExitCode::FAILURE;
     }
     drop(cert);

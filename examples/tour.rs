@@ -1,6 +1,6 @@
 //! The demo: actors, timers and a foreign thread talking to an actor.
 //!
-//! Run: `cargo run --release --example tour`
+//! Run:   cargo run --release --example tour
 //!
 //! A `Board` actor keeps a tally. A `Metronome` actor ticks every 250 ms
 //! (an interval timer) and reports each tick to the board. A plain OS
@@ -23,6 +23,9 @@
 use std::time::Duration;
 
 use weft::prelude::*;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 struct Board {
     ticks: u32,
@@ -82,6 +85,12 @@ impl Actor for Metronome {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = cli::Cli::new(
+        "tour",
+        "",
+        "The demo: actors, timers and a foreign thread talking to an actor.",
+    );
+    cli.args_at_most(0);
     let rt = Runtime::builder().build()?;
     println!(
         "weft tour: {} workers; Ctrl-C to stop early",

@@ -1,6 +1,6 @@
 //! A UDP echo server: every datagram comes back to its sender, whole.
 //!
-//! Run:   cargo run --release --example udp_echo [ADDR] [--batch]
+//! Run:   cargo run --release --example udp_echo -- [ADDR] [--batch]
 //!        (default 127.0.0.1:7005)
 //! Talk:  nc -u 127.0.0.1 7005      (each line you type is one datagram;
 //!        it comes back)
@@ -22,6 +22,9 @@ use std::sync::atomic::Ordering;
 
 use weft::io::datagram::{listen_udp, DatagramOptions, DatagramProtocol, Dgram};
 use weft::prelude::*;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// Sends every datagram back to where it came from: at once, or (with
 /// `--batch`) gathered and sent together when the burst ends.
@@ -83,22 +86,28 @@ impl DatagramProtocol for Echo {
 }
 
 fn main() -> ExitCode {
+    let cli = cli::Cli::new(
+        "udp_echo",
+        "[ADDR] [--batch]",
+        "A UDP echo server: every datagram comes back to its sender, whole.",
+    );
     let mut addr = "127.0.0.1:7005".to_string();
     let mut batch = false;
-    for arg in std::env::args().skip(1) {
+    for arg in cli.args_at_most(2).iter().cloned() {
         match arg.as_str() {
             "--batch" => batch = true,
             _ => addr = arg,
         }
     }
     let Ok(addr) = addr.parse::<SocketAddr>() else {
-        eprintln!("udp_echo: bad address {addr:?}; expected IP:PORT, e.g. 127.0.0.1:7005");
-        return ExitCode::from(2);
+        cli.fail(format!(
+            "bad address {addr:?}; expected IP:PORT, e.g. 127.0.0.1:7005"
+        ));
     };
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("udp_echo: cannot start the runtime: {e}");
+            eprintln!("udp_echo: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -110,7 +119,7 @@ fn main() -> ExitCode {
     let sock = match listen_udp(rt.handle(), addr, options, Echo { gathered }) {
         Ok(sock) => sock,
         Err(e) => {
-            eprintln!("udp_echo: {e}");
+            eprintln!("udp_echo: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -118,7 +127,7 @@ fn main() -> ExitCode {
     rt.handle()
         .on_startup(move || println!("udp_echo: listening on {local}"));
     if let Err(e) = rt.run() {
-        eprintln!("udp_echo: {e}");
+        eprintln!("udp_echo: {}", cli::chain(&e));
         return ExitCode::FAILURE;
     }
     let stats = sock.stats();

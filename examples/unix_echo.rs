@@ -1,7 +1,7 @@
 //! An echo server on a UNIX socket, greeting each client with what the
 //! kernel says about it (its pid, uid and gid: `SO_PEERCRED`).
 //!
-//! Run:   cargo run --release --example unix_echo [--quiet] [PATH | @NAME] [MODE]
+//! Run:   cargo run --release --example unix_echo -- [--quiet] [PATH | @NAME] [MODE]
 //!        (default /tmp/weft-echo.sock; `@name` is a Linux abstract
 //!        name; MODE is the socket file's octal mode, default 600;
 //!        `--quiet` leaves out the greeting, for the benchmark)
@@ -16,6 +16,9 @@
 use std::process::ExitCode;
 
 use weft::prelude::*;
+
+#[path = "shared/cli.rs"]
+mod cli;
 
 /// Greets with the peer's credentials (unless quiet), then writes back
 /// what it reads.
@@ -46,7 +49,12 @@ impl Protocol for Echo {
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1).peekable();
+    let cli = cli::Cli::new(
+        "unix_echo",
+        "[--quiet] [PATH | @NAME] [MODE]",
+        "An echo server on a UNIX socket, greeting each client with what the kernel says about it (its pid, uid and gid: `SO_PEERCRED`).",
+    );
+    let mut args = cli.args_at_most(3).iter().cloned().peekable();
     let quiet = args.next_if(|a| a == "--quiet").is_some();
     let addr = UnixAddr::from(
         args.next()
@@ -57,14 +65,13 @@ fn main() -> ExitCode {
         None => 0o600,
         Some(Ok(mode)) if mode <= 0o7777 => mode,
         Some(_) => {
-            eprintln!("unix_echo: MODE is an octal file mode, e.g. 660");
-            return ExitCode::from(2);
+            cli.fail("MODE is an octal file mode, e.g. 660");
         }
     };
     let rt = match Runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("unix_echo: cannot start the runtime: {e}");
+            eprintln!("unix_echo: cannot start the runtime: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -72,7 +79,7 @@ fn main() -> ExitCode {
     let listening = match listen_unix(rt.handle(), addr, options, move || Echo { quiet }) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("unix_echo: {e}");
+            eprintln!("unix_echo: {}", cli::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -81,7 +88,7 @@ fn main() -> ExitCode {
         .on_startup(move || println!("unix_echo: listening on {local}"));
     let info = listening.info();
     if let Err(e) = rt.run() {
-        eprintln!("unix_echo: {e}");
+        eprintln!("unix_echo: {}", cli::chain(&e));
         return ExitCode::FAILURE;
     }
     println!(

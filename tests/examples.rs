@@ -188,6 +188,67 @@ fn http_hello_keep_alive_pipelining_and_errors() {
     assert_eq!(read_response(&mut s).0, "HTTP/1.1 501 Not Implemented");
 }
 
+/// What a newcomer's client may send that RFC 9112 allows: bare-LF line
+/// ends, an obs-text (Latin-1) header byte, an absolute-form target; a
+/// 405 says what is allowed; every answer carries a valid `Date`.
+#[test]
+fn http_hello_accepts_what_rfc_9112_allows_and_dates_its_answers() {
+    let http = Example::start("http_hello", &["127.0.0.1:0"]);
+    for request in [
+        &b"GET / HTTP/1.1\nHost: x\n\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Name: Jos\xe9\r\n\r\n",
+        b"GET http://127.0.0.1/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET http://127.0.0.1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut s = connect(http.addr);
+        s.write_all(request).unwrap();
+        assert_eq!(
+            read_response(&mut s),
+            ("HTTP/1.1 200 OK".into(), "Hello, World!".into()),
+            "{:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    let mut s = connect(http.addr);
+    s.write_all(b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut s);
+    assert!(
+        head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nAllow: GET, HEAD\r\n"), "{head}");
+    let date = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Date: "))
+        .expect("a Date header")
+        .trim()
+        .to_string();
+    // Python's email.utils reads it back as the same instant, near now.
+    let out = python(
+        r#"
+import sys, time, email.utils
+d = email.utils.parsedate_to_datetime(sys.argv[1])
+assert email.utils.format_datetime(d, usegmt=True) == sys.argv[1], sys.argv[1]
+assert abs(d.timestamp() - time.time()) < 300, sys.argv[1]
+print("ok")
+"#,
+        &[&date],
+    );
+    assert_eq!(out.trim(), "ok", "{date}");
+}
+
+/// Reads one response head.
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("a response head");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
 /// Random bytes never crash the server: it answers (an error, or nothing
 /// yet) and keeps serving others. One server for all cases, owned by this
 /// test (so it is killed when the test ends, pass or fail).
@@ -916,4 +977,163 @@ fn multicast_chat_copies_hear_each_other_and_not_themselves() {
         });
         assert!(status.unwrap().success());
     }
+}
+
+/// Runs `name` with `args` and `input` on its stdin; (exit code, stdout,
+/// stderr), bounded.
+fn run_example(name: &str, args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    use std::process::Stdio;
+    let mut child = spawn_guarded(
+        Command::new(example_path(name))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Written from a thread: a child that never reads must not block us.
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let pid = child.id();
+    let out = chunks(&mut child);
+    let mut err_pipe = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let mut stdout = Vec::new();
+    loop {
+        let chunk = recv(&out);
+        if chunk.is_empty() {
+            break;
+        }
+        stdout.extend_from_slice(&chunk);
+    }
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{name} (pid {pid}) did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (
+        status.code(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        err.join().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn the_client_example_talks_to_the_tcp_unix_and_udp_echo_servers() {
+    let mut echo = Example::start("echo", &["127.0.0.1:0"]);
+    let addr = echo.addr.to_string();
+    let (code, out, err) = run_example("client", &[&addr], b"hello\nweft\n");
+    assert_eq!((code, out.as_str()), (Some(0), "hello\nweft\n"), "{err}");
+    assert!(echo.terminate().success());
+
+    let dir = TempDir::new("client");
+    let path = dir.join("echo.sock");
+    let path = path.to_str().unwrap();
+    let mut unix = spawn_with_lines(
+        Command::new(example_path("unix_echo"))
+            .arg("--quiet")
+            .arg(path),
+    );
+    assert!(recv(&unix.1).contains("listening on"));
+    let (code, out, err) = run_example("client", &["--unix", path], b"over unix\n");
+    assert_eq!((code, out.as_str()), (Some(0), "over unix\n"), "{err}");
+    let _ = unix.0.kill();
+
+    let mut udp = Example::start("udp_echo", &["127.0.0.1:0"]);
+    let addr = udp.addr.to_string();
+    let (code, out, err) = run_example("client", &["--udp", &addr], b"one\ntwo\n");
+    assert_eq!((code, out.as_str()), (Some(0), "one\ntwo\n"), "{err}");
+    assert!(udp.terminate().success());
+
+    // Nothing listening: a clear error, exit status 1.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let (code, _, err) = run_example("client", &[&closed], b"");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("refused"), "{err}");
+}
+
+/// Every example answers `--help` with its usage (exit 0), and a bad
+/// argument with one line saying what is wrong plus the usage (exit 2),
+/// never a Rust debug dump.
+#[test]
+fn every_example_has_help_and_a_one_line_usage_error() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".rs").map(String::from)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 20, "{names:?}");
+    for name in &names {
+        let (code, out, err) = run_example(name, &["--help"], b"");
+        assert_eq!(code, Some(0), "{name} --help: {err}");
+        let usage = format!("usage: cargo run --release --example {name}");
+        assert!(out.starts_with(&usage), "{name} --help said {out:?}");
+        let source = std::fs::read_to_string(dir.join(format!("{name}.rs"))).unwrap();
+        assert!(
+            source.contains(&format!("//! Run:   cargo run --release --example {name}")),
+            "{name}'s doc comment does not say how to run it in the common form"
+        );
+    }
+    let bad: &[(&str, &[&str])] = &[
+        ("echo", &["not-an-address"]),
+        ("echo", &["127.0.0.1:0", "extra"]),
+        ("chat", &["nope"]),
+        ("http_hello", &["nope"]),
+        ("https_hello", &["nope"]),
+        ("tls_echo", &["nope"]),
+        ("starttls", &["nope"]),
+        ("port_forward", &["127.0.0.1:0", "nope"]),
+        ("ping_pong", &["many"]),
+        ("udp_echo", &["nope"]),
+        ("multicast_chat", &["ann", "10.0.0.1:7"]),
+        ("fd_pass", &["127.0.0.1:0", "0"]),
+        ("unix_echo", &["/tmp/weft-usage-test.sock", "999"]),
+        ("client", &["nope"]),
+        ("client", &["--bogus"]),
+        ("run_command", &[]),
+        ("tour", &["extra"]),
+        ("timers", &["extra"]),
+        ("threads", &["extra"]),
+        ("supervision", &["extra"]),
+    ];
+    for (name, args) in bad {
+        let (code, out, err) = run_example(name, args, b"");
+        assert_eq!(code, Some(2), "{name} {args:?}: {out} {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{name} {args:?}: {err:?}");
+        assert!(lines[0].starts_with(&format!("{name}: ")), "{err:?}");
+        assert!(lines[1].starts_with("usage: cargo run"), "{err:?}");
+    }
+}
+
+/// An error is printed with its cause once: weft's errors keep the OS
+/// error as their `source`, not in their own message too.
+#[test]
+fn a_busy_port_is_reported_with_its_cause_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) = run_example("echo", &[&addr], b"");
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.matches("in use").count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("echo: cannot listen on {addr}: ")),
+        "{err}"
+    );
 }

@@ -106,7 +106,7 @@ pub enum SpawnError {
     #[error("mailbox capacity {0} is larger than {max}", max = u32::MAX)]
     CapacityTooLarge(usize),
     /// The OS refused the thread of a thread-worker actor.
-    #[error("could not start the actor's thread: {0}")]
+    #[error("could not start the actor's thread")]
     Thread(#[source] std::io::Error),
 }
 

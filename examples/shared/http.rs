@@ -1,10 +1,11 @@
 //! The HTTP/1.1 protocol of the `http_hello` and `https_hello` examples:
 //! `Hello, World!` for `GET /`, keep-alive and pipelining, and a request
-//! parser that never panics on bad input (a malformed request line or
-//! header, an oversized head, a bad `Content-Length` or a chunked body
-//! gets `400 Bad Request`, `431` or `501`, and the connection closes).
-//! Other paths get 404, other methods 405. The same `Protocol` runs over
-//! TCP and TLS.
+//! parser (`httparse`, as hyper uses) that never panics on bad input (a
+//! malformed request line or header, an oversized head, a bad
+//! `Content-Length` or a chunked body gets `400 Bad Request`, `431` or
+//! `501`, and the connection closes). Other paths get 404, other methods
+//! 405 with `Allow`; every answer has a `Date`. The same `Protocol` runs
+//! over TCP and TLS.
 
 use weft::prelude::*;
 
@@ -37,58 +38,35 @@ enum Reject {
     NotImplemented(&'static str),
 }
 
-/// Parses one request head from `buf`: `Ok(None)` if it is not complete
-/// yet, `Ok(Some((request, head_len)))`, or why it is refused.
+/// The most headers a request may have.
+const MAX_HEADERS: usize = 64;
+
+/// Parses one request head from `buf` with `httparse` (the parser hyper
+/// uses: bare-LF line ends, obs-text header bytes and absolute-form
+/// targets are accepted as RFC 9112 allows): `Ok(None)` if it is not
+/// complete yet, `Ok(Some((request, head_len)))`, or why it is refused.
 fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, Reject> {
-    let Some(end) = find_head_end(buf) else {
-        if buf.len() > MAX_HEAD {
-            return Err(Reject::HeadTooLarge);
-        }
-        return Ok(None);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let end = match req.parse(buf) {
+        Ok(httparse::Status::Complete(end)) => end,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(Reject::HeadTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Reject::HeadTooLarge),
+        Err(e) => return Err(Reject::BadRequest(parse_error(e))),
     };
     if end > MAX_HEAD {
         return Err(Reject::HeadTooLarge);
     }
-    let head = std::str::from_utf8(&buf[..end])
-        .map_err(|_| Reject::BadRequest("the request head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Reject::BadRequest("malformed request line"));
-    };
-    if method.is_empty() || !method.bytes().all(is_token) {
-        return Err(Reject::BadRequest("malformed method"));
-    }
-    if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(Reject::BadRequest("malformed request target"));
-    }
-    let mut keep_alive = match version {
-        "HTTP/1.1" => true,
-        "HTTP/1.0" => false,
-        _ => return Err(Reject::BadRequest("unsupported HTTP version")),
-    };
+    // HTTP/1.1 keeps the connection by default, 1.0 closes it.
+    let mut keep_alive = req.version == Some(1);
     let mut body_len = None;
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(Reject::BadRequest("header without a colon"));
-        };
-        if name.is_empty() || !name.bytes().all(is_token) {
-            return Err(Reject::BadRequest("malformed header name"));
-        }
-        let value = value.trim_matches(|c| c == ' ' || c == '\t');
-        if value.bytes().any(|b| b < b' ' && b != b'\t') {
-            return Err(Reject::BadRequest("control character in a header value"));
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            let n: usize = value
-                .parse()
-                .map_err(|_| Reject::BadRequest("bad Content-Length"))?;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n: usize = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or(Reject::BadRequest("bad Content-Length"))?;
             if body_len.is_some_and(|m| m != n) {
                 return Err(Reject::BadRequest("conflicting Content-Length headers"));
             }
@@ -96,51 +74,135 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, Reject> {
                 return Err(Reject::BadRequest("body too large"));
             }
             body_len = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(Reject::NotImplemented("Transfer-Encoding is not supported"));
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
-                } else if token.eq_ignore_ascii_case("keep-alive") {
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive = true;
                 }
             }
         }
     }
-    let method = match method {
-        "GET" => Method::Get,
-        "HEAD" => Method::Head,
+    let method = match req.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
         _ => Method::Other,
     };
-    let path = target.split('?').next().unwrap_or(target);
+    let target = req.path.unwrap_or("");
     Ok(Some((
         Request {
             method,
-            root: path == "/",
+            root: path_of(target) == Some("/"),
             keep_alive,
             body_len: body_len.unwrap_or(0),
         },
-        end + 4,
+        end,
     )))
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n")
+/// The path of a request target: origin form (`/a?b`) or absolute form
+/// (`http://host/a`); `None` for the others (`*`, authority form).
+fn path_of(target: &str) -> Option<&str> {
+    let target = target.split('?').next().unwrap_or(target);
+    if target.starts_with('/') {
+        return Some(target);
+    }
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))?;
+    Some(rest.find('/').map_or("/", |at| &rest[at..]))
 }
 
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+fn parse_error(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "malformed header name",
+        httparse::Error::HeaderValue => "malformed header value",
+        httparse::Error::NewLine => "malformed line end",
+        httparse::Error::Status => "malformed status",
+        httparse::Error::Token => "malformed request line",
+        httparse::Error::Version => "unsupported HTTP version",
+        _ => "malformed request",
+    }
 }
 
-const HELLO: &[u8] = b"HTTP/1.1 200 OK\r\nServer: weft\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
+/// The `Date` header's value for `now` (RFC 9110's IMF-fixdate:
+/// `Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date(now: std::time::SystemTime) -> String {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+thread_local! {
+    /// The `Date` line and the whole keep-alive `Hello, World!` answer,
+    /// remade when the second changes.
+    static CACHED: std::cell::RefCell<(u64, String, Vec<u8>)> =
+        const { std::cell::RefCell::new((u64::MAX, String::new(), Vec::new())) };
+}
+
+/// Runs `f` with this second's `Date` value and keep-alive hello answer.
+fn with_cached<R>(f: impl FnOnce(&str, &[u8]) -> R) -> R {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            let date = http_date(now);
+            c.2 = format!(
+                "HTTP/1.1 200 OK\r\nServer: weft\r\nDate: {date}\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
+            )
+            .into_bytes();
+            c.1 = date;
+            c.0 = secs;
+        }
+        f(&c.1, &c.2)
+    })
+}
 
 fn response(status: &str, body: &str, keep_alive: bool, head_only: bool) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nServer: weft\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n",
-        body.len(),
-        if keep_alive { "" } else { "Connection: close\r\n" }
-    )
+    let allow = if status.starts_with("405") {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
+    let mut out = with_cached(|date, _| {
+        format!(
+            "HTTP/1.1 {status}\r\nServer: weft\r\nDate: {date}\r\n{allow}Content-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n",
+            body.len(),
+            if keep_alive { "" } else { "Connection: close\r\n" }
+        )
+    })
     .into_bytes();
     if !head_only {
         out.extend_from_slice(body.as_bytes());
@@ -178,7 +240,9 @@ impl Http {
                     self.skip = req.body_len;
                     let head_only = req.method == Method::Head;
                     let answer = match (&req.method, req.root) {
-                        (Method::Get, true) if req.keep_alive => conn.write(HELLO),
+                        (Method::Get, true) if req.keep_alive => {
+                            with_cached(|_, hello| conn.write(hello))
+                        }
                         (Method::Get | Method::Head, true) => conn.write(&response(
                             "200 OK",
                             "Hello, World!",

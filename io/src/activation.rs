@@ -69,7 +69,7 @@ pub enum ActivationError {
     #[error("socket activation: {0}")]
     Malformed(String),
     /// A passed descriptor is not open.
-    #[error("socket activation: descriptor {fd} is not open: {source}")]
+    #[error("socket activation: descriptor {fd} is not open")]
     BadDescriptor {
         /// The descriptor number.
         fd: RawFd,

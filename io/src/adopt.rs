@@ -35,7 +35,7 @@ use crate::unix::UnixIo;
 pub enum AdoptError {
     /// Not an open descriptor (or it could not be duplicated: at the
     /// descriptor limit).
-    #[error("descriptor {fd} cannot be adopted: {source}")]
+    #[error("descriptor {fd} cannot be adopted")]
     Invalid {
         /// The descriptor number.
         fd: i32,

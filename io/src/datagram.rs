@@ -485,6 +485,14 @@ enum Event<M> {
     Close,
 }
 
+impl<M> DgramMsg<M> {
+    /// Wraps a protocol message (for [`Ctx`] calls that take the actor's
+    /// own message type).
+    pub fn user(msg: M) -> Self {
+        DgramMsg(Event::User(msg))
+    }
+}
+
 impl<M> std::fmt::Debug for DgramMsg<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DgramMsg")
@@ -902,6 +910,16 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
     /// Closes the socket once this callback returns.
     pub fn close(&mut self) {
         self.core.closing = true;
+    }
+
+    /// Sends this protocol `msg` after `delay` (a timer as a message).
+    pub fn send_later(&mut self, delay: Duration, msg: P::Msg) -> weft_actors::TimerHandle {
+        self.ctx.send_later(delay, DgramMsg(Event::User(msg)))
+    }
+
+    /// The runtime this socket runs on.
+    pub fn runtime(&self) -> &Handle {
+        self.ctx.runtime()
     }
 
     /// The actor context (timers, sends, spawning).

@@ -80,7 +80,7 @@ pub enum Trigger {
 #[non_exhaustive]
 pub enum WatchError {
     /// Not an open descriptor.
-    #[error("descriptor {fd} is not open: {source}")]
+    #[error("descriptor {fd} is not open")]
     Invalid {
         /// The descriptor number.
         fd: RawFd,
@@ -96,7 +96,7 @@ pub enum WatchError {
         fd: RawFd,
     },
     /// The reactor refused it for another reason.
-    #[error("cannot watch descriptor {fd}: {source}")]
+    #[error("cannot watch descriptor {fd}")]
     Register {
         /// The descriptor number.
         fd: RawFd,

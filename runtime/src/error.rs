@@ -15,7 +15,7 @@ pub enum RuntimeError {
         reason: String,
     },
     /// The OS refused a resource the runtime needs (a thread, the poller).
-    #[error("could not {what}: {source}")]
+    #[error("could not {what}")]
     Os {
         /// What the runtime was doing.
         what: &'static str,

@@ -148,7 +148,7 @@ impl ListenOptions {
 pub enum ListenError {
     /// Binding or listening failed (address in use, not local, no
     /// permission, ...).
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: Address,
@@ -157,7 +157,7 @@ pub enum ListenError {
         source: io::Error,
     },
     /// Registering with the reactor failed.
-    #[error("cannot register the listening socket: {0}")]
+    #[error("cannot register the listening socket")]
     Register(#[source] io::Error),
     /// The listener actor exited while starting.
     #[error("the listener stopped while starting: {0}")]

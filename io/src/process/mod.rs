@@ -325,7 +325,7 @@ pub enum SpawnError {
     },
     /// A step failed with an OS error (a directory that does not exist, a
     /// file that is not executable, a user that cannot be switched to).
-    #[error("cannot {step} for {program:?}: {source}")]
+    #[error("cannot {step} for {program:?}")]
     Os {
         /// The program as given.
         program: OsString,

@@ -107,7 +107,7 @@ pub enum TlsConfigError {
     InvalidServerName(String),
     /// rustls refused the material (a key that does not match its
     /// certificate, an unsupported key type, an unusable root).
-    #[error("TLS: {0}")]
+    #[error("rustls refused the TLS material")]
     Rustls(#[from] rustls::Error),
 }
 
@@ -449,6 +449,6 @@ pub enum StartTlsError {
     #[error("the connection is closing")]
     Closing,
     /// rustls refused the configuration.
-    #[error("TLS: {0}")]
+    #[error("rustls refused the TLS configuration")]
     Tls(#[from] rustls::Error),
 }
