@@ -132,6 +132,7 @@ impl<R> Drop for ReplyTo<R> {
 }
 
 /// The asking side of an ask made from a plain thread.
+#[must_use = "the reply is lost unless the `Pending` is waited on or given to `on_reply`"]
 pub struct Pending<R> {
     slot: Arc<Slot<R>>,
 }

@@ -58,7 +58,7 @@ impl<'a> Registry<'a> {
                     .get()
                     .1
                     .downcast_ref::<Addr<A>>()
-                    .map_or(true, |a| !a.is_stopped());
+                    .is_none_or(|a| !a.is_stopped());
                 if live && e.get().0 != addr.id() {
                     return Err(NameError::Taken(name.to_string()));
                 }

@@ -52,6 +52,7 @@ pub(crate) struct System {
 }
 
 /// Options for [`Spawn::spawn_with`].
+#[must_use = "options do nothing until passed to `spawn_with`"]
 #[derive(Clone, Debug)]
 pub struct SpawnOptions {
     capacity: usize,

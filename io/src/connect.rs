@@ -118,6 +118,7 @@ impl From<String> for Target {
 pub type Resolver = Arc<dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
 
 /// Options of `connect_tcp`.
+#[must_use = "options do nothing until passed to a connect call"]
 #[derive(Clone)]
 pub struct ConnectOptions {
     timeout: Duration,

@@ -216,6 +216,7 @@ pub struct DatagramStats {
 /// Options of a datagram socket. The socket options (broadcast, TTL,
 /// IPv6-only, address reuse, buffer sizes, multicast) apply to UDP and are
 /// ignored for UNIX sockets; `unix_mode` is the reverse.
+#[must_use = "options do nothing until passed to a bind call"]
 #[derive(Clone, Debug)]
 pub struct DatagramOptions {
     recv_size: usize,

@@ -293,6 +293,7 @@ impl ReadySink for FilterSink {
 
 /// A watch on a descriptor, held by the watching actor. Dropping it stops
 /// watching (Twisted's `removeReader`/`removeWriter`).
+#[must_use = "dropping the watch ends it at once"]
 pub struct FdWatch {
     state: Arc<State>,
     token: Option<IoToken>,

@@ -19,6 +19,7 @@ use crate::time::{Clock, ManualClock};
 ///     .expect("valid settings");
 /// assert_eq!(rt.handle().workers(), 2);
 /// ```
+#[must_use = "a Builder does nothing until `build` is called"]
 #[derive(Clone)]
 pub struct Builder {
     pub(crate) workers: usize,

@@ -320,6 +320,7 @@ impl ReadySink for HubSink {
 /// A signal subscription ([`Handle::subscribe_signal`](crate::Handle::subscribe_signal)):
 /// dropping it stops the deliveries (and, with the last subscriber of a
 /// signal, removes weft's handler for it).
+#[must_use = "dropping the subscription stops the deliveries"]
 pub struct SignalSubscription {
     hub: std::sync::Weak<SignalHub>,
     id: u64,

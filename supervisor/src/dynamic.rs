@@ -31,6 +31,7 @@ use crate::supervisor::SupervisorError;
 type Factory<A, Arg> = Arc<dyn Fn(Arg) -> A + Send + Sync>;
 
 /// How the children of a dynamic supervisor are built and restarted.
+#[must_use = "a spec does nothing until started"]
 pub struct DynamicSpec<A: Actor, Arg> {
     factory: Factory<A, Arg>,
     restart: Restart,

@@ -47,6 +47,7 @@ pub struct Tag {
 }
 
 /// How to start, restart and stop one child.
+#[must_use = "a spec does nothing until given to a supervisor"]
 #[derive(Clone)]
 pub struct ChildSpec {
     id: Arc<str>,
@@ -143,6 +144,7 @@ impl ChildSpec {
 }
 
 /// A supervisor's strategy, intensity and children (in start order).
+#[must_use = "a spec does nothing until started"]
 #[derive(Clone, Debug)]
 pub struct SupervisorSpec {
     strategy: Strategy,

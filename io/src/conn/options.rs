@@ -9,6 +9,7 @@ use super::READ_CHUNK;
 
 /// Options of a connection: TCP options, the idle timeout, write
 /// watermarks, the read budget and how long a shutdown waits to flush.
+#[must_use = "options do nothing until passed on"]
 #[derive(Clone, Debug)]
 pub struct ConnOptions {
     pub(crate) nodelay: bool,

@@ -22,6 +22,7 @@ pub enum StopMode {
 }
 
 /// Options of `listen_tcp`, `listen_tls` and `listen_unix`.
+#[must_use = "options do nothing until passed to a listen call"]
 #[derive(Clone, Debug)]
 pub struct ListenOptions {
     pub(crate) backlog: i32,

@@ -84,6 +84,7 @@ pub enum OnStop {
 ///     .env("GREETING", "hello")
 ///     .fd(3, FdSpec::Output);
 /// ```
+#[must_use = "a spec does nothing until passed to `spawn_process`"]
 #[derive(Debug)]
 pub struct ProcessSpec {
     pub(crate) program: OsString,

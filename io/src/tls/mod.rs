@@ -207,6 +207,7 @@ impl ResolvesServerCert for SniResolver {
 ///     .unwrap();
 /// assert_eq!(config.alpn_protocols.len(), 2);
 /// ```
+#[must_use = "a builder does nothing until `build` is called"]
 #[derive(Debug, Default)]
 pub struct TlsServerBuilder {
     default: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
@@ -331,6 +332,7 @@ impl TlsServerBuilder {
 /// optional client certificate, and session resumption (on by default:
 /// connections made with the same configuration resume each other's
 /// sessions).
+#[must_use = "a builder does nothing until `build` is called"]
 #[derive(Debug)]
 pub struct TlsClientBuilder {
     roots: RootCertStore,

@@ -107,7 +107,7 @@ fn run(scheduler: Arc<Scheduler>, index: usize, deque: Worker<TaskRef>) {
     while !scheduler.is_shutdown() {
         tick = tick.wrapping_add(1);
         let mut task = None;
-        if tick % MAINTENANCE_INTERVAL == 0 {
+        if tick.is_multiple_of(MAINTENANCE_INTERVAL) {
             maintenance(&scheduler);
             task = steal_injector(&scheduler);
         }
