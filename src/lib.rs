@@ -47,7 +47,10 @@ pub use weft_io::{
     connect_tcp, listen_tcp, CloseReason, Conn, ConnOptions, ConnRef, ConnectError, ConnectOptions,
     ListenOptions, Protocol, StopMode,
 };
-pub use weft_runtime::{Builder, Handle, ManualClock, MissedTicks, Phase, Runtime, RuntimeError};
+pub use weft_runtime::{
+    Builder, Handle, ManualClock, MissedTicks, Phase, Runtime, RuntimeError, RuntimeMetrics,
+    WorkerMetrics,
+};
 
 /// What most weft programs import.
 pub mod prelude {

@@ -1106,6 +1106,7 @@ fn every_example_has_help_and_a_one_line_usage_error() {
         ("fd_pass", &["127.0.0.1:0", "0"]),
         ("unix_echo", &["/tmp/weft-usage-test.sock", "999"]),
         ("client", &["nope"]),
+        ("observe", &["nope"]),
         ("client", &["--bogus"]),
         ("run_command", &[]),
         ("tour", &["extra"]),
@@ -1136,4 +1137,125 @@ fn a_busy_port_is_reported_with_its_cause_once() {
         err.starts_with(&format!("echo: cannot listen on {addr}: ")),
         "{err}"
     );
+}
+
+/// The observe example: Prometheus metrics whose listener counters match
+/// the connections made, and a console that answers its commands against
+/// the known tree (a root supervisor with `ticker` and `flaky`).
+#[test]
+fn observe_serves_metrics_and_a_console_as_its_doc_says() {
+    let (mut child, lines) = spawn_with_lines(Command::new(example_path("observe")).args([
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+    ]));
+    let first = recv(&lines);
+    let addr_after = |marker: &str| -> SocketAddr {
+        let rest = first
+            .split(marker)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{first}"));
+        rest.trim_start_matches("http://")
+            .split(['/', ','])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let echo = addr_after("echo listening on ");
+    let metrics = addr_after("metrics on ");
+    let console = addr_after("console on ");
+    for _ in 0..2 {
+        let mut s = connect(echo);
+        s.write_all(b"hi").unwrap();
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).unwrap();
+    }
+    let scrape = || {
+        let mut s = connect(metrics);
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        read_response(&mut s)
+    };
+    let accepted = format!("weft_listener_accepted_total{{addr=\"{echo}\"}} 2");
+    let deadline = Instant::now() + WAIT;
+    let body = loop {
+        let (status, body) = scrape();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        if body.lines().any(|l| l == accepted) {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {accepted:?} in\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for family in [
+        "# TYPE weft_worker_turns_total counter",
+        "weft_worker_turns_total{worker=\"0\"} ",
+        "weft_actors{type=\"Ticker\"} 1",
+        "weft_actors{type=\"Listener<Echo>\"} 1",
+        "# TYPE weft_mailbox_high_water gauge",
+        "weft_timers_pending ",
+    ] {
+        assert!(body.contains(family), "no {family:?} in\n{body}");
+    }
+
+    let mut s = connect(console);
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut answer = || {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("an answer");
+            if line == "\n" || line.is_empty() {
+                return text;
+            }
+            text.push_str(&line);
+        }
+    };
+    assert!(answer().starts_with("weft console"));
+    s.write_all(b"tree\n").unwrap();
+    let tree = answer();
+    let root = tree
+        .lines()
+        .find(|l| l.contains(" Supervisor "))
+        .expect(&tree);
+    assert!(root.starts_with('#'), "the root is not indented: {tree}");
+    assert!(
+        tree.lines()
+            .any(|l| l.starts_with("  #") && l.contains(" Ticker \"ticker\" mailbox ")),
+        "{tree}"
+    );
+    s.write_all(b"sup\n").unwrap();
+    let sup = answer();
+    assert!(
+        sup.contains("  ticker [Worker, Permanent, restarts 0] #"),
+        "{sup}"
+    );
+    assert!(
+        sup.contains("  flaky [Worker, Permanent, restarts "),
+        "{sup}"
+    );
+    s.write_all(b"stats\n").unwrap();
+    let stats = answer();
+    assert!(
+        stats.contains(&format!("listener {echo}: 2 accepted")),
+        "{stats}"
+    );
+    let ticker_id: String = tree
+        .lines()
+        .find(|l| l.contains("Ticker"))
+        .and_then(|l| l.trim().strip_prefix('#'))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_string();
+    s.write_all(format!("actor {ticker_id}\n").as_bytes())
+        .unwrap();
+    assert!(answer().starts_with(&format!("#{ticker_id} Ticker \"ticker\"")));
+    s.write_all(b"actor 999999999\nfrobnicate\n").unwrap();
+    assert_eq!(answer(), "no live actor #999999999\n");
+    assert!(answer().starts_with("unknown command \"frobnicate\""));
+    let _ = child.kill();
 }

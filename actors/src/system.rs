@@ -49,6 +49,9 @@ pub(crate) struct System {
     /// Which muted actor waits on which (see `MuteGraph`).
     pub(crate) mutes: MuteGraph,
     pub(crate) names: DashMap<Box<str>, (ActorId, Box<dyn std::any::Any + Send + Sync>)>,
+    /// Per-runtime state of the layers above, one value per type
+    /// (`extension`).
+    extensions: DashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Options for [`Spawn::spawn_with`].
@@ -224,6 +227,7 @@ impl System {
             left_behind: Mutex::new(Vec::new()),
             mutes: MuteGraph::default(),
             names: DashMap::new(),
+            extensions: DashMap::new(),
         }
     }
 
@@ -258,6 +262,25 @@ impl System {
             let _guard = self.none_live_lock.lock();
             self.none_live.notify_all();
         }
+    }
+
+    /// Every cell in the live table (each shard locked in turn, briefly).
+    pub(crate) fn cells(&self) -> Vec<Arc<dyn AnyCell>> {
+        let mut out = Vec::with_capacity(self.live());
+        for shard in self.shards.iter() {
+            out.extend(shard.lock().iter().map(|(_, c)| c.clone()));
+        }
+        out
+    }
+
+    /// The live cell with `id` (a scan of one shard: only for
+    /// diagnostics).
+    pub(crate) fn cell(&self, id: ActorId) -> Option<Arc<dyn AnyCell>> {
+        self.shard(id)
+            .lock()
+            .iter()
+            .find(|(_, c)| c.id() == id)
+            .map(|(_, c)| c.clone())
     }
 
     /// The type and id of a live actor (a scan of one shard: only for
@@ -377,6 +400,37 @@ impl MuteGraph {
             edges.shrink_to_fit();
         }
     }
+}
+
+/// Per-runtime state for the layers above the actors (the I/O layer's
+/// list of listeners, say): one value of each type per runtime, made by
+/// `init` on first use and shared after.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// #[derive(Default)]
+/// struct Opened(AtomicUsize);
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// weft_actors::extension(rt.handle(), Opened::default).0.fetch_add(1, Ordering::Relaxed);
+/// let n = weft_actors::extension(rt.handle(), Opened::default).0.load(Ordering::Relaxed);
+/// assert_eq!(n, 1);
+/// ```
+pub fn extension<T: std::any::Any + Send + Sync>(
+    handle: &Handle,
+    init: impl FnOnce() -> T,
+) -> Arc<T> {
+    let system = System::get(handle);
+    let entry = system
+        .extensions
+        .entry(std::any::TypeId::of::<T>())
+        .or_insert_with(|| Arc::new(init()))
+        .clone();
+    // The map's key is T's TypeId, so the value is a T.
+    entry
+        .downcast::<T>()
+        .unwrap_or_else(|_| unreachable!("an extension stored under another type's id"))
 }
 
 /// How many actors are alive on `handle`'s runtime (spawned and not yet

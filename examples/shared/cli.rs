@@ -81,10 +81,12 @@ pub fn chain(error: &dyn std::error::Error) -> String {
 /// Sends `tracing` events to stderr, filtered by `RUST_LOG` (default
 /// `warn`). Called once, by `Cli::new`.
 fn init_logs() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

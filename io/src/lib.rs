@@ -57,6 +57,7 @@ pub use listener::{
 };
 pub use memory::{MemoryClose, MemoryPeer, MEMORY_LOCAL_ADDR, MEMORY_PEER_ADDR};
 pub use protocol::{CloseReason, Protocol};
+pub use stats::listeners;
 pub use unix::{connect_unix, listen_unix, PeerCred};
 
 use weft_actors::Spawn;

@@ -11,11 +11,12 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use weft_actors::Recipient;
+use weft_runtime::Handle;
 
 /// A snapshot of a listener's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -161,4 +162,37 @@ impl ListenerInfo {
             *done
         })
     }
+}
+
+/// The listeners of one runtime (a per-runtime extension), for
+/// [`listeners`]. Entries are weak: a listener that ended and was dropped
+/// leaves nothing behind but a dead entry, swept on the next registration.
+#[derive(Default)]
+struct Registry(Mutex<Vec<Weak<Shared>>>);
+
+/// Records a starting listener in its runtime's registry.
+pub(crate) fn register(handle: &Handle, shared: &Arc<Shared>) {
+    let registry = weft_actors::extension(handle, Registry::default);
+    let mut all = registry.0.lock();
+    all.retain(|w| w.upgrade().is_some_and(|s| !*s.done.lock()));
+    if !all
+        .iter()
+        .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(shared)))
+    {
+        all.push(Arc::downgrade(shared));
+    }
+}
+
+/// Every listener running on `handle`'s runtime (TCP, TLS, UNIX, adopted),
+/// in the order they started: for a metrics endpoint or a console.
+pub fn listeners(handle: &Handle) -> Vec<ListenerInfo> {
+    let registry = weft_actors::extension(handle, Registry::default);
+    let all = registry.0.lock();
+    all.iter()
+        .filter_map(Weak::upgrade)
+        .filter(|s| !*s.done.lock())
+        .map(|shared| ListenerInfo {
+            shared: vec![shared],
+        })
+        .collect()
 }

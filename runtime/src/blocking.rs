@@ -42,7 +42,7 @@ pub(crate) struct BlockingPool {
 }
 
 /// A snapshot of the blocking pool, for tests and introspection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlockingStats {
     /// Threads alive now.
     pub threads: usize,

@@ -26,6 +26,7 @@ mod blocking;
 mod builder;
 mod error;
 mod events;
+mod metrics;
 mod reactor;
 mod runtime;
 mod scheduler;
@@ -39,6 +40,7 @@ pub use blocking::BlockingStats;
 pub use builder::{Builder, Signals};
 pub use error::RuntimeError;
 pub use events::Phase;
+pub use metrics::{RuntimeMetrics, WorkerMetrics};
 /// A signal's name (`Signal::SIGHUP`), for [`Handle::subscribe_signal`].
 pub use nix::sys::signal::Signal;
 pub use reactor::{IoToken, Readiness, ReadySink};

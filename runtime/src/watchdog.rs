@@ -15,12 +15,39 @@ use std::time::{Duration, Instant};
 
 use crate::scheduler::Scheduler;
 
-/// What one worker is doing, written by the worker, read by the watchdog.
+/// What one worker is doing, written by the worker, read by the watchdog
+/// and by `Handle::metrics`. Only its worker writes it (relaxed stores of
+/// its own counters, on its own cache line).
 #[derive(Default)]
 pub(crate) struct WorkerSlot {
+    /// Turns run so far (tasks run).
     pub(crate) turn: AtomicU64,
     /// `Task::id` of the running task; 0 when the worker runs nothing.
     pub(crate) task: AtomicU64,
+    /// Tasks taken from other workers' queues.
+    pub(crate) steals: AtomicU64,
+    /// Times it went to sleep (in the reactor or parked).
+    pub(crate) parks: AtomicU64,
+    /// Reactor polls it made (blocking or not).
+    pub(crate) polls: AtomicU64,
+    /// Nanoseconds it spent asleep, in finished sleeps.
+    pub(crate) idle_ns: AtomicU64,
+    /// When the current sleep began, in nanoseconds since the workers
+    /// started, plus one; 0 while awake (so a long sleep counts as idle
+    /// before it ends).
+    pub(crate) asleep_since: AtomicU64,
+}
+
+impl WorkerSlot {
+    /// Adds one to a counter only this worker writes (no read-modify-write
+    /// on the bus: a load and a store).
+    #[inline]
+    pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(by),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// A turn that has held its worker longer than the threshold.

@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use super::{AnyCell, Cell, Signal, ThreadHome, Waiter};
@@ -216,6 +217,16 @@ impl WatchTable {
         }
     }
 
+    /// The parent's id, if this actor was spawned by another (kind 4).
+    pub(crate) fn parent(&self) -> Option<u64> {
+        let is_parent = |k: &WatchKey| k.0 & 7 == 4;
+        match self {
+            WatchTable::Small(v) => v.iter().map(|(k, _)| *k).find(is_parent),
+            WatchTable::Large(map) => map.keys().copied().find(is_parent),
+        }
+        .map(WatchKey::id)
+    }
+
     /// Every entry, for the exit sequence.
     pub(crate) fn into_entries(self) -> Vec<(WatchKey, Watch)> {
         match self {
@@ -359,6 +370,11 @@ impl<A: Actor> Cell<A> {
         let msg = f(value);
         let weight = u32::try_from(A::weigh(&msg)).unwrap_or(u32::MAX);
         mb.len += 1;
+        // Under the lock: only pushers write it.
+        let len = u16::try_from(mb.len).unwrap_or(u16::MAX);
+        if len > self.high.load(Ordering::Relaxed) {
+            self.high.store(len, Ordering::Relaxed);
+        }
         mb.weight = mb.weight.saturating_add(weight);
         mb.queue.push(Envelope::User(msg));
         Ok(())

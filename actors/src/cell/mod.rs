@@ -27,6 +27,7 @@ mod watch;
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::Thread;
 
@@ -77,6 +78,10 @@ impl Waiter {
 pub(crate) struct Cell<A: Actor> {
     mailbox: Mutex<Mailbox<A::Msg>>,
     state: State,
+    /// The most user messages the mailbox has held at once, saturating at
+    /// `u16::MAX` (written under the mailbox lock; it sits in the padding
+    /// between `state` and `slot`, so it costs the cell no bytes).
+    high: AtomicU16,
     /// This cell's slot in the runtime's live-actor table.
     slot: u32,
     id: ActorId,
@@ -128,6 +133,8 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
     fn forget_child(&self, child: ActorId);
     /// Entries in this actor's watch table.
     fn watch_entries(&self) -> usize;
+    /// What the live view shows of this actor (one lock of its mailbox).
+    fn info(&self) -> crate::observe::ActorInfo;
 }
 
 /// How a cell starts out, besides its actor and identity.
@@ -163,6 +170,7 @@ impl<A: Actor> Cell<A> {
         let homed = home.is_some();
         Arc::new(Cell {
             state: State::new(homed),
+            high: AtomicU16::new(0),
             slot,
             id,
             handle,
@@ -349,6 +357,21 @@ impl<A: Actor> AnyCell for Cell<A> {
 
     fn watch_entries(&self) -> usize {
         self.watch_len()
+    }
+
+    fn info(&self) -> crate::observe::ActorInfo {
+        let mb = self.mailbox.lock();
+        crate::observe::ActorInfo {
+            id: self.id,
+            type_name: std::any::type_name::<A>(),
+            parent: mb.rare.as_ref().and_then(|r| r.watch.parent()).map(ActorId),
+            name: None,
+            mailbox: mb.len as usize,
+            mailbox_high_water: self.high.load(Ordering::Relaxed) as usize,
+            mailbox_capacity: mb.capacity as usize,
+            relations: mb.rare.as_ref().map_or(0, |r| r.watch.len()),
+            thread_worker: mb.rare.as_ref().is_some_and(|r| r.home.is_some()),
+        }
     }
 }
 

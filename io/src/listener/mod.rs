@@ -394,6 +394,7 @@ impl<P: Protocol> Actor for Listener<P> {
     type Msg = ListenerMsg;
 
     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        crate::stats::register(ctx.runtime(), &self.shared);
         let bound = match self.prebound.take() {
             Some(s) => s,
             None => {
@@ -695,6 +696,10 @@ pub(crate) fn spawn_bound<P: Protocol, A>(
         let mut listener = Listener::with_factory(addr.clone(), options.clone(), factory.clone());
         listener.prebound = Some(sock);
         listener.tls = tls.clone();
+        // Bound already: listed (and its address known) from now on, not
+        // only once its actor has started.
+        let _ = listener.shared.local.set(addr.clone());
+        crate::stats::register(handle, &listener.shared);
         shared.push(listener.shared.clone());
         addrs.push(handle.spawn(listener));
     }

@@ -19,6 +19,7 @@ mod worker;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
+use std::time::Duration;
 
 use crossbeam_deque::{Injector, Stealer};
 use crossbeam_utils::CachePadded;
@@ -60,6 +61,8 @@ pub(crate) struct Scheduler {
     pub(crate) namer: Mutex<Option<Namer>>,
     /// The watchdog thread, woken at shutdown.
     pub(crate) watchdog: OnceLock<Thread>,
+    /// When the worker threads started (for the metrics' busy time).
+    pub(crate) started: OnceLock<std::time::Instant>,
 }
 
 /// Names a task by id.
@@ -85,7 +88,35 @@ impl Scheduler {
             slots: (0..workers).map(|_| CachePadded::default()).collect(),
             namer: Mutex::new(None),
             watchdog: OnceLock::new(),
+            started: OnceLock::new(),
         }
+    }
+
+    /// The workers' counters now.
+    pub(crate) fn metrics(&self) -> (Duration, Vec<crate::WorkerMetrics>) {
+        let uptime = self.started.get().map_or(Duration::ZERO, |t| t.elapsed());
+        let workers = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let mut idle = Duration::from_nanos(slot.idle_ns.load(Ordering::Relaxed));
+                // A sleep in progress counts up to now.
+                let since = slot.asleep_since.load(Ordering::Relaxed);
+                if since > 0 {
+                    idle += uptime.saturating_sub(Duration::from_nanos(since - 1));
+                }
+                let idle = idle.min(uptime);
+                crate::WorkerMetrics {
+                    turns: slot.turn.load(Ordering::Relaxed),
+                    steals: slot.steals.load(Ordering::Relaxed),
+                    parks: slot.parks.load(Ordering::Relaxed),
+                    polls: slot.polls.load(Ordering::Relaxed),
+                    idle,
+                    busy: uptime.saturating_sub(idle),
+                }
+            })
+            .collect();
+        (uptime, workers)
     }
 
     /// What worker `index` is running right now, by name (or task id).

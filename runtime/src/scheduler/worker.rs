@@ -13,11 +13,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker};
 
 use super::{Scheduler, TaskRef};
+use crate::watchdog::WorkerSlot;
 
 const LIFO_LIMIT: u32 = 32;
 const MAINTENANCE_INTERVAL: u32 = 61;
@@ -73,6 +74,7 @@ pub(crate) fn spawn_workers(
     if scheduler.stealers.set(stealers).is_err() {
         return Err(io::Error::other("workers already started"));
     }
+    let _ = scheduler.started.set(Instant::now());
     let mut handles = Vec::with_capacity(deques.len());
     for (index, deque) in deques.into_iter().enumerate() {
         let shared = scheduler.clone();
@@ -108,7 +110,7 @@ fn run(scheduler: Arc<Scheduler>, index: usize, deque: Worker<TaskRef>) {
         tick = tick.wrapping_add(1);
         let mut task = None;
         if tick.is_multiple_of(MAINTENANCE_INTERVAL) {
-            maintenance(&scheduler);
+            maintenance(&scheduler, index);
             task = steal_injector(&scheduler);
         }
         if task.is_none() {
@@ -139,9 +141,10 @@ fn run(scheduler: Arc<Scheduler>, index: usize, deque: Worker<TaskRef>) {
     LOCAL.with(|l| l.borrow_mut().take());
 }
 
-fn maintenance(scheduler: &Scheduler) {
+fn maintenance(scheduler: &Scheduler, index: usize) {
     if scheduler.reactor.registered() > 0 {
         if let Some(mut driver) = scheduler.reactor.driver.try_lock() {
+            WorkerSlot::bump(&scheduler.slots[index].polls, 1);
             scheduler.reactor.poll(&mut driver, Some(Duration::ZERO));
             let turn = scheduler.reactor.dispatch(&mut driver);
             drop(driver);
@@ -210,7 +213,10 @@ fn steal_others(scheduler: &Scheduler, index: usize) -> Option<TaskRef> {
             let victim = &stealers[(index + k) % n];
             loop {
                 match victim.steal_batch_and_pop(&l.deque) {
-                    Steal::Success(t) => return Some(t),
+                    Steal::Success(t) => {
+                        WorkerSlot::bump(&scheduler.slots[index].steals, 1);
+                        return Some(t);
+                    }
                     Steal::Retry => continue,
                     Steal::Empty => break,
                 }
@@ -241,13 +247,14 @@ fn has_work(scheduler: &Scheduler, index: usize) -> bool {
 }
 
 /// Polls the reactor without blocking; true if it made work.
-fn poll_now(scheduler: &Scheduler) -> bool {
+fn poll_now(scheduler: &Scheduler, index: usize) -> bool {
     if scheduler.reactor.registered() == 0 {
         return false;
     }
     let Some(mut driver) = scheduler.reactor.driver.try_lock() else {
         return false;
     };
+    WorkerSlot::bump(&scheduler.slots[index].polls, 1);
     scheduler.reactor.poll(&mut driver, Some(Duration::ZERO));
     let turn = scheduler.reactor.dispatch(&mut driver);
     drop(driver);
@@ -261,7 +268,7 @@ fn idle(scheduler: &Scheduler, index: usize) {
     // Out of work: readiness that arrived meanwhile is the likeliest next
     // work in an I/O-bound program, and one non-blocking poll finds it
     // without the spin below.
-    if poll_now(scheduler) {
+    if poll_now(scheduler, index) {
         return;
     }
     scheduler.start_spinning();
@@ -283,10 +290,20 @@ fn idle(scheduler: &Scheduler, index: usize) {
         scheduler.remove_sleeper(index);
         return;
     }
+    let slot = &scheduler.slots[index];
+    WorkerSlot::bump(&slot.parks, 1);
+    let asleep = Instant::now();
+    let since = scheduler.started.get().map_or(0, |t| {
+        asleep.saturating_duration_since(*t).as_nanos() as u64
+    });
+    slot.asleep_since.store(since + 1, Ordering::Relaxed);
     match driver {
         Some(mut driver) => {
+            WorkerSlot::bump(&slot.polls, 1);
             let timeout = scheduler.timers.sleep_timeout();
             scheduler.reactor.poll(&mut driver, timeout);
+            WorkerSlot::bump(&slot.idle_ns, asleep.elapsed().as_nanos() as u64);
+            slot.asleep_since.store(0, Ordering::Relaxed);
             scheduler.remove_sleeper(index);
             let turn = scheduler.reactor.dispatch(&mut driver);
             drop(driver);
@@ -297,6 +314,8 @@ fn idle(scheduler: &Scheduler, index: usize) {
         }
         None => {
             std::thread::park();
+            WorkerSlot::bump(&slot.idle_ns, asleep.elapsed().as_nanos() as u64);
+            slot.asleep_since.store(0, Ordering::Relaxed);
             scheduler.remove_sleeper(index);
         }
     }
