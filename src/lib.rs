@@ -65,3 +65,10 @@ pub mod prelude {
     };
     pub use weft_runtime::{Handle, ManualClock, MissedTicks, Phase, Runtime};
 }
+
+/// The porting guide's Rust snippets (`docs/porting-from-twisted.md`),
+/// compiled and run as doc tests so that the guide cannot drift from the
+/// API. Not part of the documented API.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/porting-from-twisted.md")]
+pub struct PortingFromTwisted;

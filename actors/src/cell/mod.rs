@@ -265,11 +265,27 @@ impl<A: Actor> Task for Cell<A> {
         // `yield_now` gives it up, or forever once `exit` marks it dead.
         let inner = unsafe { &mut *self.inner.get() };
         let budget = self.handle.turn_budget();
+        // A span per turn, so that every event of the turn (the handler's
+        // own, an exit's) says which actor it came from. At INFO: with no
+        // subscriber, or one below INFO, it is one relaxed load and no
+        // span (measured: see BENCHMARKS.md).
+        let span = tracing::info_span!(
+            "actor",
+            id = self.id.0,
+            actor_type = std::any::type_name::<A>()
+        );
+        let entered = span.enter();
         let outcome = catch_unwind(AssertUnwindSafe(|| self.turn(inner, budget)))
             .unwrap_or_else(|panic| Outcome::Exit(ExitReason::from_panic(panic)));
         match outcome {
-            Outcome::Idle => self.go_idle(),
-            Outcome::Yield => self.yield_now(),
+            Outcome::Idle => {
+                drop(entered);
+                self.go_idle()
+            }
+            Outcome::Yield => {
+                drop(entered);
+                self.yield_now()
+            }
             Outcome::Exit(reason) => self.exit(inner, reason),
         }
     }
