@@ -60,6 +60,33 @@ impl<M> SendError<M> {
 /// `SendError::Stopped`. A plain thread that would rather wait uses
 /// `send_timeout`; an actor uses `Ctx::send`, which holds the message and
 /// mutes the sending actor until there is room.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, ReplyTo, Spawn};
+///
+/// struct Counter(u64);
+/// enum Msg {
+///     Add(u64),
+///     Get(ReplyTo<u64>),
+/// }
+/// impl Actor for Counter {
+///     type Msg = Msg;
+///     fn handle(&mut self, msg: Msg, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         match msg {
+///             Msg::Add(n) => self.0 += n,
+///             Msg::Get(reply) => reply.send(self.0),
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let counter = rt.handle().spawn(Counter(0));
+/// counter.send(Msg::Add(2)).unwrap();
+/// counter.send(Msg::Add(3)).unwrap();
+/// assert_eq!(counter.ask_wait(Msg::Get, Duration::from_secs(5)).unwrap(), 5);
+/// ```
 pub struct Addr<A: Actor> {
     pub(crate) cell: Arc<Cell<A>>,
 }

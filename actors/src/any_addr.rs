@@ -13,6 +13,31 @@ use crate::exit::{ActorId, ExitReason};
 /// A type-erased actor address: `Send + Sync + Clone`. It cannot send the
 /// actor messages (its type is gone); it can stop, kill and identify it,
 /// and `Ctx::monitor_any` watches it.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, AnyAddr, Ctx, ExitReason, Spawn};
+///
+/// struct Idle;
+/// impl Actor for Idle {
+///     type Msg = ();
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// // Actors of different types, held alike.
+/// let all: Vec<AnyAddr> = vec![rt.handle().spawn(Idle).into(), rt.handle().spawn(Idle).into()];
+/// for a in &all {
+///     a.stop(ExitReason::Normal);
+/// }
+/// let deadline = std::time::Instant::now() + Duration::from_secs(5);
+/// while !all.iter().all(AnyAddr::is_stopped) {
+///     assert!(std::time::Instant::now() < deadline);
+///     std::thread::yield_now();
+/// }
+/// ```
 #[derive(Clone)]
 pub struct AnyAddr {
     pub(crate) cell: Arc<dyn AnyCell>,

@@ -100,6 +100,24 @@ impl<R> Slot<R> {
 
 /// The asked actor's handle for answering one request. Dropping it
 /// unanswered ends the ask with [`AskError::Dropped`].
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, ReplyTo, Spawn};
+///
+/// struct Doubler;
+/// impl Actor for Doubler {
+///     type Msg = (u32, ReplyTo<u32>);
+///     fn handle(&mut self, (n, reply): (u32, ReplyTo<u32>), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         reply.send(n * 2); // answer; dropping `reply` instead ends the ask with `Dropped`
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let d = rt.handle().spawn(Doubler);
+/// assert_eq!(d.ask_wait(|r| (21, r), Duration::from_secs(5)).unwrap(), 42);
+/// ```
 pub struct ReplyTo<R> {
     slot: Option<Arc<Slot<R>>>,
 }
@@ -132,6 +150,26 @@ impl<R> Drop for ReplyTo<R> {
 }
 
 /// The asking side of an ask made from a plain thread.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, ReplyTo, Spawn};
+///
+/// struct Echo;
+/// impl Actor for Echo {
+///     type Msg = (String, ReplyTo<String>);
+///     fn handle(&mut self, (s, reply): Self::Msg, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         reply.send(s);
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let echo = rt.handle().spawn(Echo);
+/// // Ask now, wait later (from a plain thread).
+/// let pending = echo.ask(|r| ("hi".to_string(), r)).unwrap();
+/// assert_eq!(pending.wait(Duration::from_secs(5)).unwrap(), "hi");
+/// ```
 #[must_use = "the reply is lost unless the `Pending` is waited on or given to `on_reply`"]
 pub struct Pending<R> {
     slot: Arc<Slot<R>>,
@@ -141,6 +179,14 @@ pub struct Pending<R> {
 /// (another layer, a thread, an actor), the `Pending` stays with the one
 /// who waits (`Pending::wait` on a plain thread, `Ctx::on_reply` in an
 /// actor). Dropping the `ReplyTo` unanswered completes it with `Dropped`.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let (reply, pending) = weft_actors::reply_slot::<u32>();
+/// std::thread::spawn(move || reply.send(7));
+/// assert_eq!(pending.wait(Duration::from_secs(5)).unwrap(), 7);
+/// ```
 pub fn reply_slot<R>() -> (ReplyTo<R>, Pending<R>) {
     let slot = Slot::new();
     (ReplyTo::new(slot.clone()), Pending::new(slot))

@@ -36,6 +36,37 @@ use crate::timer::TimerHandle;
 pub struct JobPanicked(pub Arc<str>);
 
 /// The context of a running actor, passed to every handler.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, Spawn};
+///
+/// /// Counts to three on a timer, then stops itself.
+/// struct Countdown(u32, std::sync::mpsc::Sender<u32>);
+/// impl Actor for Countdown {
+///     type Msg = ();
+///     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         ctx.send_later(Duration::from_millis(1), ());
+///         Ok(())
+///     }
+///     fn handle(&mut self, _: (), ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         self.0 += 1;
+///         self.1.send(self.0)?;
+///         if self.0 == 3 {
+///             ctx.stop();
+///         } else {
+///             ctx.send_later(Duration::from_millis(1), ());
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// rt.handle().spawn(Countdown(0, tx));
+/// let got: Vec<u32> = (0..3).map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap()).collect();
+/// assert_eq!(got, [1, 2, 3]);
+/// ```
 pub struct Ctx<'a, A: Actor> {
     cell: &'a Arc<Cell<A>>,
     state: &'a mut CtxState<A>,

@@ -115,6 +115,25 @@ pub enum SpawnError {
 }
 
 /// Spawning actors on a runtime: implemented for `weft_runtime::Handle`.
+///
+/// ```
+/// use weft_actors::{Actor, ActorResult, Ctx, Spawn, SpawnOptions};
+///
+/// struct Worker;
+/// impl Actor for Worker {
+///     type Msg = ();
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let a = rt.handle().spawn(Worker);
+/// // A small mailbox: senders are told `Full` (or muted) past 16 messages.
+/// let b = rt.handle().spawn_with(Worker, SpawnOptions::new().capacity(16)).unwrap();
+/// assert_ne!(a.id(), b.id());
+/// assert_eq!(b.capacity(), 16);
+/// ```
 pub trait Spawn {
     /// Spawns `actor` on the runtime's workers with default options.
     fn spawn<A: Actor>(&self, actor: A) -> Addr<A>;

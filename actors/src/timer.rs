@@ -12,6 +12,34 @@ use weft_runtime::{Handle, TimerKey};
 /// `Ctx::send_interval`). `Send + Sync + Clone`: cancel, reset or delay it
 /// from any thread. Operations on a timer that already fired (a one-shot)
 /// or was cancelled do nothing and return `false`.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, Spawn, TimerHandle};
+/// use weft_runtime::MissedTicks;
+///
+/// /// Ticks until told to stop; the timer is cancelled from outside.
+/// struct Ticker(std::sync::mpsc::Sender<TimerHandle>);
+/// impl Actor for Ticker {
+///     type Msg = ();
+///     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         let timer = ctx.send_interval(Duration::from_secs(3600), MissedTicks::Skip, || ());
+///         self.0.send(timer)?;
+///         Ok(())
+///     }
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// rt.handle().spawn(Ticker(tx));
+/// let timer = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+/// assert!(timer.is_pending());
+/// assert!(timer.cancel());
+/// assert!(!timer.is_pending());
+/// ```
 #[derive(Clone, Debug)]
 pub struct TimerHandle {
     handle: Handle,

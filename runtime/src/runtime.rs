@@ -72,6 +72,21 @@ pub struct Runtime {
 }
 
 /// A cheap, cloneable, `Send + Sync` reference to a runtime.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let handle = rt.handle().clone();
+/// // A Handle goes to any thread: timers, blocking work, shutdown.
+/// std::thread::spawn(move || {
+///     handle.call_later(Duration::from_millis(10), {
+///         let h = handle.clone();
+///         move || h.shutdown()
+///     });
+/// });
+/// rt.run().unwrap();
+/// ```
 #[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
