@@ -523,6 +523,35 @@ struct Core {
 }
 
 /// The handle a [`DatagramProtocol`] gets in every callback.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::ActorResult;
+/// use weft_io::datagram::{listen_udp, DatagramOptions, DatagramProtocol, Dgram};
+/// use weft_io::Address;
+///
+/// /// Answers "ping" with "pong" to whoever sent it.
+/// struct Pong;
+/// impl DatagramProtocol for Pong {
+///     type Msg = ();
+///     fn datagram(&mut self, sock: &mut Dgram<'_, '_, Self>, data: &[u8], from: &Address) -> ActorResult {
+///         if data == b"ping" {
+///             // A full send buffer is a value (WouldBlock), never a wait.
+///             let _ = sock.send_to(b"pong", from);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let sock = listen_udp(rt.handle(), "127.0.0.1:0".parse().unwrap(), DatagramOptions::new(), Pong).unwrap();
+/// let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+/// client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+/// client.send_to(b"ping", sock.local_addr().inet().unwrap()).unwrap();
+/// let mut buf = [0u8; 16];
+/// let (n, _) = client.recv_from(&mut buf).unwrap();
+/// assert_eq!(&buf[..n], b"pong");
+/// ```
 pub struct Dgram<'a, 'c, P: DatagramProtocol> {
     core: &'a mut Core,
     ctx: &'a mut Ctx<'c, DatagramSocket<P>>,

@@ -53,12 +53,61 @@ impl Actor for RootWatch {
 /// blocks in `rt.run()` until shutdown, stops the tree in order, and
 /// returns the root's exit reason (`Shutdown` after a requested shutdown,
 /// the escalated failure if the root gave up).
+///
+/// ```
+/// use weft_actors::{Actor, ActorResult, Ctx};
+/// use weft_supervisor::{run_application, ChildSpec, Strategy, SupervisorSpec};
+///
+/// struct Quitter;
+/// impl Actor for Quitter {
+///     type Msg = ();
+///     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         ctx.runtime().shutdown();
+///         Ok(())
+///     }
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::worker("q", || Quitter));
+/// let reason = run_application(&rt, spec).unwrap();
+/// println!("ended: {reason}");
+/// ```
 pub fn run_application(rt: &Runtime, spec: SupervisorSpec) -> Result<ExitReason, RuntimeError> {
     Application::start(rt, spec).run(rt)
 }
 
 /// A root tree started on a runtime, not yet run (to get at the root's
 /// address before blocking in [`Application::run`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, ExitReason};
+/// use weft_supervisor::{Application, ChildSpec, Strategy, SupervisorSpec};
+///
+/// /// Asks the runtime to shut down once started (a real service runs
+/// /// until SIGTERM).
+/// struct Quitter;
+/// impl Actor for Quitter {
+///     type Msg = ();
+///     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         ctx.runtime().shutdown();
+///         Ok(())
+///     }
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::worker("quitter", || Quitter));
+/// let app = Application::start(&rt, spec);
+/// println!("root is {}", app.root().id());
+/// let reason = app.run(&rt).unwrap();
+/// assert!(matches!(reason, ExitReason::Shutdown));
+/// ```
 pub struct Application {
     root: Addr<Supervisor>,
     reason: Arc<Mutex<Option<ExitReason>>>,
@@ -107,6 +156,26 @@ impl Application {
 /// A text dump of the tree under `root`: every child with its id, kind,
 /// restart type, restart count and address, nested supervisors indented
 /// (asked from a plain thread; each supervisor answers within `timeout`).
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, Spawn};
+/// use weft_supervisor::{tree_dump, ChildSpec, Strategy, Supervisor, SupervisorSpec};
+///
+/// struct Idle;
+/// impl Actor for Idle {
+///     type Msg = ();
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::worker("idle", || Idle));
+/// let root = rt.handle().spawn(Supervisor::new(spec));
+/// let text = tree_dump(&root, Duration::from_secs(5));
+/// assert!(text.contains("idle [Worker, Permanent, restarts 0]"), "{text}");
+/// ```
 pub fn tree_dump(root: &Addr<Supervisor>, timeout: Duration) -> String {
     let mut out = format!("{} (root)\n", weft_actors::AnyAddr::from(root).describe());
     dump_into(root, 1, timeout, &mut out);

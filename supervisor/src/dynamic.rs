@@ -31,6 +31,28 @@ use crate::supervisor::SupervisorError;
 type Factory<A, Arg> = Arc<dyn Fn(Arg) -> A + Send + Sync>;
 
 /// How the children of a dynamic supervisor are built and restarted.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, Spawn};
+/// use weft_supervisor::{DynamicMsg, DynamicSpec, DynamicSupervisor};
+///
+/// struct Session(u32);
+/// impl Actor for Session {
+///     type Msg = ();
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let pool = rt.handle().spawn(DynamicSupervisor::new(DynamicSpec::new(Session)));
+/// for n in 0..3 {
+///     let child = pool.ask_wait(|r| DynamicMsg::StartChild(n, r), Duration::from_secs(5)).unwrap();
+///     assert!(child.is_ok());
+/// }
+/// assert_eq!(pool.ask_wait(DynamicMsg::Count, Duration::from_secs(5)).unwrap(), 3);
+/// ```
 #[must_use = "a spec does nothing until started"]
 pub struct DynamicSpec<A: Actor, Arg> {
     factory: Factory<A, Arg>,
@@ -127,6 +149,28 @@ pub enum DynamicMsg<A: Actor, Arg> {
 }
 
 /// A supervisor of many children of one kind, started on demand.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, Spawn};
+/// use weft_supervisor::{DynamicMsg, DynamicSpec, DynamicSupervisor};
+///
+/// /// One per client, started on demand.
+/// struct Handler(String);
+/// impl Actor for Handler {
+///     type Msg = ();
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let spec = DynamicSpec::new(Handler).name("handlers");
+/// let sup = rt.handle().spawn(DynamicSupervisor::new(spec));
+/// sup.send(DynamicMsg::StartChildQuiet("ann".to_string())).unwrap();
+/// let n = sup.ask_wait(DynamicMsg::Count, Duration::from_secs(5)).unwrap();
+/// assert_eq!(n, 1);
+/// ```
 pub struct DynamicSupervisor<A: Actor, Arg> {
     spec: DynamicSpec<A, Arg>,
     children: Slab<Child<A, Arg>>,

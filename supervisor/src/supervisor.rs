@@ -47,6 +47,33 @@ pub struct Tag {
 }
 
 /// How to start, restart and stop one child.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx};
+/// use weft_supervisor::{Backoff, ChildSpec, Restart, Shutdown};
+///
+/// struct Job;
+/// impl Actor for Job {
+///     type Msg = ();
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// // Restarted only after a failure, with a growing pause between restarts,
+/// // and given 2 s to stop at shutdown.
+/// let spec = ChildSpec::worker("job", || Job)
+///     .restart(Restart::Transient)
+///     .backoff(Backoff {
+///         initial: Duration::from_millis(10),
+///         max: Duration::from_secs(1),
+///         factor: 2.0,
+///         reset_after: Duration::from_secs(60),
+///     })
+///     .shutdown(Shutdown::Timeout(Duration::from_secs(2)));
+/// assert_eq!(spec.id(), "job");
+/// ```
 #[must_use = "a spec does nothing until given to a supervisor"]
 #[derive(Clone)]
 pub struct ChildSpec {
@@ -144,6 +171,34 @@ impl ChildSpec {
 }
 
 /// A supervisor's strategy, intensity and children (in start order).
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, Spawn};
+/// use weft_supervisor::{ChildSpec, Strategy, Supervisor, SupervisorMsg, SupervisorSpec};
+/// use weft_supervisor::Intensity;
+///
+/// struct Idle;
+/// impl Actor for Idle {
+///     type Msg = ();
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// // Restart every child when one fails, at most 3 times in 5 s; a nested
+/// // supervisor as the second child.
+/// let inner = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::worker("leaf", || Idle));
+/// let spec = SupervisorSpec::new(Strategy::OneForAll)
+///     .intensity(Intensity { max_restarts: 3, within: Duration::from_secs(5) })
+///     .child(ChildSpec::worker("first", || Idle))
+///     .child(ChildSpec::supervisor("inner", inner));
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let sup = rt.handle().spawn(Supervisor::new(spec));
+/// let children = sup.ask_wait(SupervisorMsg::WhichChildren, Duration::from_secs(5)).unwrap();
+/// assert_eq!(children.len(), 2);
+/// assert_eq!(children[1].kind, weft_supervisor::ChildKind::Supervisor);
+/// ```
 #[must_use = "a spec does nothing until started"]
 #[derive(Clone, Debug)]
 pub struct SupervisorSpec {
@@ -264,6 +319,38 @@ enum Phase {
 /// A supervisor actor. Spawn it like any actor (`Handle::spawn`), or as a
 /// child with [`ChildSpec::supervisor`]; with `Ctx::spawn_notify` its
 /// parent learns whether all its children started.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::{Actor, ActorResult, Ctx, Spawn};
+/// use weft_supervisor::{ChildSpec, Strategy, Supervisor, SupervisorMsg, SupervisorSpec};
+///
+/// struct Worker(std::sync::mpsc::Sender<&'static str>);
+/// impl Actor for Worker {
+///     type Msg = ();
+///     fn started(&mut self, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         self.0.send("started")?;
+///         Ok(())
+///     }
+///     fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+///         Err("it fails; the supervisor starts a fresh one".into())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let spec = SupervisorSpec::new(Strategy::OneForOne)
+///     .child(ChildSpec::worker("worker", move || Worker(tx.clone())));
+/// let sup = rt.handle().spawn(Supervisor::new(spec));
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "started");
+/// // Make the child fail: it is restarted.
+/// let children = sup.ask_wait(SupervisorMsg::WhichChildren, Duration::from_secs(5)).unwrap();
+/// let child = children[0].addr.clone().unwrap();
+/// child.kill(weft_actors::ExitReason::Killed);
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "started");
+/// let children = sup.ask_wait(SupervisorMsg::WhichChildren, Duration::from_secs(5)).unwrap();
+/// assert_eq!(children[0].restarts, 1);
+/// ```
 pub struct Supervisor {
     spec: SupervisorSpec,
     children: Vec<Child>,

@@ -65,6 +65,34 @@ pub(crate) enum Event<M> {
 /// The handle a protocol uses for its connection, passed to every
 /// callback: write, close, flow control, options, addresses, and the
 /// actor context for everything else.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::ActorResult;
+/// use weft_io::{connect_memory, Conn, ConnOptions, Protocol};
+///
+/// /// Answers each line with its length, and closes on "bye".
+/// struct Lengths;
+/// impl Protocol for Lengths {
+///     type Msg = ();
+///     fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+///             if line == b"bye" {
+///                 conn.close(); // after what is written is sent
+///                 return Ok(());
+///             }
+///             conn.write(format!("{}\n", line.len()).as_bytes())?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let (_conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Lengths);
+/// peer.write(b"abc\nhello\nbye\n");
+/// assert_eq!(peer.read_at_least(4, Duration::from_secs(5)), b"3\n5\n");
+/// assert!(peer.wait_closed(Duration::from_secs(5)).is_some());
+/// ```
 pub struct Conn<'a, 'c, P: Protocol> {
     pub(crate) core: &'a mut Core,
     pub(crate) ctx: &'a mut Ctx<'c, Connection<P>>,
@@ -234,6 +262,32 @@ impl<'c, P: Protocol> Conn<'_, 'c, P> {
 
 /// The address of a connection actor, for other actors and threads: send
 /// the protocol its own messages, close or abort the connection.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::ActorResult;
+/// use weft_io::{connect_memory, Conn, ConnOptions, Protocol};
+///
+/// /// Writes what other actors or threads send it.
+/// struct Announcer;
+/// impl Protocol for Announcer {
+///     type Msg = String;
+///     fn data(&mut self, _conn: &mut Conn<'_, '_, Self>, _data: &[u8]) -> ActorResult {
+///         Ok(())
+///     }
+///     fn message(&mut self, conn: &mut Conn<'_, '_, Self>, text: String) -> ActorResult {
+///         conn.write(text.as_bytes())?;
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let (conn, peer) = connect_memory(rt.handle(), ConnOptions::new(), Announcer);
+/// conn.send("news\n".to_string()).unwrap(); // from any thread
+/// assert_eq!(peer.read_at_least(5, Duration::from_secs(5)), b"news\n");
+/// conn.close();
+/// assert!(peer.wait_closed(Duration::from_secs(5)).is_some());
+/// ```
 pub struct ConnRef<P: Protocol> {
     addr: Addr<Connection<P>>,
 }

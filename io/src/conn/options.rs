@@ -9,6 +9,21 @@ use super::READ_CHUNK;
 
 /// Options of a connection: TCP options, the idle timeout, write
 /// watermarks, the read budget and how long a shutdown waits to flush.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_io::{ConnOptions, ListenOptions};
+///
+/// // Pause the protocol (push producer) past 256 KiB buffered, resume
+/// // below 64 KiB; close a connection idle for 5 minutes; refuse to buffer
+/// // more than 16 MiB for a peer that never reads.
+/// let conn = ConnOptions::new()
+///     .watermarks(256 * 1024, 64 * 1024)
+///     .idle_timeout(Some(Duration::from_secs(300)))
+///     .max_write_buffer(16 << 20)
+///     .nodelay(true);
+/// let _listen = ListenOptions::new().conn(conn);
+/// ```
 #[must_use = "options do nothing until passed on"]
 #[derive(Clone, Debug)]
 pub struct ConnOptions {

@@ -186,6 +186,44 @@ impl std::fmt::Debug for TlsConfigSlot {
 /// [`Listener::new`] or [`Listener::new_tls`] in a supervision tree (it
 /// binds in `started`, so a bind failure is a start failure the
 /// supervisor reports).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use weft_actors::{ActorResult, Spawn};
+/// use weft_io::{Conn, ListenOptions, Listener, Protocol};
+/// use weft_supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Msg = ();
+///     fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         conn.write(data)?;
+///         Ok(())
+///     }
+/// }
+///
+/// // A listener as a child of a supervision tree (restarted if it fails).
+/// // Its port is fixed here so that a restart binds the same one.
+/// let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+/// let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+/// let spec = SupervisorSpec::new(Strategy::OneForOne)
+///     .child(ChildSpec::worker("echo", move || Listener::new(addr, ListenOptions::new(), || Echo)));
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// rt.handle().spawn(Supervisor::new(spec));
+/// let deadline = std::time::Instant::now() + Duration::from_secs(5);
+/// let mut s = loop {
+///     match std::net::TcpStream::connect(addr) {
+///         Ok(s) => break s,
+///         Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+///         Err(e) => panic!("{e}"),
+///     }
+/// };
+/// s.write_all(b"hi").unwrap();
+/// let mut back = [0u8; 2];
+/// s.read_exact(&mut back).unwrap();
+/// assert_eq!(&back, b"hi");
+/// ```
 pub struct Listener<P: Protocol> {
     addr: Address,
     prebound: Option<Bound>,

@@ -22,6 +22,34 @@ pub enum StopMode {
 }
 
 /// Options of `listen_tcp`, `listen_tls` and `listen_unix`.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use weft_actors::ActorResult;
+/// use weft_io::{listen_tcp, Conn, ConnOptions, ListenOptions, Protocol};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Msg = ();
+///     fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         conn.write(data)?;
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let options = ListenOptions::new()
+///     .backlog(256)
+///     .max_connections(1000) // past it, accepting pauses until one ends
+///     .conn(ConnOptions::new().idle_timeout(Some(Duration::from_secs(60))));
+/// let listening = listen_tcp(rt.handle(), "127.0.0.1:0".parse().unwrap(), options, || Echo).unwrap();
+/// let mut s = std::net::TcpStream::connect(listening.local_addr()).unwrap();
+/// s.write_all(b"ping").unwrap();
+/// let mut back = [0u8; 4];
+/// s.read_exact(&mut back).unwrap();
+/// assert_eq!(&back, b"ping");
+/// ```
 #[must_use = "options do nothing until passed to a listen call"]
 #[derive(Clone, Debug)]
 pub struct ListenOptions {

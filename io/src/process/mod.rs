@@ -547,6 +547,40 @@ pub trait ProcessProtocol: Send + Sized + 'static {
 }
 
 /// The handle a process protocol uses, passed to every callback.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::ActorResult;
+/// use weft_io::process::{spawn_process, Proc, ProcessProtocol, ProcessSpec, ProcessStatus};
+///
+/// /// Feeds `cat` a line, closes its input, and reports what came back.
+/// struct Cat {
+///     out: Vec<u8>,
+///     done: std::sync::mpsc::Sender<(Vec<u8>, ProcessStatus)>,
+/// }
+/// impl ProcessProtocol for Cat {
+///     type Msg = ();
+///     fn started(&mut self, proc: &mut Proc<'_, '_, Self>) -> ActorResult {
+///         proc.write(0, b"through a pipe\n")?;
+///         proc.close_fd(0); // end of input: cat exits
+///         Ok(())
+///     }
+///     fn data(&mut self, _proc: &mut Proc<'_, '_, Self>, _fd: i32, data: &[u8]) -> ActorResult {
+///         self.out.extend_from_slice(data);
+///         Ok(())
+///     }
+///     fn ended(&mut self, _proc: &mut Proc<'_, '_, Self>, status: ProcessStatus) {
+///         let _ = self.done.send((std::mem::take(&mut self.out), status));
+///     }
+/// }
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// spawn_process(rt.handle(), ProcessSpec::new("cat"), Cat { out: Vec::new(), done: tx }).unwrap();
+/// let (out, status) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+/// assert_eq!(out, b"through a pipe\n");
+/// assert!(status.success());
+/// ```
 pub struct Proc<'a, 'c, P: ProcessProtocol> {
     pub(crate) child: &'a mut actor::Child,
     pub(crate) ctx: &'a mut Ctx<'c, ProcessActor<P>>,

@@ -332,6 +332,56 @@ impl TlsServerBuilder {
 /// optional client certificate, and session resumption (on by default:
 /// connections made with the same configuration resume each other's
 /// sessions).
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_actors::ActorResult;
+/// use weft_io::tls::{roots_from, TlsClientBuilder, TlsServerBuilder};
+/// use weft_io::{connect_tls, listen_tls, Conn, ConnectOptions, ListenOptions, Protocol};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Msg = ();
+///     fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         conn.write(data)?;
+///         Ok(())
+///     }
+/// }
+///
+/// /// Sends a greeting and reports the answer.
+/// struct Hello(std::sync::mpsc::Sender<Vec<u8>>);
+/// impl Protocol for Hello {
+///     type Msg = ();
+///     fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+///         conn.write(b"hello over TLS")?;
+///         Ok(())
+///     }
+///     fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+///         self.0.send(data.to_vec())?;
+///         conn.close();
+///         Ok(())
+///     }
+/// }
+///
+/// let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+/// let chain = vec![cert.cert.der().clone()];
+/// let key = weft_io::tls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+/// let server = TlsServerBuilder::new().cert(chain.clone(), key).build().unwrap();
+/// // The client trusts the self-signed certificate as its root.
+/// let client = TlsClientBuilder::new(roots_from(chain).unwrap()).build().unwrap();
+///
+/// let rt = weft_runtime::Runtime::builder().build().unwrap();
+/// let listening = listen_tls(rt.handle(), "127.0.0.1:0".parse().unwrap(), ListenOptions::new(), server, || Echo).unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let port = listening.local_addr().port();
+/// let options = ConnectOptions::new().server_name("localhost");
+/// connect_tls(rt.handle(), ("127.0.0.1", port), options, client, Hello(tx));
+/// let mut got = Vec::new();
+/// while got.len() < 14 {
+///     got.extend(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+/// }
+/// assert_eq!(got, b"hello over TLS");
+/// ```
 #[must_use = "a builder does nothing until `build` is called"]
 #[derive(Debug)]
 pub struct TlsClientBuilder {
