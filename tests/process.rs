@@ -5,6 +5,7 @@
 //! end of file, a flood through `cat` read slowly, no zombies (pidfd and
 //! SIGCHLD), a process actor restarted by its supervisor, and a PTY (its
 //! name, size and resize, Ctrl-C).
+#![cfg(feature = "process")]
 
 mod common;
 

@@ -15,6 +15,7 @@
 //! (workloads down, systems across, weft/peer ratios).
 
 mod actix_w;
+mod chart;
 mod crossbeam_w;
 mod mem;
 mod net;
@@ -275,6 +276,12 @@ fn main() {
         );
         return;
     }
+    if args.first().map(String::as_str) == Some("chart") {
+        std::process::exit(charts(
+            args.get(1).map_or("BENCHMARKS.md", String::as_str),
+            args.get(2).map_or("docs/charts", String::as_str),
+        ));
+    }
     let group = args.first().cloned().unwrap_or_else(|| "actors".into());
     let mut runs = 5;
     let mut only: Vec<String> = Vec::new();
@@ -398,8 +405,8 @@ fn main() {
     for p in &peers {
         header += &format!(" | {:>10}", format!("weft/{p}"));
     }
-    println!("{header}");
-    println!("{}", "-".repeat(header.len()));
+    let mut text = String::new();
+    text += &format!("{header}\n{}\n", "-".repeat(header.len()));
     for workload in &order {
         let row = table.get_mut(workload).expect("row exists");
         let mut line = format!("{workload:<14}");
@@ -420,7 +427,22 @@ fn main() {
                 _ => line += &format!(" | {:>10}", "-"),
             }
         }
-        println!("{line}");
+        text += &format!("{line}\n");
+    }
+    print!("{text}");
+    // The table as a chart, beside the harness (`weft-bench chart`
+    // renders the tables BENCHMARKS.md records).
+    if let Some(table) = chart::parse(&text) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts");
+        let path = dir.join(format!("{group}.svg"));
+        let svg = chart::svg(
+            &format!("weft against its peers: {group} (this run)"),
+            &table,
+        );
+        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, svg)) {
+            Ok(()) => eprintln!("chart: {}", path.display()),
+            Err(e) => eprintln!("chart: cannot write {}: {e}", path.display()),
+        }
     }
     if !notes.is_empty() {
         println!();
@@ -432,4 +454,31 @@ fn main() {
         "(group {group}: {:.0} s in all)",
         group_start.elapsed().as_secs_f64()
     );
+}
+
+/// `weft-bench chart [MARKDOWN] [DIR]`: one SVG per table the document
+/// records (BENCHMARKS.md by default), named after the heading above it,
+/// into DIR (docs/charts by default); the exit status.
+fn charts(markdown: &str, dir: &str) -> i32 {
+    let text = match std::fs::read_to_string(markdown) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chart: cannot read {markdown}: {e}");
+            return 1;
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        eprintln!("chart: cannot make {dir}: {e}");
+        return 1;
+    }
+    for (slug, title, table) in chart::tables_in(&text) {
+        let path = std::path::Path::new(dir).join(format!("{slug}.svg"));
+        let svg = chart::svg(&format!("weft against its peers: {title}"), &table);
+        if let Err(e) = std::fs::write(&path, svg) {
+            eprintln!("chart: cannot write {}: {e}", path.display());
+            return 1;
+        }
+        println!("{}", path.display());
+    }
+    0
 }

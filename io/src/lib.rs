@@ -35,6 +35,7 @@ mod connect;
 pub mod datagram;
 mod listener;
 mod memory;
+#[cfg(feature = "process")]
 pub mod process;
 mod protocol;
 mod stats;
