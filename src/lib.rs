@@ -59,10 +59,11 @@ pub mod prelude {
         Recipient, ReplyTo, SendError, Spawn, SpawnOptions, Stopping, TimerHandle,
     };
     pub use weft_io::{
-        connect_tcp, connect_tls, connect_unix, listen_tcp, listen_tls, listen_unix, Address,
-        CloseReason, Conn, ConnMsg, ConnOptions, ConnRef, ConnectOptions, ListenOptions, Protocol,
-        StopMode, UnixAddr,
+        connect_tcp, connect_unix, listen_tcp, listen_unix, Address, CloseReason, Conn, ConnMsg,
+        ConnOptions, ConnRef, ConnectOptions, ListenOptions, Protocol, StopMode, UnixAddr,
     };
+    #[cfg(feature = "tls")]
+    pub use weft_io::{connect_tls, listen_tls};
     pub use weft_runtime::{Handle, ManualClock, MissedTicks, Phase, Runtime};
 }
 

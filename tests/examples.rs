@@ -454,6 +454,7 @@ fn chat_delivers_every_line_to_readers_and_drops_only_a_client_that_never_reads(
     assert!(here.contains("alice"), "{here}");
 }
 
+#[cfg(feature = "tls")]
 #[test]
 fn tls_echo_talks_to_openssl_s_client_as_its_doc_says() {
     use std::process::Stdio;
@@ -490,6 +491,7 @@ fn tls_echo_talks_to_openssl_s_client_as_its_doc_says() {
 }
 
 /// The command an example prints after "talk to it with: ", as words.
+#[cfg(feature = "tls")]
 fn printed_command(example: &Example) -> Vec<String> {
     let line = recv(&example.lines);
     let (_, command) = line
@@ -498,6 +500,7 @@ fn printed_command(example: &Example) -> Vec<String> {
     command.split_whitespace().map(String::from).collect()
 }
 
+#[cfg(feature = "tls")]
 fn run_bounded(words: &[String]) -> (bool, String, String) {
     use std::process::Stdio;
     wait_output(spawn_guarded(
@@ -509,6 +512,7 @@ fn run_bounded(words: &[String]) -> (bool, String, String) {
     ))
 }
 
+#[cfg(feature = "tls")]
 #[test]
 fn https_hello_answers_curl_over_alpn_http_1_1_as_its_doc_says() {
     let mut server = Example::start("https_hello", &["127.0.0.1:0"]);
@@ -575,6 +579,7 @@ fn stdout_lines(child: &mut ChildGuard) -> mpsc::Receiver<String> {
     rx
 }
 
+#[cfg(feature = "tls")]
 #[test]
 fn starttls_upgrades_for_openssl_s_client_as_its_doc_says() {
     use std::process::Stdio;
@@ -606,6 +611,7 @@ fn starttls_upgrades_for_openssl_s_client_as_its_doc_says() {
 }
 
 /// Reads one CRLF-terminated reply line (bounded by the socket timeout).
+#[cfg(feature = "tls")]
 fn reply_line(s: &mut impl Read) -> String {
     let mut line = Vec::new();
     let mut b = [0u8; 1];
@@ -616,6 +622,7 @@ fn reply_line(s: &mut impl Read) -> String {
     String::from_utf8(line).unwrap()
 }
 
+#[cfg(feature = "tls")]
 #[test]
 fn starttls_refuses_before_the_upgrade_and_feeds_pipelined_bytes_to_tls() {
     use weft::io::tls::{rustls, TlsClientBuilder};
@@ -1084,9 +1091,13 @@ fn every_example_has_help_and_a_one_line_usage_error() {
         .collect();
     names.sort();
     assert!(names.len() >= 20, "{names:?}");
-    // Examples that need the `process` feature are not built without it.
+    // Examples that need an optional feature are not built without it.
     const NEED_PROCESS: [&str; 4] = ["fd_pass", "proc_supervisor", "pty_session", "run_command"];
-    let built = |name: &str| cfg!(feature = "process") || !NEED_PROCESS.contains(&name);
+    const NEED_TLS: [&str; 3] = ["https_hello", "starttls", "tls_echo"];
+    let built = |name: &str| {
+        (cfg!(feature = "process") || !NEED_PROCESS.contains(&name))
+            && (cfg!(feature = "tls") || !NEED_TLS.contains(&name))
+    };
     names.retain(|n| built(n));
     for name in &names {
         let (code, out, err) = run_example(name, &["--help"], b"");

@@ -6,6 +6,7 @@
 //! versus truncation, a panic in the handshake callback, certificate
 //! reload, a 100 MB flood into a slow protocol and a peer that never
 //! reads (memory stays bounded, nothing is lost). (Real peers, `openssl` and `curl`, are in `tls_peers.rs`.)
+#![cfg(feature = "tls")]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! `http/1.1`) and Python's `ssl` module (TLS 1.2 resumption) talking to
 //! weft's `listen_tls`. The tools are on the machine image; `.ci/run`
 //! installs them where they are missing.
+#![cfg(feature = "tls")]
 
 mod common;
 

@@ -20,13 +20,25 @@ use weft_runtime::mio::net::TcpStream;
 use weft_runtime::mio::Interest;
 use weft_runtime::{Handle, Readiness};
 
+#[cfg(feature = "tls")]
 use rustls::ClientConfig;
+#[cfg(feature = "tls")]
 use rustls_pki_types::ServerName;
 
 use crate::addr::{Address, UnixAddr};
-use crate::conn::{ConnMsg, ConnOptions, ConnRef, Connection, Core, Event, Handshake, Phase};
+#[cfg(feature = "tls")]
+use crate::conn::Handshake;
+use crate::conn::{ConnMsg, ConnOptions, ConnRef, Connection, Core, Event, Phase};
 use crate::protocol::Protocol;
+#[cfg(feature = "tls")]
 use crate::tls::layer::TlsLayer;
+
+/// What `connect_tls` hands the connecting phase: the client
+/// configuration and the name to verify (nothing without the feature).
+#[cfg(feature = "tls")]
+type ClientTls = (Arc<ClientConfig>, ServerName<'static>);
+#[cfg(not(feature = "tls"))]
+type ClientTls = std::convert::Infallible;
 use crate::transport::Transport;
 use crate::unix::UnixIo;
 
@@ -228,6 +240,7 @@ pub enum ConnectError {
     },
     /// The TLS handshake failed (`connect_tls`): an untrusted, expired or
     /// wrong-name certificate, the server's alert, no common protocol.
+    #[cfg(feature = "tls")]
     #[error("TLS handshake with {addr:?} failed: {error}")]
     Tls {
         /// The server's address.
@@ -278,7 +291,7 @@ pub(crate) struct ConnectState<P: Protocol> {
     /// Protocol messages that arrived before the connection opened.
     pub(crate) held: Vec<P::Msg>,
     /// `connect_tls`: the handshake to run once connected.
-    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    tls: Option<ClientTls>,
 }
 
 /// A connection being made. `wait` for it from a plain thread, or have
@@ -392,6 +405,7 @@ pub fn connect_tcp<P: Protocol>(
 /// let conn = connect_tls(rt.handle(), "localhost:8443", ConnectOptions::new(), config, Get)
 ///     .wait(Duration::from_secs(5));
 /// ```
+#[cfg(feature = "tls")]
 pub fn connect_tls<P: Protocol>(
     handle: &Handle,
     target: impl Into<Target>,
@@ -441,7 +455,7 @@ fn spawn_connecting<P: Protocol>(
     handle: &Handle,
     target: Target,
     options: ConnectOptions,
-    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    tls: Option<ClientTls>,
     protocol: P,
 ) -> Connecting<P> {
     spawn_connecting_with(handle, Some(target), None, options, tls, protocol)
@@ -452,7 +466,7 @@ fn spawn_connecting_with<P: Protocol>(
     target: Option<Target>,
     unix: Option<UnixAddr>,
     options: ConnectOptions,
-    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    tls: Option<ClientTls>,
     protocol: P,
 ) -> Connecting<P> {
     let (reply, pending) = reply_slot();
@@ -681,8 +695,13 @@ impl<P: Protocol> Connection<P> {
             return Ok(());
         }
         let mut state = self.take_connect_state().expect("checked above");
+        #[cfg(feature = "tls")]
         if let Some((config, name)) = state.tls.take() {
             return self.start_client_handshake(*state, config, name, addr, r, ctx);
+        }
+        #[cfg(not(feature = "tls"))]
+        if let Some(never) = state.tls.take() {
+            match never {}
         }
         if let Some(timer) = state.timer.take() {
             timer.cancel();
@@ -710,6 +729,7 @@ impl<P: Protocol> Connection<P> {
 
     /// `connect_tls`, connected: the handshake runs before the protocol
     /// is called (the connect timeout still bounds it).
+    #[cfg(feature = "tls")]
     fn start_client_handshake(
         &mut self,
         mut state: ConnectState<P>,

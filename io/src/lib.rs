@@ -24,6 +24,12 @@
 //! window then slows the peer); writes are buffered with high and low
 //! watermarks that pause and resume the protocol (by default, its
 //! reading), and a hard limit refuses writes past it with an error.
+//!
+//! Features (both on by default): `tls` (rustls: [`tls`], `listen_tls`,
+//! `connect_tls`, `Conn::start_tls`, `Protocol::tls_ready`,
+//! `CloseReason::Tls`, `ConnectError::Tls`) and `process` (child
+//! processes: `process`). Without `tls`, rustls and ring are not built
+//! and the connection carries no TLS code.
 
 #![deny(missing_docs)]
 
@@ -39,6 +45,7 @@ mod memory;
 pub mod process;
 mod protocol;
 mod stats;
+#[cfg(feature = "tls")]
 pub mod tls;
 mod transport;
 pub mod unix;
@@ -49,13 +56,15 @@ use std::sync::Arc;
 pub use addr::{Address, UnixAddr};
 pub use adopt::{adopt_listener, adopt_stream, AdoptError};
 pub use conn::{Conn, ConnMsg, ConnOptions, ConnRef, Connection, WriteError};
-pub use connect::{
-    connect_tcp, connect_tls, ConnectError, ConnectOptions, Connecting, Resolver, Target,
-};
+#[cfg(feature = "tls")]
+pub use connect::connect_tls;
+pub use connect::{connect_tcp, ConnectError, ConnectOptions, Connecting, Resolver, Target};
 pub use listener::{
-    listen_tcp, listen_tls, ListenError, ListenOptions, Listener, ListenerInfo, ListenerMsg,
-    ListenerStats, Listening, StopMode, TlsConfigSlot,
+    listen_tcp, ListenError, ListenOptions, Listener, ListenerInfo, ListenerMsg, ListenerStats,
+    Listening, StopMode,
 };
+#[cfg(feature = "tls")]
+pub use listener::{listen_tls, TlsConfigSlot};
 pub use memory::{MemoryClose, MemoryPeer, MEMORY_LOCAL_ADDR, MEMORY_PEER_ADDR};
 pub use protocol::{CloseReason, Protocol};
 pub use stats::listeners;

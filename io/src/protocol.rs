@@ -10,6 +10,7 @@ use std::os::fd::OwnedFd;
 use weft_actors::{ActorResult, ExitReason};
 
 use crate::conn::Conn;
+#[cfg(feature = "tls")]
 use crate::tls::{TlsError, TlsInfo};
 
 /// The behaviour of one connection, run inside its own connection actor:
@@ -50,6 +51,7 @@ pub trait Protocol: Send + Sized + 'static {
     /// [`Conn::start_tls`](crate::Conn::start_tls), when the upgrade is
     /// done. Returning `Err` (say, a client certificate this protocol does
     /// not accept) ends the connection. The default does nothing.
+    #[cfg(feature = "tls")]
     fn tls_ready(&mut self, conn: &mut Conn<'_, '_, Self>, info: &TlsInfo) -> ActorResult {
         let _ = (conn, info);
         Ok(())
@@ -164,6 +166,7 @@ pub enum CloseReason {
     Error(io::ErrorKind, String),
     /// TLS failed: the peer's alert, or a record or certificate rustls
     /// refused (after `start_tls`, or after the handshake).
+    #[cfg(feature = "tls")]
     Tls(TlsError),
     /// The peer ended a TLS connection without close_notify: what it sent
     /// may have been cut short (an attacker can forge a FIN).
@@ -197,6 +200,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Aborted => f.write_str("aborted"),
             CloseReason::Shutdown => f.write_str("shut down"),
             CloseReason::Error(_, msg) => write!(f, "I/O error: {msg}"),
+            #[cfg(feature = "tls")]
             CloseReason::Tls(e) => write!(f, "TLS error: {e}"),
             CloseReason::Truncated => {
                 f.write_str("the peer closed without TLS close_notify (possible truncation)")

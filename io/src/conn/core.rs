@@ -19,8 +19,11 @@ use std::time::Duration;
 use weft_runtime::IoToken;
 
 use super::options::{ConnOptions, WriteError};
+#[cfg(not(feature = "tls"))]
+use super::TlsLayer;
 use crate::protocol::CloseReason;
 use crate::stats::Shared;
+#[cfg(feature = "tls")]
 use crate::tls::layer::TlsLayer;
 use crate::transport::Transport;
 
@@ -153,6 +156,7 @@ impl Core {
     }
 
     /// Runs TLS over the transport from the start.
+    #[cfg(feature = "tls")]
     pub(crate) fn with_tls(mut self, layer: TlsLayer) -> Self {
         self.tls = Some(Box::new(layer));
         self

@@ -59,6 +59,7 @@ pub(crate) enum Event<M> {
     /// Settle again (a pull producer had more rounds than one turn gives).
     Settle,
     /// The TLS handshake did not complete within its timeout.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     HandshakeTimeout,
 }
 

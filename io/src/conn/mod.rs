@@ -37,14 +37,20 @@ use crate::transport::Transport;
 
 mod core;
 mod handle;
+#[cfg(not(feature = "tls"))]
+mod no_tls;
 mod options;
+#[cfg(feature = "tls")]
 mod tls;
 
 use self::core::Closing;
 pub(crate) use self::core::Core;
 pub(crate) use handle::Event;
 pub use handle::{Conn, ConnMsg, ConnRef};
+#[cfg(not(feature = "tls"))]
+pub(crate) use no_tls::{Handshake, TlsLayer};
 pub use options::{ConnOptions, WriteError};
+#[cfg(feature = "tls")]
 pub(crate) use tls::Handshake;
 
 /// Protocol callbacks (paused, resumed, drained) one `settle` makes at
@@ -84,7 +90,9 @@ pub(crate) enum Phase<P: Protocol> {
     /// `connect_tcp` has not opened it yet (see `connect.rs`).
     Connecting(Box<ConnectState<P>>),
     /// Connected, with the TLS handshake of `listen_tls` or `connect_tls`
-    /// under way: the protocol is not called yet (see `tls.rs`).
+    /// under way: the protocol is not called yet (see `tls.rs`). Never
+    /// without the `tls` feature.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Handshaking(Box<Handshake<P>>),
     /// Open (or closed and stopping): the protocol runs.
     Open,
@@ -448,6 +456,7 @@ impl<P: Protocol> Connection<P> {
             // The protocol was never connected: it is not told `closed`.
             let addr = self.handshake_peer();
             let error = match reason {
+                #[cfg(feature = "tls")]
                 CloseReason::Tls(error) => ConnectError::Tls { addr, error },
                 CloseReason::Aborted | CloseReason::Shutdown => ConnectError::Aborted,
                 other => ConnectError::Io {

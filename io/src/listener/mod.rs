@@ -40,11 +40,15 @@ use weft_runtime::mio::Interest;
 use weft_runtime::{Handle, IoToken, Readiness};
 use weft_supervisor::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 
+#[cfg(feature = "tls")]
 use rustls::ServerConfig;
 
 use crate::addr::{Address, UnixAddr};
-use crate::conn::{Connection, Core, Handshake, Phase};
+use crate::conn::{Connection, Core};
+#[cfg(feature = "tls")]
+use crate::conn::{Handshake, Phase};
 use crate::protocol::Protocol;
+#[cfg(feature = "tls")]
 use crate::tls::layer::TlsLayer;
 use crate::transport::Transport;
 use crate::unix::{SocketFile, UnixIo};
@@ -111,7 +115,20 @@ pub(crate) type Factory<P> = Arc<dyn Fn() -> P + Send + Sync>;
 /// A TLS listener's server configuration, swapped by
 /// [`Listening::set_tls_config`]: each accepted connection takes the one
 /// in force when it is accepted.
+#[cfg(feature = "tls")]
 pub(crate) type TlsConfigCell = Arc<parking_lot::RwLock<Arc<ServerConfig>>>;
+/// Without the `tls` feature no listener has a TLS configuration (an
+/// empty enum: no value, and no `Copy`, so the code that clones a real
+/// cell is the same).
+#[cfg(not(feature = "tls"))]
+pub(crate) enum TlsConfigCell {}
+
+#[cfg(not(feature = "tls"))]
+impl Clone for TlsConfigCell {
+    fn clone(&self) -> Self {
+        match *self {}
+    }
+}
 
 /// A TLS listener's server configuration, shared by the listener (or
 /// every restart of it in a supervision tree) and whoever renews its
@@ -150,8 +167,10 @@ pub(crate) type TlsConfigCell = Arc<parking_lot::RwLock<Arc<ServerConfig>>>;
 /// slot.set(load());
 /// ```
 #[derive(Clone)]
+#[cfg(feature = "tls")]
 pub struct TlsConfigSlot(TlsConfigCell);
 
+#[cfg(feature = "tls")]
 impl TlsConfigSlot {
     /// A slot holding `config`.
     pub fn new(config: Arc<ServerConfig>) -> Self {
@@ -170,12 +189,14 @@ impl TlsConfigSlot {
     }
 }
 
+#[cfg(feature = "tls")]
 impl From<Arc<ServerConfig>> for TlsConfigSlot {
     fn from(config: Arc<ServerConfig>) -> Self {
         TlsConfigSlot::new(config)
     }
 }
 
+#[cfg(feature = "tls")]
 impl std::fmt::Debug for TlsConfigSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsConfigSlot").finish_non_exhaustive()
@@ -267,6 +288,7 @@ impl<P: Protocol> Listener<P> {
     /// connection completes a handshake with the slot's configuration of
     /// the moment before `factory()`'s protocol runs. It binds when it
     /// starts.
+    #[cfg(feature = "tls")]
     pub fn new_tls(
         addr: SocketAddr,
         options: ListenOptions,
@@ -482,6 +504,9 @@ impl<P: Protocol> Actor for Listener<P> {
             let Some(tls) = &tls else {
                 return Connection::new(factory(), core);
             };
+            #[cfg(not(feature = "tls"))]
+            match *tls {}
+            #[cfg(feature = "tls")]
             match TlsLayer::server(tls.read().clone()) {
                 Ok(layer) => {
                     let mut conn = Connection::new(factory(), core.with_tls(layer));
@@ -556,6 +581,7 @@ pub struct Listening<P: Protocol, A = SocketAddr> {
     addrs: Vec<Addr<Listener<P>>>,
     info: ListenerInfo,
     local: A,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     tls: Option<TlsConfigCell>,
 }
 
@@ -601,6 +627,7 @@ impl<P: Protocol, A: Clone> Listening<P, A> {
     /// certificate) without a restart. Handshakes that start from now on
     /// use `config`; open connections keep theirs. False for a plaintext
     /// listener.
+    #[cfg(feature = "tls")]
     pub fn set_tls_config(&self, config: Arc<ServerConfig>) -> bool {
         match &self.tls {
             Some(cell) => {
@@ -676,6 +703,7 @@ pub fn listen_tcp<P: Protocol>(
 ///                            ListenOptions::new(), config, || Echo).unwrap();
 /// rt.run().unwrap();
 /// ```
+#[cfg(feature = "tls")]
 pub fn listen_tls<P: Protocol>(
     handle: &Handle,
     addr: SocketAddr,
