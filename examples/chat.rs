@@ -2,7 +2,8 @@
 //! actor broadcasts each line to everybody else.
 //!
 //! Run:   cargo run --release --example chat -- [ADDR]      (default 127.0.0.1:7002)
-//! Talk:  nc 127.0.0.1 7002      (in two or more terminals; `/nick NAME`
+//! Talk:  cargo run --release --example client -- 127.0.0.1:7002
+//!        (or `nc 127.0.0.1 7002`; in two or more terminals; `/nick NAME`
 //!        renames you, `/who` lists who is here, `/quit` leaves)
 //! Stop:  Ctrl-C (or SIGTERM).
 //!

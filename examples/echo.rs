@@ -2,7 +2,8 @@
 //! main demo.
 //!
 //! Run:   cargo run --release --example echo -- [ADDR]      (default 127.0.0.1:7000)
-//! Talk:  nc 127.0.0.1 7000      (type a line; it comes back)
+//! Talk:  cargo run --release --example client      (or `nc 127.0.0.1 7000`;
+//!        type a line; it comes back)
 //! Stop:  Ctrl-C (or SIGTERM): the listener stops accepting, every
 //!        connection flushes what it owes and closes, then the program
 //!        prints its counters and exits.

@@ -6,7 +6,8 @@
 //!
 //! Run:   cargo run --release --example fd_pass -- [ADDR] [WORKERS]
 //!        (default 127.0.0.1:7003 and 2 workers)
-//! Talk:  nc 127.0.0.1 7003      (several times: "served by worker PID"
+//! Talk:  cargo run --release --example client -- 127.0.0.1:7003
+//!        (or `nc 127.0.0.1 7003`; several times: "served by worker PID"
 //!        alternates between the workers; lines come back)
 //! Stop:  Ctrl-C (or SIGTERM): the parent stops, its workers are killed
 //!        with it (they are its child process actors).

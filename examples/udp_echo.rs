@@ -2,7 +2,8 @@
 //!
 //! Run:   cargo run --release --example udp_echo -- [ADDR] [--batch]
 //!        (default 127.0.0.1:7005)
-//! Talk:  nc -u 127.0.0.1 7005      (each line you type is one datagram;
+//! Talk:  cargo run --release --example client -- --udp 127.0.0.1:7005
+//!        (or `nc -u 127.0.0.1 7005`; each line you type is one datagram;
 //!        it comes back)
 //! Stop:  Ctrl-C (or SIGTERM); it prints its counters.
 //!

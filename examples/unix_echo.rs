@@ -5,7 +5,8 @@
 //!        (default /tmp/weft-echo.sock; `@name` is a Linux abstract
 //!        name; MODE is the socket file's octal mode, default 600;
 //!        `--quiet` leaves out the greeting, for the benchmark)
-//! Talk:  nc -U /tmp/weft-echo.sock      (a greeting, then every line
+//! Talk:  cargo run --release --example client -- --unix /tmp/weft-echo.sock
+//!        (or `nc -U /tmp/weft-echo.sock`; a greeting, then every line
 //!        you type comes back)
 //! Stop:  Ctrl-C (or SIGTERM): the listener closes and removes the
 //!        socket file, the connections flush and close.
