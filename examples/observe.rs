@@ -31,8 +31,7 @@ use weft::actors::observe;
 use weft::io::ListenerStats;
 use weft::prelude::*;
 use weft::supervisor::{
-    Application, ChildInfo, ChildSpec, Intensity, Strategy, Supervisor, SupervisorMsg,
-    SupervisorSpec,
+    tree_dump_with, Application, ChildSpec, Intensity, Strategy, Supervisor, SupervisorSpec,
 };
 use weft::WorkerMetrics;
 
@@ -426,41 +425,14 @@ fn stats_text(handle: &Handle) -> String {
 /// The supervision tree under `root`, asked supervisor by supervisor
 /// (each answers within a second), with each running child's mailbox.
 fn sup_text(handle: &Handle, root: &Addr<Supervisor>) -> String {
-    let mut out = format!("supervisor #{} (root)\n", root.id().0);
-    sup_walk(handle, root, 1, &mut out);
-    out
-}
-
-fn sup_walk(handle: &Handle, sup: &Addr<Supervisor>, depth: usize, out: &mut String) {
-    let children: Vec<ChildInfo> =
-        match sup.ask_wait(SupervisorMsg::WhichChildren, Duration::from_secs(1)) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = writeln!(out, "{}<no answer: {e}>", "  ".repeat(depth));
-                return;
-            }
-        };
-    for child in children {
-        let running = child
+    tree_dump_with(root, Duration::from_secs(1), |child| {
+        child
             .addr
             .as_ref()
             .and_then(|a| observe::actor(handle, a.id()))
             .map(|info| actor_line(&info))
-            .unwrap_or_else(|| "not running".into());
-        let _ = writeln!(
-            out,
-            "{}{} [{:?}, {:?}, restarts {}] {}",
-            "  ".repeat(depth),
-            child.id,
-            child.kind,
-            child.restart,
-            child.restarts,
-            running
-        );
-        if let Some(nested) = &child.supervisor {
-            sup_walk(handle, nested, depth + 1, out);
-        }
-    }
+            .unwrap_or_else(|| "not running".into())
+    })
 }
 
 fn main() -> ExitCode {

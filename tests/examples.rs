@@ -1007,35 +1007,8 @@ fn run_example(name: &str, args: &[&str], input: &[u8]) -> (Option<i32>, String,
     std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let pid = child.id();
-    let out = chunks(&mut child);
-    let mut err_pipe = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let mut stdout = Vec::new();
-    loop {
-        let chunk = recv(&out);
-        if chunk.is_empty() {
-            break;
-        }
-        stdout.extend_from_slice(&chunk);
-    }
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "{name} (pid {pid}) did not exit");
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    (
-        status.code(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        err.join().unwrap_or_default(),
-    )
+    let (status, out, err) = collect(child);
+    (status.code(), out, err)
 }
 
 #[test]

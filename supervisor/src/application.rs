@@ -177,12 +177,34 @@ impl Application {
 /// assert!(text.contains("idle [Worker, Permanent, restarts 0]"), "{text}");
 /// ```
 pub fn tree_dump(root: &Addr<Supervisor>, timeout: Duration) -> String {
+    tree_dump_with(root, timeout, |child| match &child.addr {
+        Some(addr) => addr.describe(),
+        None => "not running".to_string(),
+    })
+}
+
+/// [`tree_dump`] with each child's last column written by `describe` (its
+/// mailbox from the live view, say): one line per child, `id [kind,
+/// restart type, restarts N] <describe(child)>`, nested supervisors
+/// indented, a supervisor that does not answer within `timeout` shown as
+/// `<no answer: ...>`. From a plain thread (or the blocking pool).
+pub fn tree_dump_with(
+    root: &Addr<Supervisor>,
+    timeout: Duration,
+    mut describe: impl FnMut(&ChildInfo) -> String,
+) -> String {
     let mut out = format!("{} (root)\n", weft_actors::AnyAddr::from(root).describe());
-    dump_into(root, 1, timeout, &mut out);
+    dump_into(root, 1, timeout, &mut describe, &mut out);
     out
 }
 
-fn dump_into(sup: &Addr<Supervisor>, depth: usize, timeout: Duration, out: &mut String) {
+fn dump_into(
+    sup: &Addr<Supervisor>,
+    depth: usize,
+    timeout: Duration,
+    describe: &mut dyn FnMut(&ChildInfo) -> String,
+    out: &mut String,
+) {
     let children: Vec<ChildInfo> = match sup.ask_wait(SupervisorMsg::WhichChildren, timeout) {
         Ok(c) => c,
         Err(e) => {
@@ -191,10 +213,6 @@ fn dump_into(sup: &Addr<Supervisor>, depth: usize, timeout: Duration, out: &mut 
         }
     };
     for child in children {
-        let state = match &child.addr {
-            Some(addr) => addr.describe(),
-            None => "not running".to_string(),
-        };
         let _ = writeln!(
             out,
             "{}{} [{:?}, {:?}, restarts {}] {}",
@@ -203,10 +221,10 @@ fn dump_into(sup: &Addr<Supervisor>, depth: usize, timeout: Duration, out: &mut 
             child.kind,
             child.restart,
             child.restarts,
-            state
+            describe(&child)
         );
         if let Some(nested) = &child.supervisor {
-            dump_into(nested, depth + 1, timeout, out);
+            dump_into(nested, depth + 1, timeout, describe, out);
         }
     }
 }

@@ -59,7 +59,7 @@ mod intensity;
 mod spec;
 mod supervisor;
 
-pub use application::{run_application, tree_dump, Application};
+pub use application::{run_application, tree_dump, tree_dump_with, Application};
 pub use dynamic::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 pub use intensity::{Backoff, BackoffState, Intensity, IntensityExceeded, RestartWindow};
 pub use spec::{ChildKind, Restart, Shutdown, Strategy};

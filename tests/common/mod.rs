@@ -198,7 +198,15 @@ pub fn chunks(child: &mut ChildGuard) -> mpsc::Receiver<Vec<u8>> {
 }
 
 /// Waits (bounded) for a guarded child; returns (success, stdout, stderr).
-pub fn wait_output(mut child: ChildGuard) -> (bool, String, String) {
+pub fn wait_output(child: ChildGuard) -> (bool, String, String) {
+    let (status, out, err) = collect(child);
+    (status.success(), out, err)
+}
+
+/// Reads a guarded child's stdout and stderr to their ends and waits for
+/// it to exit, all within `WAIT`; (exit status, stdout, stderr).
+pub fn collect(mut child: ChildGuard) -> (std::process::ExitStatus, String, String) {
+    let pid = child.id();
     let out = chunks(&mut child);
     let mut err_pipe = child.stderr.take().expect("stderr is piped");
     let err = std::thread::spawn(move || {
@@ -214,9 +222,19 @@ pub fn wait_output(mut child: ChildGuard) -> (bool, String, String) {
         }
         stdout.extend_from_slice(&chunk);
     }
-    let status = child.wait().unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child {pid} did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
     (
-        status.success(),
+        status,
         String::from_utf8_lossy(&stdout).into_owned(),
         err.join().unwrap_or_default(),
     )
