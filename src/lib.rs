@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 pub use weft_actors as actors;
+pub use weft_dist as dist;
 pub use weft_io as io;
 pub use weft_runtime as runtime;
 pub use weft_supervisor as supervisor;

@@ -1099,6 +1099,7 @@ fn every_example_has_help_and_a_one_line_usage_error() {
         ("unix_echo", &["/tmp/weft-usage-test.sock", "999"]),
         ("client", &["nope"]),
         ("observe", &["nope"]),
+        ("cluster_ping", &["a@b"]),
         ("client", &["--bogus"]),
         ("run_command", &[]),
         ("tour", &["extra"]),

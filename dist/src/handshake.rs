@@ -1,0 +1,309 @@
+//! The distribution handshake (version 6, OTP 23 and later) as a sans-IO
+//! state machine: bytes in, bytes out, never a blocking call, so it runs
+//! inside the connection actor. This is the accepting side (an `erl` node
+//! connecting to us); a peer whose digest does not match our cookie is an
+//! [`AuthError`] naming it.
+//!
+//! Owns: the handshake's wire format (2-byte lengths), the flags weft
+//! offers, the MD5 digests. Must not touch: sockets, or what follows the
+//! handshake (`conn.rs`).
+
+use md5::{Digest, Md5};
+
+/// A normal node that publishes its name.
+pub const DFLAG_PUBLISHED: u64 = 0x1;
+/// References with more than one id word.
+pub const DFLAG_EXTENDED_REFERENCES: u64 = 0x4;
+/// Process monitors across nodes.
+pub const DFLAG_DIST_MONITOR: u64 = 0x8;
+/// FUN_EXT.
+pub const DFLAG_FUN_TAGS: u64 = 0x10;
+/// NEW_FUN_EXT.
+pub const DFLAG_NEW_FUN_TAGS: u64 = 0x80;
+/// Pids and ports with a 32-bit creation.
+pub const DFLAG_EXTENDED_PIDS_PORTS: u64 = 0x100;
+/// EXPORT_EXT.
+pub const DFLAG_EXPORT_PTR_TAG: u64 = 0x200;
+/// Bit strings.
+pub const DFLAG_BIT_BINARIES: u64 = 0x400;
+/// NEW_FLOAT_EXT.
+pub const DFLAG_NEW_FLOATS: u64 = 0x800;
+/// UTF-8 atoms.
+pub const DFLAG_UTF8_ATOMS: u64 = 0x10000;
+/// Maps.
+pub const DFLAG_MAP_TAG: u64 = 0x20000;
+/// 32-bit creations.
+pub const DFLAG_BIG_CREATION: u64 = 0x40000;
+/// The version 6 handshake.
+pub const DFLAG_HANDSHAKE_23: u64 = 0x100_0000;
+/// The unlink protocol with ids.
+pub const DFLAG_UNLINK_ID: u64 = 0x200_0000;
+/// Pids and references in their version 4 forms.
+pub const DFLAG_V4_NC: u64 = 1 << 34;
+
+/// What weft offers: what OTP 25 and 26 require, and monitors.
+pub const FLAGS: u64 = DFLAG_PUBLISHED
+    | DFLAG_EXTENDED_REFERENCES
+    | DFLAG_DIST_MONITOR
+    | DFLAG_FUN_TAGS
+    | DFLAG_NEW_FUN_TAGS
+    | DFLAG_EXTENDED_PIDS_PORTS
+    | DFLAG_EXPORT_PTR_TAG
+    | DFLAG_BIT_BINARIES
+    | DFLAG_NEW_FLOATS
+    | DFLAG_UTF8_ATOMS
+    | DFLAG_MAP_TAG
+    | DFLAG_BIG_CREATION
+    | DFLAG_HANDSHAKE_23
+    | DFLAG_UNLINK_ID
+    | DFLAG_V4_NC;
+
+/// Why a handshake failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The peer's digest does not match our cookie (a different cookie).
+    #[error("node {peer} failed authentication: its cookie is not ours")]
+    WrongCookie {
+        /// The peer's node name.
+        peer: String,
+    },
+    /// The peer lacks a capability weft needs.
+    #[error("node {peer} lacks the distribution flags weft needs ({missing:#x})")]
+    MissingFlags {
+        /// The peer's node name.
+        peer: String,
+        /// The flags it did not offer.
+        missing: u64,
+    },
+    /// Bytes that are not the handshake.
+    #[error("not a distribution handshake: {0}")]
+    Protocol(String),
+}
+
+/// The flags a peer must offer (the ones whose absence changes encoding).
+const REQUIRED: u64 = DFLAG_EXTENDED_REFERENCES
+    | DFLAG_EXTENDED_PIDS_PORTS
+    | DFLAG_UTF8_ATOMS
+    | DFLAG_NEW_FLOATS
+    | DFLAG_MAP_TAG
+    | DFLAG_BIG_CREATION
+    | DFLAG_HANDSHAKE_23;
+
+/// MD5 of the cookie followed by the challenge in decimal.
+pub fn digest(cookie: &str, challenge: u32) -> [u8; 16] {
+    let mut h = Md5::new();
+    h.update(cookie.as_bytes());
+    h.update(challenge.to_string().as_bytes());
+    h.finalize().into()
+}
+
+/// The accepting side's state.
+#[derive(Debug)]
+pub struct Accepting {
+    me: String,
+    cookie: String,
+    creation: u32,
+    challenge: u32,
+    step: Step,
+}
+
+#[derive(Debug)]
+enum Step {
+    Name,
+    Reply { peer: String, flags: u64 },
+    Done,
+}
+
+/// What the handshake did with the bytes it was fed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Needs more bytes.
+    More,
+    /// Connected with `peer`, which offered `flags`.
+    Done {
+        /// The peer's node name.
+        peer: String,
+        /// The flags it offered.
+        flags: u64,
+    },
+}
+
+impl Accepting {
+    /// Our node name, cookie and creation; `challenge` is ours (random).
+    pub fn new(me: &str, cookie: &str, creation: u32, challenge: u32) -> Self {
+        Accepting {
+            me: me.to_string(),
+            cookie: cookie.to_string(),
+            creation,
+            challenge,
+            step: Step::Name,
+        }
+    }
+
+    /// Feeds the bytes in `input` (consumed from the front as messages
+    /// complete); what to send goes to `out`.
+    pub fn feed(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<Progress, AuthError> {
+        loop {
+            let Some(msg) = take_message(input) else {
+                return Ok(Progress::More);
+            };
+            match std::mem::replace(&mut self.step, Step::Done) {
+                Step::Name => {
+                    let (peer, flags) = parse_name(&msg)?;
+                    let missing = REQUIRED & !flags;
+                    if missing != 0 {
+                        frame(out, b"snot_allowed");
+                        return Err(AuthError::MissingFlags { peer, missing });
+                    }
+                    frame(out, b"sok");
+                    let mut challenge = vec![b'N'];
+                    challenge.extend_from_slice(&FLAGS.to_be_bytes());
+                    challenge.extend_from_slice(&self.challenge.to_be_bytes());
+                    challenge.extend_from_slice(&self.creation.to_be_bytes());
+                    challenge.extend_from_slice(&(self.me.len() as u16).to_be_bytes());
+                    challenge.extend_from_slice(self.me.as_bytes());
+                    frame(out, &challenge);
+                    self.step = Step::Reply { peer, flags };
+                }
+                Step::Reply { peer, flags } => {
+                    if msg.len() != 21 || msg[0] != b'r' {
+                        return Err(AuthError::Protocol(format!(
+                            "expected a challenge reply from {peer}, got {} bytes",
+                            msg.len()
+                        )));
+                    }
+                    let theirs = u32::from_be_bytes([msg[1], msg[2], msg[3], msg[4]]);
+                    if msg[5..21] != digest(&self.cookie, self.challenge) {
+                        return Err(AuthError::WrongCookie { peer });
+                    }
+                    let mut ack = vec![b'a'];
+                    ack.extend_from_slice(&digest(&self.cookie, theirs));
+                    frame(out, &ack);
+                    return Ok(Progress::Done { peer, flags });
+                }
+                Step::Done => {
+                    return Err(AuthError::Protocol("handshake already done".into()));
+                }
+            }
+        }
+    }
+}
+
+/// `send_name`: `'N' flags:8 creation:4 len:2 name` (version 6) or
+/// `'n' version:2 flags:4 name` (an older peer, refused later by flags).
+fn parse_name(msg: &[u8]) -> Result<(String, u64), AuthError> {
+    let bad = || AuthError::Protocol(format!("a malformed send_name of {} bytes", msg.len()));
+    match msg.first() {
+        Some(b'N') if msg.len() >= 15 => {
+            let flags = u64::from_be_bytes(msg[1..9].try_into().map_err(|_| bad())?);
+            let len = u16::from_be_bytes([msg[13], msg[14]]) as usize;
+            let name = msg.get(15..15 + len).ok_or_else(bad)?;
+            Ok((String::from_utf8_lossy(name).into_owned(), flags))
+        }
+        Some(b'n') if msg.len() >= 7 => {
+            let flags = u64::from(u32::from_be_bytes(msg[3..7].try_into().map_err(|_| bad())?));
+            Ok((String::from_utf8_lossy(&msg[7..]).into_owned(), flags))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// One 2-byte-length message from the front of `input`, if complete.
+fn take_message(input: &mut Vec<u8>) -> Option<Vec<u8>> {
+    if input.len() < 2 {
+        return None;
+    }
+    let len = u16::from_be_bytes([input[0], input[1]]) as usize;
+    if input.len() < 2 + len {
+        return None;
+    }
+    let msg = input[2..2 + len].to_vec();
+    input.drain(..2 + len);
+    Some(msg)
+}
+
+fn frame(out: &mut Vec<u8>, msg: &[u8]) {
+    out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    out.extend_from_slice(msg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connecting peer's side, written from the protocol description.
+    fn send_name(name: &str, flags: u64) -> Vec<u8> {
+        let mut m = vec![b'N'];
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&7u32.to_be_bytes());
+        m.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        m.extend_from_slice(name.as_bytes());
+        let mut out = Vec::new();
+        frame(&mut out, &m);
+        out
+    }
+
+    #[test]
+    fn a_peer_with_our_cookie_completes_and_one_without_is_named() {
+        for (cookie, ok) in [("secret", true), ("wrong", false)] {
+            let mut acc = Accepting::new("weft@127.0.0.1", "secret", 3, 12345);
+            let mut input = send_name("erl@127.0.0.1", FLAGS);
+            let mut out = Vec::new();
+            assert_eq!(acc.feed(&mut input, &mut out), Ok(Progress::More));
+            let status = take_message(&mut out).unwrap();
+            assert_eq!(status, b"sok");
+            let challenge = take_message(&mut out).unwrap();
+            assert_eq!(challenge[0], b'N');
+            let ours = u32::from_be_bytes(challenge[9..13].try_into().unwrap());
+            assert_eq!(ours, 12345);
+            let mut reply = vec![b'r'];
+            reply.extend_from_slice(&999u32.to_be_bytes());
+            reply.extend_from_slice(&digest(cookie, ours));
+            let mut input = Vec::new();
+            frame(&mut input, &reply);
+            let result = acc.feed(&mut input, &mut out);
+            if ok {
+                assert_eq!(
+                    result,
+                    Ok(Progress::Done {
+                        peer: "erl@127.0.0.1".into(),
+                        flags: FLAGS
+                    })
+                );
+                let ack = take_message(&mut out).unwrap();
+                assert_eq!(&ack[1..], &digest("secret", 999));
+            } else {
+                assert_eq!(
+                    result,
+                    Err(AuthError::WrongCookie {
+                        peer: "erl@127.0.0.1".into()
+                    })
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_peer_without_the_required_flags_is_refused() {
+        let mut acc = Accepting::new("weft@h", "c", 1, 1);
+        let mut input = send_name("old@h", DFLAG_PUBLISHED);
+        let mut out = Vec::new();
+        assert!(matches!(
+            acc.feed(&mut input, &mut out),
+            Err(AuthError::MissingFlags { .. })
+        ));
+        assert_eq!(take_message(&mut out).unwrap(), b"snot_allowed");
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error_not_a_panic() {
+        let mut acc = Accepting::new("weft@h", "c", 1, 1);
+        let mut input = vec![0, 3, b'x', b'y', b'z'];
+        let mut out = Vec::new();
+        assert!(matches!(
+            acc.feed(&mut input, &mut out),
+            Err(AuthError::Protocol(_))
+        ));
+    }
+}
