@@ -226,3 +226,89 @@ fn cluster_ping_answers_ping_and_echo_as_its_doc_says() {
     );
     assert_eq!(out.trim(), "hello");
 }
+
+/// A peer written from the protocol description, over a real socket:
+/// completes the handshake with `cookie`; the stream after it.
+fn fake_peer(port: u16, cookie: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    use weft::dist::handshake::{digest, FLAGS};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let name = b"fake@127.0.0.1";
+    let mut m = vec![b'N'];
+    m.extend_from_slice(&FLAGS.to_be_bytes());
+    m.extend_from_slice(&1u32.to_be_bytes());
+    m.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    m.extend_from_slice(name);
+    let frame = |m: &[u8]| {
+        let mut f = (m.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(m);
+        f
+    };
+    s.write_all(&frame(&m)).unwrap();
+    let read_msg = |s: &mut std::net::TcpStream| {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut m).unwrap();
+        m
+    };
+    assert_eq!(read_msg(&mut s), b"sok");
+    let challenge = read_msg(&mut s);
+    let theirs = u32::from_be_bytes(challenge[9..13].try_into().unwrap());
+    let mut reply = vec![b'r'];
+    reply.extend_from_slice(&77u32.to_be_bytes());
+    reply.extend_from_slice(&digest(cookie, theirs));
+    s.write_all(&frame(&reply)).unwrap();
+    let ack = read_msg(&mut s);
+    assert_eq!(&ack[1..], &digest(cookie, 77));
+    s
+}
+
+/// Ticks, on the manual clock: a peer that ticks stays past the tick
+/// time; one that goes silent is dropped after 60 s of silence; a
+/// connection that never completes the handshake is dropped after 10 s.
+#[test]
+fn a_silent_peer_is_dropped_after_the_tick_time_and_a_ticking_one_stays() {
+    use std::io::{Read, Write};
+    let epmd = Epmd::start();
+    let (rt, clock) = manual_runtime(2);
+    let node = node(&rt, &epmd, "weft_tick");
+    let mut peer = fake_peer(node.port(), "secret");
+    eventually("the peer is connected", || {
+        node.connected_nodes() == ["fake@127.0.0.1"]
+    });
+    // Ticking for two minutes of manual time: kept.
+    let mut tick = [0u8; 4];
+    for _ in 0..8 {
+        peer.write_all(&[0, 0, 0, 0]).unwrap();
+        // The write must land before the clock moves.
+        std::thread::sleep(Duration::from_millis(20));
+        clock.advance(Duration::from_secs(15));
+        peer.read_exact(&mut tick).unwrap();
+        assert_eq!(tick, [0, 0, 0, 0], "the node ticks");
+    }
+    assert_eq!(node.connected_nodes(), ["fake@127.0.0.1"]);
+    // Silent from now: dropped once 60 s pass without a byte from it.
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(15));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut rest = Vec::new();
+    let _ = peer.read_to_end(&mut rest); // EOF or reset: both mean dropped
+    eventually("the silent peer is forgotten", || {
+        node.connected_nodes().is_empty()
+    });
+
+    // A connection that never sends the handshake.
+    let mut mute = std::net::TcpStream::connect(("127.0.0.1", node.port())).unwrap();
+    mute.set_read_timeout(Some(WAIT)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    clock.advance(Duration::from_secs(11));
+    let mut buf = [0u8; 1];
+    match mute.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        Ok(n) => panic!("{n} bytes from a node that should have dropped us"),
+    }
+}

@@ -26,9 +26,14 @@ use weft_runtime::Handle;
 use crate::epmd::{self, Registration};
 use crate::handshake::{Accepting, AuthError, Progress};
 
-/// How often a connection sends a tick when nothing else went out (a
-/// quarter of OTP's default `net_ticktime` of 60 s).
+/// How often a connection sends a tick (a quarter of OTP's default
+/// `net_ticktime` of 60 s).
 const TICK: Duration = Duration::from_secs(15);
+/// A peer heard nothing from for this long (four ticks) is dropped, as
+/// `net_kernel` drops a node silent for `net_ticktime`.
+const SILENT: Duration = Duration::from_secs(60);
+/// How long an accepted connection may take to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The pass-through message tag (no atom cache).
 const PASS_THROUGH: u8 = 112;
@@ -314,13 +319,16 @@ fn challenge() -> u32 {
     h.finish() as u32
 }
 
-/// What a distribution connection is told by the node.
+/// What a distribution connection is told by the node (and by its own
+/// timers).
 #[derive(Debug)]
 pub enum Out {
     /// A packet to write.
     Packet(Vec<u8>),
-    /// Time to tick.
+    /// Time to tick (and to check the peer was heard from).
     Tick,
+    /// The handshake's time is up.
+    HandshakeTimeout,
 }
 
 enum State {
@@ -334,6 +342,8 @@ pub struct DistConn {
     shared: Arc<Shared>,
     input: Vec<u8>,
     state: State,
+    /// When the peer last sent anything, on the runtime's clock.
+    heard: Duration,
 }
 
 impl DistConn {
@@ -349,6 +359,7 @@ impl DistConn {
             shared,
             input: Vec::new(),
             state,
+            heard: Duration::ZERO,
         }
     }
 
@@ -517,7 +528,14 @@ impl DistConn {
 impl Protocol for DistConn {
     type Msg = Out;
 
+    fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
+        self.heard = conn.runtime().now();
+        conn.send_later(HANDSHAKE_TIMEOUT, Out::HandshakeTimeout);
+        Ok(())
+    }
+
     fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
+        self.heard = conn.runtime().now();
         self.input.extend_from_slice(data);
         match self.state {
             State::Handshake(_) => self.handshake(conn),
@@ -530,8 +548,22 @@ impl Protocol for DistConn {
         match msg {
             Out::Packet(p) => conn.write(&p)?,
             Out::Tick => {
+                let silent = conn.runtime().now().saturating_sub(self.heard);
+                if silent >= SILENT {
+                    if let State::Connected { peer } = &self.state {
+                        tracing::warn!(%peer, silent_s = silent.as_secs(), "node silent past the tick time; dropped");
+                    }
+                    conn.abort();
+                    return Ok(());
+                }
                 conn.write(&[0, 0, 0, 0])?;
                 conn.send_later(TICK, Out::Tick);
+            }
+            Out::HandshakeTimeout => {
+                if matches!(self.state, State::Handshake(_)) {
+                    tracing::warn!("a distribution handshake did not complete in time");
+                    conn.abort();
+                }
             }
         }
         Ok(())
