@@ -312,3 +312,104 @@ fn a_silent_peer_is_dropped_after_the_tick_time_and_a_ticking_one_stays() {
         Ok(n) => panic!("{n} bytes from a node that should have dropped us"),
     }
 }
+
+/// Collects what reaches a node's inbox.
+struct Inbox(mpsc::Sender<Incoming>);
+
+impl Actor for Inbox {
+    type Msg = Incoming;
+    fn handle(&mut self, msg: Incoming, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        let _ = self.0.send(msg);
+        Ok(())
+    }
+}
+
+fn inbox(rt: &Runtime, node: &Node) -> mpsc::Receiver<Incoming> {
+    let (tx, rx) = mpsc::channel();
+    node.set_inbox(rt.handle().spawn(Inbox(tx)).recipient());
+    rx
+}
+
+#[test]
+fn weft_connects_to_erl_and_sends_to_a_registered_process() {
+    let epmd = Epmd::start();
+    let rt = runtime(2);
+    let node = node(&rt, &epmd, "weft_dial");
+    let answers = inbox(&rt, &node);
+    // An erl node with a process registered as `doubler`: it answers
+    // {From, N} with {doubled, 2N} to From, then halts.
+    let (_erl, lines) = spawn_with_lines(
+        Command::new("erl")
+            .args([
+                "-name",
+                "target@127.0.0.1",
+                "-setcookie",
+                "secret",
+                "-noshell",
+                "-eval",
+                "register(doubler, self()), io:format(\"ready~n\"), \
+                 receive {From, N} -> From ! {doubled, 2 * N} after 10000 -> ok end, \
+                 timer:sleep(500), halt().",
+            ])
+            .env("ERL_EPMD_PORT", epmd.port.to_string()),
+    );
+    assert_eq!(recv(&lines), "ready");
+    node.connect("target@127.0.0.1", WAIT)
+        .expect("connects to erl");
+    assert_eq!(node.connected_nodes(), ["target@127.0.0.1"]);
+    let msg = Term::Tuple(Tuple::from(vec![
+        Term::Pid(node.pid()),
+        Term::FixInteger(21.into()),
+    ]));
+    node.send_named("doubler", "target@127.0.0.1", msg).unwrap();
+    let got = recv(&answers);
+    assert_eq!(got.message.to_string(), "{'doubled',42}");
+    // Unknown nodes and hosts are values, not hangs.
+    assert!(matches!(
+        node.connect("nobody@127.0.0.1", WAIT),
+        Err(weft::dist::ConnectNodeError::NoSuchNode { .. })
+    ));
+    assert!(matches!(
+        node.connect("no-at-sign", WAIT),
+        Err(weft::dist::ConnectNodeError::BadName(_))
+    ));
+}
+
+#[test]
+fn two_weft_nodes_talk_through_the_same_protocol_and_a_wrong_cookie_is_named() {
+    let epmd = Epmd::start();
+    let rt = runtime(2);
+    let a = node(&rt, &epmd, "weft_a");
+    let b = node(&rt, &epmd, "weft_b");
+    let a_inbox = inbox(&rt, &a);
+    let (tx, seen) = mpsc::channel();
+    let echo = rt.handle().spawn(Echo {
+        node: b.sender(),
+        seen: tx,
+    });
+    b.register("echo", echo.recipient());
+    a.connect("weft_b@127.0.0.1", WAIT).expect("a reaches b");
+    eventually("b sees a", || b.connected_nodes() == ["weft_a@127.0.0.1"]);
+    let msg = Term::Tuple(Tuple::from(vec![
+        Term::Pid(a.pid()),
+        Term::Atom(Atom::from("hi")),
+    ]));
+    a.send_named("echo", "weft_b@127.0.0.1", msg).unwrap();
+    recv(&seen);
+    assert_eq!(recv(&a_inbox).message.to_string(), "{'echoed','hi'}");
+
+    // A third node with another cookie: refused, and told why by name.
+    let c = Node::start(
+        rt.handle(),
+        "weft_c@127.0.0.1",
+        "other",
+        NodeOptions::new().epmd_port(epmd.port),
+    )
+    .unwrap();
+    let err = c.connect("weft_b@127.0.0.1", WAIT).unwrap_err();
+    assert!(
+        matches!(err, weft::dist::ConnectNodeError::Failed { .. }),
+        "{err:?}"
+    );
+    eventually("b counted the refusal", || b.auth_failures() == 1);
+}

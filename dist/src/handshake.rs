@@ -190,6 +190,96 @@ impl Accepting {
     }
 }
 
+/// The connecting side's state: [`Connecting::start`] gives the first
+/// message to send; `feed` the peer's bytes until `Done`.
+#[derive(Debug)]
+pub struct Connecting {
+    cookie: String,
+    challenge: u32,
+    step: Dial,
+}
+
+#[derive(Debug)]
+enum Dial {
+    Status,
+    Challenge,
+    Ack { peer: String, flags: u64 },
+    Done,
+}
+
+impl Connecting {
+    /// Starts a handshake as node `me` (with `creation`); `challenge` is
+    /// ours (random). The returned bytes (send_name) go out first.
+    pub fn start(me: &str, cookie: &str, creation: u32, challenge: u32) -> (Self, Vec<u8>) {
+        let mut name = vec![b'N'];
+        name.extend_from_slice(&FLAGS.to_be_bytes());
+        name.extend_from_slice(&creation.to_be_bytes());
+        name.extend_from_slice(&(me.len() as u16).to_be_bytes());
+        name.extend_from_slice(me.as_bytes());
+        let mut out = Vec::new();
+        frame(&mut out, &name);
+        let dial = Connecting {
+            cookie: cookie.to_string(),
+            challenge,
+            step: Dial::Status,
+        };
+        (dial, out)
+    }
+
+    /// Feeds the peer's bytes (consumed as messages complete); what to
+    /// send goes to `out`.
+    pub fn feed(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<Progress, AuthError> {
+        loop {
+            let Some(msg) = take_message(input) else {
+                return Ok(Progress::More);
+            };
+            match std::mem::replace(&mut self.step, Dial::Done) {
+                Dial::Status => match msg.as_slice() {
+                    b"sok" | b"sok_simultaneous" => self.step = Dial::Challenge,
+                    other => {
+                        return Err(AuthError::Protocol(format!(
+                            "the peer refused the connection: {}",
+                            String::from_utf8_lossy(other.get(1..).unwrap_or_default())
+                        )))
+                    }
+                },
+                Dial::Challenge => {
+                    let bad = || {
+                        AuthError::Protocol(format!("a malformed challenge of {} bytes", msg.len()))
+                    };
+                    if msg.first() != Some(&b'N') || msg.len() < 19 {
+                        return Err(bad());
+                    }
+                    let flags = u64::from_be_bytes(msg[1..9].try_into().map_err(|_| bad())?);
+                    let theirs = u32::from_be_bytes(msg[9..13].try_into().map_err(|_| bad())?);
+                    let len = u16::from_be_bytes([msg[17], msg[18]]) as usize;
+                    let peer = String::from_utf8_lossy(msg.get(19..19 + len).ok_or_else(bad)?)
+                        .into_owned();
+                    let missing = REQUIRED & !flags;
+                    if missing != 0 {
+                        return Err(AuthError::MissingFlags { peer, missing });
+                    }
+                    let mut reply = vec![b'r'];
+                    reply.extend_from_slice(&self.challenge.to_be_bytes());
+                    reply.extend_from_slice(&digest(&self.cookie, theirs));
+                    frame(out, &reply);
+                    self.step = Dial::Ack { peer, flags };
+                }
+                Dial::Ack { peer, flags } => {
+                    if msg.len() != 17 || msg[0] != b'a' {
+                        return Err(AuthError::WrongCookie { peer });
+                    }
+                    if msg[1..17] != digest(&self.cookie, self.challenge) {
+                        return Err(AuthError::WrongCookie { peer });
+                    }
+                    return Ok(Progress::Done { peer, flags });
+                }
+                Dial::Done => return Err(AuthError::Protocol("handshake already done".into())),
+            }
+        }
+    }
+}
+
 /// `send_name`: `'N' flags:8 creation:4 len:2 name` (version 6) or
 /// `'n' version:2 flags:4 name` (an older peer, refused later by flags).
 fn parse_name(msg: &[u8]) -> Result<(String, u64), AuthError> {
@@ -282,6 +372,48 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Runs both sides against each other; each side's outcome.
+    fn dial(
+        dial_cookie: &str,
+        accept_cookie: &str,
+    ) -> (Result<Progress, AuthError>, Result<Progress, AuthError>) {
+        let mut acc = Accepting::new("b@h", accept_cookie, 2, 4242);
+        let (mut con, mut to_acc) = Connecting::start("a@h", dial_cookie, 1, 99);
+        let mut to_con = Vec::new();
+        let mut a = Ok(Progress::More);
+        let mut c = Ok(Progress::More);
+        for _ in 0..4 {
+            if a == Ok(Progress::More) {
+                a = acc.feed(&mut to_acc, &mut to_con);
+            }
+            if c == Ok(Progress::More) {
+                c = con.feed(&mut to_con, &mut to_acc);
+            }
+        }
+        (c, a)
+    }
+
+    #[test]
+    fn the_two_sides_agree_with_one_cookie_and_name_each_other() {
+        let (c, a) = dial("k", "k");
+        assert_eq!(
+            c,
+            Ok(Progress::Done {
+                peer: "b@h".into(),
+                flags: FLAGS
+            })
+        );
+        assert_eq!(
+            a,
+            Ok(Progress::Done {
+                peer: "a@h".into(),
+                flags: FLAGS
+            })
+        );
+        let (_, a) = dial("k", "other");
+        assert_eq!(a, Err(AuthError::WrongCookie { peer: "a@h".into() }));
     }
 
     #[test]

@@ -17,14 +17,15 @@ use std::time::Duration;
 
 use eetf::{Atom, FixInteger, Pid, Term, Tuple};
 use parking_lot::Mutex;
-use weft_actors::{ActorResult, Recipient};
+use weft_actors::{reply_slot, ActorResult, Recipient, ReplyTo};
 use weft_io::{
-    listen_tcp, CloseReason, Conn, ConnRef, ListenOptions, Listening, Protocol, StopMode,
+    connect_tcp, listen_tcp, CloseReason, Conn, ConnRef, ConnectOptions, ListenOptions, Listening,
+    Protocol, StopMode,
 };
 use weft_runtime::Handle;
 
 use crate::epmd::{self, Registration};
-use crate::handshake::{Accepting, AuthError, Progress};
+use crate::handshake::{Accepting, AuthError, Connecting, Progress};
 
 /// How often a connection sends a tick (a quarter of OTP's default
 /// `net_ticktime` of 60 s).
@@ -126,11 +127,40 @@ pub enum DistSendError {
     Encode(String),
 }
 
+/// Why [`Node::connect`] failed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectNodeError {
+    /// The name is not `name@host`.
+    #[error("{0:?} is not a node name (name@host)")]
+    BadName(String),
+    /// EPMD on the node's host does not know it, or cannot be reached.
+    #[error("no node {node} (EPMD on its host: {why})")]
+    NoSuchNode {
+        /// The node.
+        node: String,
+        /// What EPMD said.
+        why: String,
+    },
+    /// The TCP connection or the handshake failed (a wrong cookie is
+    /// reported with the peer's name).
+    #[error("cannot connect to node {node}: {why}")]
+    Failed {
+        /// The node.
+        node: String,
+        /// Why.
+        why: String,
+    },
+}
+
 /// What the node shares with its connection actors.
 struct Shared {
     name: String,
     cookie: String,
+    epmd_port: u16,
     creation: Mutex<u32>,
+    /// Where messages to this node's own pid go.
+    inbox: Mutex<Option<Recipient<Incoming>>>,
     registered: Mutex<HashMap<String, Recipient<Incoming>>>,
     connections: Mutex<HashMap<String, ConnRef<DistConn>>>,
     auth_failures: AtomicU64,
@@ -140,6 +170,7 @@ struct Shared {
 /// its listener (its open connections end).
 pub struct Node {
     shared: Arc<Shared>,
+    handle: Handle,
     listening: Listening<DistConn>,
     _registration: Registration,
 }
@@ -164,7 +195,9 @@ impl Node {
         let shared = Arc::new(Shared {
             name: name.to_string(),
             cookie: cookie.to_string(),
+            epmd_port: options.epmd_port,
             creation: Mutex::new(0),
+            inbox: Mutex::new(None),
             registered: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
             auth_failures: AtomicU64::new(0),
@@ -185,6 +218,7 @@ impl Node {
         *shared.creation.lock() = registration.creation;
         Ok(Node {
             shared,
+            handle: handle.clone(),
             listening,
             _registration: registration,
         })
@@ -215,6 +249,88 @@ impl Node {
     pub fn sender(&self) -> DistSender {
         DistSender {
             shared: self.shared.clone(),
+        }
+    }
+
+    /// This node's own process id: what other nodes see as the sender of
+    /// [`send_named`](Self::send_named), and where their messages to it go
+    /// ([`set_inbox`](Self::set_inbox)).
+    pub fn pid(&self) -> Pid {
+        Pid::new(
+            self.shared.name.as_str(),
+            0,
+            0,
+            *self.shared.creation.lock(),
+        )
+    }
+
+    /// Where messages sent to [`pid`](Self::pid) are delivered.
+    pub fn set_inbox(&self, to: Recipient<Incoming>) {
+        *self.shared.inbox.lock() = Some(to);
+    }
+
+    /// Sends `message` to the process registered as `name` on `node`
+    /// (`{Name, Node} ! Msg`), from [`pid`](Self::pid); `node` must be
+    /// connected.
+    pub fn send_named(&self, name: &str, node: &str, message: Term) -> Result<(), DistSendError> {
+        let conn = self
+            .shared
+            .connections
+            .lock()
+            .get(node)
+            .cloned()
+            .ok_or_else(|| DistSendError::NotConnected(node.to_string()))?;
+        let control = tuple(vec![
+            int(REG_SEND),
+            Term::Pid(self.pid()),
+            atom(""),
+            atom(name),
+        ]);
+        let packet = encode_packet(&control, Some(&message))?;
+        conn.send(Out::Packet(packet))
+            .map_err(|_| DistSendError::NotConnected(node.to_string()))
+    }
+
+    /// Connects to `node` (`name@host`): asks EPMD on its host where it
+    /// listens, then handshakes; returns once connected (at once if it
+    /// is). Blocks up to `timeout`: call it from a plain thread or the
+    /// blocking pool, not from an actor's handler.
+    pub fn connect(&self, node: &str, timeout: Duration) -> Result<(), ConnectNodeError> {
+        if self.shared.connections.lock().contains_key(node) {
+            return Ok(());
+        }
+        let Some((alive, host)) = node.split_once('@') else {
+            return Err(ConnectNodeError::BadName(node.into()));
+        };
+        let no_node = |why: String| ConnectNodeError::NoSuchNode {
+            node: node.to_string(),
+            why,
+        };
+        let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host, self.shared.epmd_port))
+            .map_err(|e| no_node(e.to_string()))?
+            .next()
+            .ok_or_else(|| no_node(format!("{host} has no address")))?;
+        let port = epmd::port_please(ip, alive)
+            .map_err(|e| no_node(e.to_string()))?
+            .ok_or_else(|| no_node("not registered".into()))?;
+        let (reply, pending) = reply_slot();
+        let target = SocketAddr::new(ip.ip(), port);
+        let options = ConnectOptions::new().timeout(timeout);
+        let _ = connect_tcp(
+            &self.handle,
+            target,
+            options,
+            DistConn::dialing(self.shared.clone(), reply),
+        );
+        let failed = |why: String| ConnectNodeError::Failed {
+            node: node.to_string(),
+            why,
+        };
+        match pending.wait(timeout) {
+            Ok(Ok(peer)) if peer == node => Ok(()),
+            Ok(Ok(peer)) => Err(failed(format!("the node there is {peer}"))),
+            Ok(Err(why)) => Err(failed(why)),
+            Err(e) => Err(failed(e.to_string())),
         }
     }
 
@@ -270,6 +386,11 @@ impl std::fmt::Debug for DistSender {
 
 fn send_to_pid(shared: &Shared, to: &Pid, message: Term) -> Result<(), DistSendError> {
     let node = to.node.name.clone();
+    if node == shared.name {
+        // To this node's own pid: its inbox, without a round trip.
+        deliver_inbox(shared, None, message);
+        return Ok(());
+    }
     let conn = shared
         .connections
         .lock()
@@ -283,6 +404,19 @@ fn send_to_pid(shared: &Shared, to: &Pid, message: Term) -> Result<(), DistSendE
 }
 
 /// One distribution packet: length, pass-through tag, control, message.
+fn deliver_inbox(shared: &Shared, from: Option<Pid>, message: Term) {
+    match shared.inbox.lock().as_ref() {
+        Some(inbox) => {
+            let _ = inbox.send(Incoming {
+                from,
+                to: String::new(),
+                message,
+            });
+        }
+        None => tracing::debug!("a message to the node's pid was dropped: no inbox"),
+    }
+}
+
 fn encode_packet(control: &Term, message: Option<&Term>) -> Result<Vec<u8>, DistSendError> {
     let mut body = vec![PASS_THROUGH];
     let enc = |e: eetf::EncodeError| DistSendError::Encode(e.to_string());
@@ -333,6 +467,7 @@ pub enum Out {
 
 enum State {
     Handshake(Accepting),
+    Dial(Connecting, Option<ReplyTo<Result<String, String>>>),
     Connected { peer: String },
     Failed,
 }
@@ -363,23 +498,49 @@ impl DistConn {
         }
     }
 
+    /// A connection this node makes to another node's listener; `reply`
+    /// is told the peer's name or why it failed.
+    fn dialing(shared: Arc<Shared>, reply: ReplyTo<Result<String, String>>) -> Self {
+        let creation = *shared.creation.lock();
+        let (dial, _first) = Connecting::start(&shared.name, &shared.cookie, creation, challenge());
+        DistConn {
+            shared,
+            input: Vec::new(),
+            state: State::Dial(dial, Some(reply)),
+            heard: Duration::ZERO,
+        }
+    }
+
     fn handshake(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
-        let State::Handshake(acc) = &mut self.state else {
-            return Ok(());
-        };
         let mut out = Vec::new();
-        let progress = acc.feed(&mut self.input, &mut out);
+        let progress = match &mut self.state {
+            State::Handshake(acc) => acc.feed(&mut self.input, &mut out),
+            State::Dial(dial, _) => dial.feed(&mut self.input, &mut out),
+            _ => return Ok(()),
+        };
         if !out.is_empty() {
             conn.write(&out)?;
         }
+        if progress == Ok(Progress::More) {
+            return Ok(());
+        }
+        let waiter = match &mut self.state {
+            State::Dial(_, reply) => reply.take(),
+            _ => None,
+        };
         match progress {
             Ok(Progress::More) => Ok(()),
             Ok(Progress::Done { peer, .. }) => {
                 tracing::info!(%peer, "node connected");
+                // Listed before the waiter hears: `connect` returning
+                // means `send` finds the connection.
                 self.shared
                     .connections
                     .lock()
                     .insert(peer.clone(), conn.address());
+                if let Some(w) = waiter {
+                    w.send(Ok(peer.clone()));
+                }
                 self.state = State::Connected { peer };
                 conn.send_later(TICK, Out::Tick);
                 self.packets(conn)
@@ -392,6 +553,9 @@ impl DistConn {
                     self.shared.auth_failures.fetch_add(1, Ordering::Relaxed);
                 }
                 tracing::warn!(error = %e, "distribution handshake refused");
+                if let Some(w) = waiter {
+                    w.send(Err(e.to_string()));
+                }
                 self.state = State::Failed;
                 conn.close();
                 Ok(())
@@ -449,11 +613,17 @@ impl DistConn {
             (REG_SEND, [_, Term::Pid(from), _, Term::Atom(to)], Some(message)) => {
                 self.reg_send(conn, Some(from.clone()), &to.name, message);
             }
-            (SEND, [_, _, Term::Pid(_)], Some(_))
-            | (SEND_SENDER, [_, _, Term::Pid(_)], Some(_)) => {
-                // Pids of weft actors are not handed out yet: only
-                // registered names receive.
-                tracing::debug!("a message to a weft pid was dropped");
+            (SEND | SEND_SENDER, [_, sender, Term::Pid(to)], Some(message)) => {
+                let from = match sender {
+                    Term::Pid(from) if tag == SEND_SENDER => Some(from.clone()),
+                    _ => None,
+                };
+                if to.node.name == self.shared.name && to.id == 0 {
+                    deliver_inbox(&self.shared, from, message);
+                } else {
+                    // Pids of other weft actors are not handed out yet.
+                    tracing::debug!(%to, "a message to an unknown pid was dropped");
+                }
             }
             (MONITOR_P, [_, Term::Pid(from), target, reference], None) => {
                 let known = match target {
@@ -531,6 +701,18 @@ impl Protocol for DistConn {
     fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
         self.heard = conn.runtime().now();
         conn.send_later(HANDSHAKE_TIMEOUT, Out::HandshakeTimeout);
+        if let State::Dial(dial, _) = &mut self.state {
+            // Dialing: our send_name goes first.
+            let creation = *self.shared.creation.lock();
+            let (fresh, first) = Connecting::start(
+                &self.shared.name,
+                &self.shared.cookie,
+                creation,
+                challenge(),
+            );
+            *dial = fresh;
+            conn.write(&first)?;
+        }
         Ok(())
     }
 
@@ -538,7 +720,7 @@ impl Protocol for DistConn {
         self.heard = conn.runtime().now();
         self.input.extend_from_slice(data);
         match self.state {
-            State::Handshake(_) => self.handshake(conn),
+            State::Handshake(_) | State::Dial(..) => self.handshake(conn),
             State::Connected { .. } => self.packets(conn),
             State::Failed => Ok(()),
         }
@@ -560,7 +742,7 @@ impl Protocol for DistConn {
                 conn.send_later(TICK, Out::Tick);
             }
             Out::HandshakeTimeout => {
-                if matches!(self.state, State::Handshake(_)) {
+                if matches!(self.state, State::Handshake(_) | State::Dial(..)) {
                     tracing::warn!("a distribution handshake did not complete in time");
                     conn.abort();
                 }
@@ -570,6 +752,11 @@ impl Protocol for DistConn {
     }
 
     fn closed(&mut self, conn: &mut Conn<'_, '_, Self>, reason: &CloseReason) {
+        if let State::Dial(_, waiter) = &mut self.state {
+            if let Some(w) = waiter.take() {
+                w.send(Err(format!("closed during the handshake: {reason}")));
+            }
+        }
         if let State::Connected { peer } = &self.state {
             tracing::info!(%peer, %reason, "node disconnected");
             let mut conns = self.shared.connections.lock();
