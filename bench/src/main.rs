@@ -17,6 +17,7 @@
 mod actix_w;
 mod chart;
 mod crossbeam_w;
+mod dist;
 mod mem;
 mod net;
 mod procs;
@@ -161,6 +162,8 @@ pub fn cores() -> usize {
 fn run_child(job: &str, system: &str) -> bool {
     let ran = if net::JOBS.contains(&job) {
         net::run(job, system)
+    } else if dist::JOBS.contains(&job) {
+        dist::run(job, system)
     } else {
         run_actor_child(job, system)
     };
@@ -285,10 +288,10 @@ fn main() {
     let group = args.first().cloned().unwrap_or_else(|| "actors".into());
     let mut runs = 5;
     let mut only: Vec<String> = Vec::new();
-    let all: &[&str] = if group == "net" {
-        &net::SYSTEMS
-    } else {
-        &SYSTEMS
+    let all: &[&str] = match group.as_str() {
+        "net" => &net::SYSTEMS,
+        "dist" => &dist::SYSTEMS,
+        _ => &SYSTEMS,
     };
     let mut systems: Vec<String> = all.iter().map(|s| s.to_string()).collect();
     let mut i = 1;
@@ -312,8 +315,9 @@ fn main() {
     let all_jobs: &[&str] = match group.as_str() {
         "actors" => &ACTOR_JOBS,
         "net" => &net::JOBS,
+        "dist" => &dist::JOBS,
         _ => {
-            eprintln!("unknown group `{group}`: this harness has `actors` and `net`");
+            eprintln!("unknown group `{group}`: this harness has `actors`, `net` and `dist`");
             std::process::exit(2);
         }
     };

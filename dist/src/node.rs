@@ -256,12 +256,7 @@ impl Node {
     /// [`send_named`](Self::send_named), and where their messages to it go
     /// ([`set_inbox`](Self::set_inbox)).
     pub fn pid(&self) -> Pid {
-        Pid::new(
-            self.shared.name.as_str(),
-            0,
-            0,
-            *self.shared.creation.lock(),
-        )
+        node_pid(&self.shared)
     }
 
     /// Where messages sent to [`pid`](Self::pid) are delivered.
@@ -273,22 +268,7 @@ impl Node {
     /// (`{Name, Node} ! Msg`), from [`pid`](Self::pid); `node` must be
     /// connected.
     pub fn send_named(&self, name: &str, node: &str, message: Term) -> Result<(), DistSendError> {
-        let conn = self
-            .shared
-            .connections
-            .lock()
-            .get(node)
-            .cloned()
-            .ok_or_else(|| DistSendError::NotConnected(node.to_string()))?;
-        let control = tuple(vec![
-            int(REG_SEND),
-            Term::Pid(self.pid()),
-            atom(""),
-            atom(name),
-        ]);
-        let packet = encode_packet(&control, Some(&message))?;
-        conn.send(Out::Packet(packet))
-            .map_err(|_| DistSendError::NotConnected(node.to_string()))
+        send_named(&self.shared, name, node, message)
     }
 
     /// Connects to `node` (`name@host`): asks EPMD on its host where it
@@ -374,6 +354,33 @@ impl DistSender {
     pub fn send(&self, to: &Pid, message: Term) -> Result<(), DistSendError> {
         send_to_pid(&self.shared, to, message)
     }
+
+    /// As [`Node::send_named`].
+    pub fn send_named(&self, name: &str, node: &str, message: Term) -> Result<(), DistSendError> {
+        send_named(&self.shared, name, node, message)
+    }
+}
+
+fn node_pid(shared: &Shared) -> Pid {
+    Pid::new(shared.name.as_str(), 0, 0, *shared.creation.lock())
+}
+
+fn send_named(shared: &Shared, name: &str, node: &str, message: Term) -> Result<(), DistSendError> {
+    let conn = shared
+        .connections
+        .lock()
+        .get(node)
+        .cloned()
+        .ok_or_else(|| DistSendError::NotConnected(node.to_string()))?;
+    let control = tuple(vec![
+        int(REG_SEND),
+        Term::Pid(node_pid(shared)),
+        atom(""),
+        atom(name),
+    ]);
+    let packet = encode_packet(&control, Some(&message))?;
+    conn.send(Out::Packet(packet))
+        .map_err(|_| DistSendError::NotConnected(node.to_string()))
 }
 
 impl std::fmt::Debug for DistSender {
