@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     let echo = rt.handle().spawn(Echo {
         node: node.sender(),
     });
-    node.register("echo", echo.recipient());
+    node.register("echo", &echo);
     let flag = if host.contains('.') {
         "-name"
     } else {

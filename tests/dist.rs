@@ -165,7 +165,7 @@ fn erl_sends_to_a_registered_weft_actor_and_gets_its_answer() {
         node: node.sender(),
         seen: tx,
     });
-    node.register("echo", echo.recipient());
+    node.register("echo", &echo);
     let out = epmd.erl(
         "asker",
         "secret",
@@ -387,7 +387,7 @@ fn two_weft_nodes_talk_through_the_same_protocol_and_a_wrong_cookie_is_named() {
         node: b.sender(),
         seen: tx,
     });
-    b.register("echo", echo.recipient());
+    b.register("echo", &echo);
     a.connect("weft_b@127.0.0.1", WAIT).expect("a reaches b");
     eventually("b sees a", || b.connected_nodes() == ["weft_a@127.0.0.1"]);
     let msg = Term::Tuple(Tuple::from(vec![
@@ -412,4 +412,49 @@ fn two_weft_nodes_talk_through_the_same_protocol_and_a_wrong_cookie_is_named() {
         "{err:?}"
     );
     eventually("b counted the refusal", || b.auth_failures() == 1);
+}
+
+/// Stops when told `stop` (normally) or `fail` (with an error).
+struct Stoppable;
+
+impl Actor for Stoppable {
+    type Msg = Incoming;
+    fn handle(&mut self, msg: Incoming, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        match msg.message.to_string().as_str() {
+            "'stop'" => ctx.stop(),
+            "'fail'" => return Err("told to fail".into()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn erl_monitors_weft_actors_and_gets_down_with_their_exit_reasons() {
+    let epmd = Epmd::start();
+    let rt = runtime(2);
+    let node = node(&rt, &epmd, "weft_mon");
+    let calm = rt.handle().spawn(Stoppable);
+    let angry = rt.handle().spawn(Stoppable);
+    node.register("calm", &calm);
+    node.register("angry", &angry);
+    let calm_pid = node.pid_of("calm").unwrap();
+    assert_eq!(calm_pid.node.name, "weft_mon@127.0.0.1");
+    let out = epmd.erl(
+        "watcher",
+        "secret",
+        "N = 'weft_mon@127.0.0.1', true = net_kernel:connect_node(N), \
+         Down = fun(R) -> receive {'DOWN', R, process, _, Why} -> Why after 5000 -> timeout end end, \
+         R1 = erlang:monitor(process, {calm, N}), {calm, N} ! stop, \
+         R2 = erlang:monitor(process, {angry, N}), {angry, N} ! fail, \
+         R3 = erlang:monitor(process, {nobody, N}), \
+         io:format(\"~p~n~p~n~p~n\", [Down(R1), Down(R2), Down(R3)]), halt().",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["normal", "{error,<<\"told to fail\">>}", "noproc"],
+        "{out}"
+    );
+    assert!(calm.is_stopped() && angry.is_stopped());
 }

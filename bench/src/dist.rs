@@ -176,7 +176,7 @@ fn weft_rr(epmd: u16, secs: u64, peer: Option<&str>) -> Option<u64> {
         None => {
             let b = Node::start(rt.handle(), "bench_b@127.0.0.1", COOKIE, opts()).ok()?;
             let echo = rt.handle().spawn(Echo(b.sender()));
-            b.register("echo", echo.recipient());
+            b.register("echo", &echo);
             Some(b)
         }
     };

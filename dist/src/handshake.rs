@@ -18,6 +18,8 @@ pub const DFLAG_EXTENDED_REFERENCES: u64 = 0x4;
 pub const DFLAG_DIST_MONITOR: u64 = 0x8;
 /// FUN_EXT.
 pub const DFLAG_FUN_TAGS: u64 = 0x10;
+/// Monitors of registered names across nodes.
+pub const DFLAG_DIST_MONITOR_NAME: u64 = 0x20;
 /// NEW_FUN_EXT.
 pub const DFLAG_NEW_FUN_TAGS: u64 = 0x80;
 /// Pids and ports with a 32-bit creation.
@@ -41,10 +43,12 @@ pub const DFLAG_UNLINK_ID: u64 = 0x200_0000;
 /// Pids and references in their version 4 forms.
 pub const DFLAG_V4_NC: u64 = 1 << 34;
 
-/// What weft offers: what OTP 25 and 26 require, and monitors.
+/// What weft offers: what OTP 25 and 26 require, and monitors (of pids
+/// and of registered names).
 pub const FLAGS: u64 = DFLAG_PUBLISHED
     | DFLAG_EXTENDED_REFERENCES
     | DFLAG_DIST_MONITOR
+    | DFLAG_DIST_MONITOR_NAME
     | DFLAG_FUN_TAGS
     | DFLAG_NEW_FUN_TAGS
     | DFLAG_EXTENDED_PIDS_PORTS

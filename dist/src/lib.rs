@@ -16,11 +16,15 @@
 //! `weft-io` (the listener and connection actors) and `weft-actors`; must
 //! not touch the layers below (no cells, no scheduler, no reactor).
 //!
-//! What this version does not do yet: pids for individual weft actors
-//! (one pid per node, its inbox), connecting on first use (connect
-//! explicitly), monitors and links across nodes (a `MONITOR_P` on an
-//! unknown name is answered `noproc`; others are accepted and never
-//! fire), and a typed layer over `Term`.
+//! Remote processes may monitor registered weft actors, by name or pid
+//! (`erlang:monitor(process, {Name, Node})`): they get `DOWN` with the
+//! actor's exit reason (`normal`, `shutdown`, `killed`, `{error,
+//! <<Text>>}`, `{panic, <<Text>>}`), or `noproc` for a name nobody
+//! registered.
+//!
+//! What this version does not do yet: weft actors monitoring or linking
+//! to remote processes, links in either direction, connecting on first
+//! use (connect explicitly), and a typed layer over `Term`.
 
 #![deny(missing_docs)]
 

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use eetf::{Atom, FixInteger, Pid, Term, Tuple};
 use parking_lot::Mutex;
-use weft_actors::{reply_slot, ActorResult, Recipient, ReplyTo};
+use weft_actors::{
+    reply_slot, Actor, ActorResult, Addr, AnyAddr, Ctx, Down, ExitReason, MonitorRef, Recipient,
+    ReplyTo, Spawn,
+};
 use weft_io::{
     connect_tcp, listen_tcp, CloseReason, Conn, ConnRef, ConnectOptions, ListenOptions, Listening,
     Protocol, StopMode,
@@ -161,7 +164,11 @@ struct Shared {
     creation: Mutex<u32>,
     /// Where messages to this node's own pid go.
     inbox: Mutex<Option<Recipient<Incoming>>>,
-    registered: Mutex<HashMap<String, Recipient<Incoming>>>,
+    registered: Mutex<HashMap<String, Registered>>,
+    /// Registered actors by the id of the pid handed out for them.
+    by_pid: Mutex<HashMap<u32, String>>,
+    /// Watches local actors that remote processes monitor.
+    watch: Mutex<Option<Addr<NodeWatch>>>,
     connections: Mutex<HashMap<String, ConnRef<DistConn>>>,
     auth_failures: AtomicU64,
 }
@@ -199,6 +206,8 @@ impl Node {
             creation: Mutex::new(0),
             inbox: Mutex::new(None),
             registered: Mutex::new(HashMap::new()),
+            by_pid: Mutex::new(HashMap::new()),
+            watch: Mutex::new(None),
             connections: Mutex::new(HashMap::new()),
             auth_failures: AtomicU64::new(0),
         });
@@ -216,6 +225,10 @@ impl Node {
                 }
             })?;
         *shared.creation.lock() = registration.creation;
+        *shared.watch.lock() = Some(handle.spawn(NodeWatch {
+            shared: Arc::downgrade(&shared),
+            watches: HashMap::new(),
+        }));
         Ok(Node {
             shared,
             handle: handle.clone(),
@@ -234,10 +247,34 @@ impl Node {
         self.listening.local_addr().port()
     }
 
-    /// Makes `to` reachable as `{Name, Node}` from other nodes (`erl`'s
-    /// `{Name, 'weft@host'} ! Msg`); replaces an earlier registration.
-    pub fn register(&self, name: &str, to: Recipient<Incoming>) {
-        self.shared.registered.lock().insert(name.to_string(), to);
+    /// Makes actor `to` reachable as `{Name, Node}` from other nodes
+    /// (`erl`'s `{Name, 'weft@host'} ! Msg`) and at a pid of its own
+    /// ([`pid_of`](Self::pid_of)); other nodes may monitor it
+    /// (`erlang:monitor(process, {Name, Node})`: `DOWN` with its exit
+    /// reason). Replaces an earlier registration of `name`.
+    pub fn register<A: Actor<Msg = Incoming>>(&self, name: &str, to: &Addr<A>) {
+        let mut by_pid = self.shared.by_pid.lock();
+        let id = by_pid.len() as u32 + 1;
+        by_pid.insert(id, name.to_string());
+        self.shared.registered.lock().insert(
+            name.to_string(),
+            Registered {
+                to: to.recipient(),
+                actor: AnyAddr::from(to),
+                pid_id: id,
+            },
+        );
+    }
+
+    /// The pid other nodes see for the actor registered as `name`.
+    pub fn pid_of(&self, name: &str) -> Option<Pid> {
+        let id = self.shared.registered.lock().get(name)?.pid_id;
+        Some(Pid::new(
+            self.shared.name.as_str(),
+            id,
+            0,
+            *self.shared.creation.lock(),
+        ))
     }
 
     /// Sends `message` to process `to` on a connected node.
@@ -327,6 +364,9 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if let Some(watch) = self.shared.watch.lock().take() {
+            watch.stop();
+        }
         self.listening.stop(StopMode::Close);
         for (_, conn) in self.shared.connections.lock().drain() {
             conn.close();
@@ -625,22 +665,44 @@ impl DistConn {
                     Term::Pid(from) if tag == SEND_SENDER => Some(from.clone()),
                     _ => None,
                 };
+                let named = self.shared.by_pid.lock().get(&to.id).cloned();
                 if to.node.name == self.shared.name && to.id == 0 {
                     deliver_inbox(&self.shared, from, message);
+                } else if let Some(name) = named {
+                    self.reg_send(conn, from, &name, message);
                 } else {
-                    // Pids of other weft actors are not handed out yet.
                     tracing::debug!(%to, "a message to an unknown pid was dropped");
                 }
             }
             (MONITOR_P, [_, Term::Pid(from), target, reference], None) => {
-                let known = match target {
-                    Term::Atom(a) => {
-                        a.name == "net_kernel"
-                            || self.shared.registered.lock().contains_key(&a.name)
+                let name = match target {
+                    Term::Atom(a) => Some(a.name.clone()),
+                    Term::Pid(p) if p.node.name == self.shared.name => {
+                        self.shared.by_pid.lock().get(&p.id).cloned()
                     }
-                    _ => false,
+                    _ => None,
                 };
-                if !known {
+                let actor = name.as_ref().and_then(|n| {
+                    self.shared
+                        .registered
+                        .lock()
+                        .get(n)
+                        .map(|r| r.actor.clone())
+                });
+                let watch = self.shared.watch.lock().clone();
+                if let (Some(actor), Some(watch), State::Connected { peer }) =
+                    (actor, watch, &self.state)
+                {
+                    let _ = watch.send(WatchMsg::Watch {
+                        actor,
+                        monitor: Remote {
+                            peer: peer.clone(),
+                            from: from.clone(),
+                            target: target.clone(),
+                            reference: reference.clone(),
+                        },
+                    });
+                } else if name.as_deref() != Some("net_kernel") {
                     // MONITOR_P_EXIT {21, FromProc, ToPid, Ref, Reason}.
                     let exit = tuple(vec![
                         int(MONITOR_P_EXIT),
@@ -653,7 +715,11 @@ impl DistConn {
                     conn.write(&p).map_err(|e| e.to_string())?;
                 }
             }
-            (DEMONITOR_P, _, _) => {}
+            (DEMONITOR_P, [_, _, _, reference], _) => {
+                if let Some(watch) = self.shared.watch.lock().clone() {
+                    let _ = watch.send(WatchMsg::Forget(reference.clone()));
+                }
+            }
             (other, _, _) => {
                 tracing::debug!(tag = other, "a control message weft does not handle yet");
             }
@@ -688,7 +754,7 @@ impl DistConn {
             }
             return;
         }
-        let target = self.shared.registered.lock().get(to).cloned();
+        let target = self.shared.registered.lock().get(to).map(|r| r.to.clone());
         match target {
             Some(r) => {
                 let _ = r.send(Incoming {
@@ -759,6 +825,13 @@ impl Protocol for DistConn {
     }
 
     fn closed(&mut self, conn: &mut Conn<'_, '_, Self>, reason: &CloseReason) {
+        if let State::Connected { peer } = &self.state {
+            // Its monitors of our actors are gone with it (its side sees
+            // `noconnection`).
+            if let Some(watch) = self.shared.watch.lock().clone() {
+                let _ = watch.send(WatchMsg::PeerGone(peer.clone()));
+            }
+        }
         if let State::Dial(_, waiter) = &mut self.state {
             if let Some(w) = waiter.take() {
                 w.send(Err(format!("closed during the handshake: {reason}")));
@@ -774,5 +847,140 @@ impl Protocol for DistConn {
                 conns.remove(peer);
             }
         }
+    }
+}
+
+/// A registered actor: where its messages go, and how to watch it.
+struct Registered {
+    to: Recipient<Incoming>,
+    actor: AnyAddr,
+    pid_id: u32,
+}
+
+/// A remote process's monitor of one of our actors.
+struct Remote {
+    peer: String,
+    from: Pid,
+    /// The name or pid it monitored (echoed in `MONITOR_P_EXIT`).
+    target: Term,
+    reference: Term,
+}
+
+/// What the node's watcher is told.
+enum WatchMsg {
+    /// A remote process monitors `actor`.
+    Watch { actor: AnyAddr, monitor: Remote },
+    /// The remote process demonitored (by its reference).
+    Forget(Term),
+    /// A node's connection closed: drop its monitors.
+    PeerGone(String),
+    /// A watched actor exited.
+    Down(Down),
+}
+
+/// Watches the local actors remote processes monitor, and tells each
+/// monitor's node `MONITOR_P_EXIT` with the exit reason.
+struct NodeWatch {
+    shared: std::sync::Weak<Shared>,
+    watches: HashMap<MonitorRef, Remote>,
+}
+
+impl Actor for NodeWatch {
+    type Msg = WatchMsg;
+
+    fn handle(&mut self, msg: WatchMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        match msg {
+            WatchMsg::Watch { actor, monitor } => {
+                let key = ctx.monitor_any(&actor, WatchMsg::Down);
+                self.watches.insert(key, monitor);
+            }
+            WatchMsg::Forget(reference) => {
+                let keys: Vec<MonitorRef> = self
+                    .watches
+                    .iter()
+                    .filter(|(_, m)| m.reference == reference)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in keys {
+                    self.watches.remove(&k);
+                    ctx.demonitor(k);
+                }
+            }
+            WatchMsg::PeerGone(peer) => {
+                let keys: Vec<MonitorRef> = self
+                    .watches
+                    .iter()
+                    .filter(|(_, m)| m.peer == peer)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in keys {
+                    self.watches.remove(&k);
+                    ctx.demonitor(k);
+                }
+            }
+            WatchMsg::Down(down) => self.fire(down),
+        }
+        Ok(())
+    }
+}
+
+impl NodeWatch {
+    /// Tells every monitor of the actor that exited.
+    fn fire(&mut self, down: Down) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let reason = exit_term(&down.reason);
+        let gone: Vec<MonitorRef> = self
+            .watches
+            .iter()
+            .filter(|(_, m)| monitored_id(&shared, &m.target) == Some(down.id))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            let Some(m) = self.watches.remove(&k) else {
+                continue;
+            };
+            let exit = tuple(vec![
+                int(MONITOR_P_EXIT),
+                m.target.clone(),
+                Term::Pid(m.from.clone()),
+                m.reference.clone(),
+                reason.clone(),
+            ]);
+            let conn = shared.connections.lock().get(&m.peer).cloned();
+            if let (Some(conn), Ok(p)) = (conn, encode_packet(&exit, None)) {
+                let _ = conn.send(Out::Packet(p));
+            }
+        }
+    }
+}
+
+/// The local actor a monitor's target names.
+fn monitored_id(shared: &Shared, target: &Term) -> Option<weft_actors::ActorId> {
+    let name = match target {
+        Term::Atom(a) => a.name.clone(),
+        Term::Pid(p) => shared.by_pid.lock().get(&p.id)?.clone(),
+        _ => return None,
+    };
+    shared.registered.lock().get(&name).map(|r| r.actor.id())
+}
+
+/// An exit reason as Erlang sees it: `normal`, `shutdown`, `killed`, or
+/// `{error, <<Text>>}` / `{panic, <<Text>>}`.
+fn exit_term(reason: &ExitReason) -> Term {
+    let text = |tag: &str, t: String| {
+        tuple(vec![
+            atom(tag),
+            Term::Binary(eetf::Binary::from(t.into_bytes())),
+        ])
+    };
+    match reason {
+        ExitReason::Normal => atom("normal"),
+        ExitReason::Shutdown => atom("shutdown"),
+        ExitReason::Killed => atom("killed"),
+        ExitReason::Panic(p) => text("panic", p.to_string()),
+        ExitReason::Error(e) => text("error", e.to_string()),
+        other => text("error", other.to_string()),
     }
 }
