@@ -458,3 +458,62 @@ fn erl_monitors_weft_actors_and_gets_down_with_their_exit_reasons() {
     );
     assert!(calm.is_stopped() && angry.is_stopped());
 }
+
+/// Collects the remote downs a node's monitors deliver.
+struct Downs(mpsc::Sender<weft::dist::RemoteDown>);
+
+impl Actor for Downs {
+    type Msg = weft::dist::RemoteDown;
+    fn handle(&mut self, msg: weft::dist::RemoteDown, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        let _ = self.0.send(msg);
+        Ok(())
+    }
+}
+
+#[test]
+fn weft_monitors_erl_processes_down_noproc_and_noconnection() {
+    let epmd = Epmd::start();
+    let rt = runtime(2);
+    let node = node(&rt, &epmd, "weft_watch");
+    let (tx, downs) = mpsc::channel();
+    let to = rt.handle().spawn(Downs(tx)).recipient();
+    let (mut erl, lines) = spawn_with_lines(
+        Command::new("erl")
+            .args([
+                "-name",
+                "far@127.0.0.1",
+                "-setcookie",
+                "secret",
+                "-noshell",
+                "-eval",
+                "register(target, spawn(fun() -> receive die -> exit(bye) end end)), \
+                 register(other, spawn(fun() -> receive _ -> ok end end)), \
+                 io:format(\"ready~n\"), timer:sleep(infinity).",
+            ])
+            .env("ERL_EPMD_PORT", epmd.port.to_string()),
+    );
+    assert_eq!(recv(&lines), "ready");
+    let far = "far@127.0.0.1";
+    node.connect(far, WAIT).unwrap();
+    // An exit reason.
+    let r1 = node.monitor_named("target", far, to.clone()).unwrap();
+    node.send_named("target", far, Term::Atom(Atom::from("die")))
+        .unwrap();
+    let d = recv(&downs);
+    assert_eq!(
+        (d.reference.clone(), d.reason.to_string()),
+        (r1, "'bye'".to_string())
+    );
+    // Nobody by that name.
+    node.monitor_named("nobody", far, to.clone()).unwrap();
+    assert_eq!(recv(&downs).reason.to_string(), "'noproc'");
+    // The node is killed: the monitor fires with noconnection.
+    let r3 = node.monitor_named("other", far, to).unwrap();
+    let _ = erl.kill();
+    let d = recv(&downs);
+    assert_eq!(
+        (d.reference, d.reason.to_string()),
+        (r3, "'noconnection'".to_string())
+    );
+    eventually("the node is gone", || node.connected_nodes().is_empty());
+}

@@ -22,9 +22,13 @@
 //! <<Text>>}`, `{panic, <<Text>>}`), or `noproc` for a name nobody
 //! registered.
 //!
-//! What this version does not do yet: weft actors monitoring or linking
-//! to remote processes, links in either direction, connecting on first
-//! use (connect explicitly), and a typed layer over `Term`.
+//! A weft program monitors remote processes too ([`Node::monitor`],
+//! [`Node::monitor_named`]): one [`RemoteDown`] with the exit reason,
+//! `noproc`, or `noconnection` when the connection to that node is lost.
+//!
+//! What this version does not do yet: links in either direction,
+//! connecting on first use (connect explicitly), and a typed layer over
+//! `Term`.
 
 #![deny(missing_docs)]
 
@@ -35,5 +39,5 @@ mod node;
 pub use eetf;
 pub use node::{
     ConnectNodeError, DistConn, DistSendError, DistSender, Incoming, Node, NodeError, NodeOptions,
-    Out,
+    Out, RemoteDown,
 };

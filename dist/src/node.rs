@@ -169,6 +169,11 @@ struct Shared {
     by_pid: Mutex<HashMap<u32, String>>,
     /// Watches local actors that remote processes monitor.
     watch: Mutex<Option<Addr<NodeWatch>>>,
+    /// This node's monitors of remote processes: (peer, who to tell) by
+    /// reference.
+    remote_monitors: Mutex<HashMap<Vec<u32>, RemoteMonitor>>,
+    /// The next reference number.
+    next_ref: AtomicU64,
     connections: Mutex<HashMap<String, ConnRef<DistConn>>>,
     auth_failures: AtomicU64,
 }
@@ -208,6 +213,8 @@ impl Node {
             registered: Mutex::new(HashMap::new()),
             by_pid: Mutex::new(HashMap::new()),
             watch: Mutex::new(None),
+            remote_monitors: Mutex::new(HashMap::new()),
+            next_ref: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
             auth_failures: AtomicU64::new(0),
         });
@@ -349,6 +356,61 @@ impl Node {
             Ok(Err(why)) => Err(failed(why)),
             Err(e) => Err(failed(e.to_string())),
         }
+    }
+
+    /// Monitors process `target` on a connected node (`erlang:monitor`):
+    /// `to` gets one [`RemoteDown`] when it exits (its exit reason), if it
+    /// does not exist (`noproc`), or when the connection to its node is
+    /// lost (`noconnection`). The reference names the monitor.
+    pub fn monitor(&self, target: &Pid, to: Recipient<RemoteDown>) -> Result<Term, DistSendError> {
+        self.monitor_term(&target.node.name, Term::Pid(target.clone()), to)
+    }
+
+    /// As [`monitor`](Self::monitor), for the process registered as
+    /// `name` on `node` (`erlang:monitor(process, {Name, Node})`).
+    pub fn monitor_named(
+        &self,
+        name: &str,
+        node: &str,
+        to: Recipient<RemoteDown>,
+    ) -> Result<Term, DistSendError> {
+        self.monitor_term(node, atom(name), to)
+    }
+
+    fn monitor_term(
+        &self,
+        node: &str,
+        target: Term,
+        to: Recipient<RemoteDown>,
+    ) -> Result<Term, DistSendError> {
+        let conn = self
+            .shared
+            .connections
+            .lock()
+            .get(node)
+            .cloned()
+            .ok_or_else(|| DistSendError::NotConnected(node.to_string()))?;
+        let n = self.shared.next_ref.fetch_add(1, Ordering::Relaxed);
+        let id = vec![(n & 0x3_ffff) as u32, (n >> 18) as u32, 0];
+        let reference = Term::from(eetf::Reference {
+            node: Atom::from(self.shared.name.as_str()),
+            id: id.clone(),
+            creation: *self.shared.creation.lock(),
+        });
+        self.shared
+            .remote_monitors
+            .lock()
+            .insert(id, (node.to_string(), to));
+        let control = tuple(vec![
+            int(MONITOR_P),
+            Term::Pid(self.pid()),
+            target,
+            reference.clone(),
+        ]);
+        let packet = encode_packet(&control, None)?;
+        conn.send(Out::Packet(packet))
+            .map_err(|_| DistSendError::NotConnected(node.to_string()))?;
+        Ok(reference)
     }
 
     /// The nodes connected now.
@@ -715,6 +777,16 @@ impl DistConn {
                     conn.write(&p).map_err(|e| e.to_string())?;
                 }
             }
+            (MONITOR_P_EXIT, [_, target, _, Term::Reference(reference), reason], None) => {
+                let entry = self.shared.remote_monitors.lock().remove(&reference.id);
+                if let Some((_, to)) = entry {
+                    let _ = to.send(RemoteDown {
+                        reference: Term::Reference(reference.clone()),
+                        target: target.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
             (DEMONITOR_P, [_, _, _, reference], _) => {
                 if let Some(watch) = self.shared.watch.lock().clone() {
                     let _ = watch.send(WatchMsg::Forget(reference.clone()));
@@ -831,6 +903,30 @@ impl Protocol for DistConn {
             if let Some(watch) = self.shared.watch.lock().clone() {
                 let _ = watch.send(WatchMsg::PeerGone(peer.clone()));
             }
+            // Our monitors of its processes fire with `noconnection`.
+            let lost: Vec<(Vec<u32>, Recipient<RemoteDown>)> = {
+                let mut monitors = self.shared.remote_monitors.lock();
+                let ids: Vec<Vec<u32>> = monitors
+                    .iter()
+                    .filter(|(_, (p, _))| p == peer)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                ids.into_iter()
+                    .filter_map(|id| monitors.remove(&id).map(|(_, to)| (id, to)))
+                    .collect()
+            };
+            let creation = *self.shared.creation.lock();
+            for (id, to) in lost {
+                let _ = to.send(RemoteDown {
+                    reference: Term::from(eetf::Reference {
+                        node: Atom::from(self.shared.name.as_str()),
+                        id,
+                        creation,
+                    }),
+                    target: atom(peer),
+                    reason: atom("noconnection"),
+                });
+            }
         }
         if let State::Dial(_, waiter) = &mut self.state {
             if let Some(w) = waiter.take() {
@@ -849,6 +945,22 @@ impl Protocol for DistConn {
         }
     }
 }
+
+/// A monitored remote process ended (or its node was lost): what a
+/// [`Node::monitor`] delivers, once.
+#[derive(Debug, Clone)]
+pub struct RemoteDown {
+    /// The monitor's reference (as `Node::monitor` returned it).
+    pub reference: Term,
+    /// The process (or, on `noconnection`, its node's name).
+    pub target: Term,
+    /// Its exit reason, `noproc`, or `noconnection`.
+    pub reason: Term,
+}
+
+/// One of this node's monitors of a remote process: the peer node's
+/// name, and who to tell.
+type RemoteMonitor = (String, Recipient<RemoteDown>);
 
 /// A registered actor: where its messages go, and how to watch it.
 struct Registered {
