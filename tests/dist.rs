@@ -517,3 +517,66 @@ fn weft_monitors_erl_processes_down_noproc_and_noconnection() {
     );
     eventually("the node is gone", || node.connected_nodes().is_empty());
 }
+
+/// Links across nodes, with an erl process that traps exits: a weft
+/// actor's failure reaches it as `{'EXIT', Pid, Reason}`; an erl process
+/// exiting with `boom` takes its linked weft actor with it, one exiting
+/// `normal` does not; the erl node going away takes the rest
+/// (`noconnection`).
+#[test]
+fn links_cross_nodes_both_ways() {
+    let epmd = Epmd::start();
+    let rt = runtime(2);
+    let node = node(&rt, &epmd, "weft_link");
+    let names = ["doomed", "victim", "survivor", "held"];
+    let actors: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let a = rt.handle().spawn(Stoppable);
+            node.register(name, &a);
+            a
+        })
+        .collect();
+    let (mut erl, lines) = spawn_with_lines(
+        Command::new("erl")
+            .args([
+                "-name",
+                "linker@127.0.0.1",
+                "-setcookie",
+                "secret",
+                "-noshell",
+                "-eval",
+                "process_flag(trap_exit, true), register(linker, self()), io:format(\"ready~n\"), \
+                 receive {pids, Doomed, Victim, Survivor, Held} -> ok end, \
+                 link(Doomed), link(Held), \
+                 Spawn = fun(P, Why) -> spawn(fun() -> link(P), receive go -> exit(Why) end end) end, \
+                 V = Spawn(Victim, boom), S = Spawn(Survivor, normal), \
+                 timer:sleep(200), V ! go, S ! go, Doomed ! fail, \
+                 receive {'EXIT', Doomed, R} -> io:format(\"~p~n\", [R]) \
+                 after 5000 -> io:format(\"timeout~n\") end, \
+                 receive stop -> halt() after 10000 -> halt() end.",
+            ])
+            .env("ERL_EPMD_PORT", epmd.port.to_string()),
+    );
+    assert_eq!(recv(&lines), "ready");
+    node.connect("linker@127.0.0.1", WAIT).unwrap();
+    let pids: Vec<Term> = names
+        .iter()
+        .map(|n| Term::Pid(node.pid_of(n).unwrap()))
+        .collect();
+    let mut msg = vec![Term::Atom(Atom::from("pids"))];
+    msg.extend(pids);
+    node.send_named("linker", "linker@127.0.0.1", Term::Tuple(Tuple::from(msg)))
+        .unwrap();
+    assert_eq!(recv(&lines), "{error,<<\"told to fail\">>}");
+    eventually("the victim went with its linked process", || {
+        actors[1].is_stopped()
+    });
+    assert!(!actors[2].is_stopped(), "a normal exit takes no one along");
+    assert!(!actors[3].is_stopped());
+    let _ = erl.kill();
+    eventually("the held actor went with the connection", || {
+        actors[3].is_stopped()
+    });
+    assert!(!actors[2].is_stopped());
+}

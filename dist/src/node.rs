@@ -43,12 +43,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const PASS_THROUGH: u8 = 112;
 
 /// Control message tags.
+const LINK: i32 = 1;
 const SEND: i32 = 2;
+const EXIT: i32 = 3;
 const REG_SEND: i32 = 6;
 const MONITOR_P: i32 = 19;
 const DEMONITOR_P: i32 = 20;
 const MONITOR_P_EXIT: i32 = 21;
 const SEND_SENDER: i32 = 22;
+const UNLINK_ID: i32 = 35;
+const UNLINK_ID_ACK: i32 = 36;
 
 /// How a node starts.
 #[derive(Clone, Debug)]
@@ -235,6 +239,7 @@ impl Node {
         *shared.watch.lock() = Some(handle.spawn(NodeWatch {
             shared: Arc::downgrade(&shared),
             watches: HashMap::new(),
+            links: Vec::new(),
         }));
         Ok(Node {
             shared,
@@ -787,6 +792,60 @@ impl DistConn {
                     });
                 }
             }
+            (LINK, [_, Term::Pid(from), Term::Pid(to)], None) => {
+                let local = self.local_actor(to);
+                match (local, &self.state) {
+                    (Some(actor), State::Connected { peer }) => {
+                        if let Some(watch) = self.shared.watch.lock().clone() {
+                            let _ = watch.send(WatchMsg::Link {
+                                actor,
+                                link: RemoteLink {
+                                    peer: peer.clone(),
+                                    remote: from.clone(),
+                                    local: to.clone(),
+                                },
+                            });
+                        }
+                    }
+                    _ => {
+                        // Linking to a process that does not exist: it
+                        // exits at once with `noproc`.
+                        let exit = tuple(vec![
+                            int(EXIT),
+                            Term::Pid(to.clone()),
+                            Term::Pid(from.clone()),
+                            atom("noproc"),
+                        ]);
+                        let p = encode_packet(&exit, None).map_err(|e| e.to_string())?;
+                        conn.write(&p).map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            (EXIT, [_, Term::Pid(from), Term::Pid(to), reason], None) => {
+                if let Some(watch) = self.shared.watch.lock().clone() {
+                    let _ = watch.send(WatchMsg::RemoteExit {
+                        remote: from.clone(),
+                        local: to.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            (UNLINK_ID, [_, id, Term::Pid(from), Term::Pid(to)], None) => {
+                if let Some(watch) = self.shared.watch.lock().clone() {
+                    let _ = watch.send(WatchMsg::Unlink {
+                        remote: from.clone(),
+                        local: to.clone(),
+                    });
+                }
+                let ack = tuple(vec![
+                    int(UNLINK_ID_ACK),
+                    id.clone(),
+                    Term::Pid(to.clone()),
+                    Term::Pid(from.clone()),
+                ]);
+                let p = encode_packet(&ack, None).map_err(|e| e.to_string())?;
+                conn.write(&p).map_err(|e| e.to_string())?;
+            }
             (DEMONITOR_P, [_, _, _, reference], _) => {
                 if let Some(watch) = self.shared.watch.lock().clone() {
                     let _ = watch.send(WatchMsg::Forget(reference.clone()));
@@ -797,6 +856,19 @@ impl DistConn {
             }
         }
         Ok(())
+    }
+
+    /// The registered actor a pid of this node names.
+    fn local_actor(&self, pid: &Pid) -> Option<AnyAddr> {
+        if pid.node.name != self.shared.name {
+            return None;
+        }
+        let name = self.shared.by_pid.lock().get(&pid.id).cloned()?;
+        self.shared
+            .registered
+            .lock()
+            .get(&name)
+            .map(|r| r.actor.clone())
     }
 
     fn reg_send(
@@ -988,6 +1060,24 @@ enum WatchMsg {
     PeerGone(String),
     /// A watched actor exited.
     Down(Down),
+    /// A remote process linked to `actor`.
+    Link { actor: AnyAddr, link: RemoteLink },
+    /// A linked remote process exited.
+    RemoteExit {
+        remote: Pid,
+        local: Pid,
+        reason: Term,
+    },
+    /// A remote process unlinked.
+    Unlink { remote: Pid, local: Pid },
+}
+
+/// A link between a remote process and one of our registered actors.
+struct RemoteLink {
+    peer: String,
+    remote: Pid,
+    /// Our actor's pid (as the remote side knows it).
+    local: Pid,
 }
 
 /// Watches the local actors remote processes monitor, and tells each
@@ -995,6 +1085,8 @@ enum WatchMsg {
 struct NodeWatch {
     shared: std::sync::Weak<Shared>,
     watches: HashMap<MonitorRef, Remote>,
+    /// Links, each with the monitor that watches its local actor.
+    links: Vec<(MonitorRef, AnyAddr, RemoteLink)>,
 }
 
 impl Actor for NodeWatch {
@@ -1029,14 +1121,82 @@ impl Actor for NodeWatch {
                     self.watches.remove(&k);
                     ctx.demonitor(k);
                 }
+                // Linked actors go down with the link: `noconnection`.
+                let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
+                    .into_iter()
+                    .partition(|(_, _, l)| l.peer == peer);
+                self.links = kept;
+                for (k, actor, l) in lost {
+                    ctx.demonitor(k);
+                    actor.kill(linked_exit(&l.remote, &atom("noconnection")));
+                }
             }
-            WatchMsg::Down(down) => self.fire(down),
+            WatchMsg::Down(down) => {
+                self.fire(down.clone());
+                self.fire_links(&down);
+            }
+            WatchMsg::Link { actor, link } => {
+                let key = ctx.monitor_any(&actor, WatchMsg::Down);
+                self.links.push((key, actor, link));
+            }
+            WatchMsg::RemoteExit {
+                remote,
+                local,
+                reason,
+            } => {
+                let (hit, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
+                    .into_iter()
+                    .partition(|(_, _, l)| l.remote == remote && l.local == local);
+                self.links = kept;
+                for (k, actor, _) in hit {
+                    ctx.demonitor(k);
+                    // As in Erlang: a normal exit does not take a linked
+                    // process with it.
+                    if reason != atom("normal") {
+                        actor.kill(linked_exit(&remote, &reason));
+                    }
+                }
+            }
+            WatchMsg::Unlink { remote, local } => {
+                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
+                    .into_iter()
+                    .partition(|(_, _, l)| l.remote == remote && l.local == local);
+                self.links = kept;
+                for (k, _, _) in gone {
+                    ctx.demonitor(k);
+                }
+            }
         }
         Ok(())
     }
 }
 
 impl NodeWatch {
+    /// Tells every remote process linked to the actor that exited
+    /// (`EXIT` with its reason).
+    fn fire_links(&mut self, down: &Down) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let reason = exit_term(&down.reason);
+        let (hit, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|(_, actor, _)| actor.id() == down.id);
+        self.links = kept;
+        for (_, _, l) in hit {
+            let exit = tuple(vec![
+                int(EXIT),
+                Term::Pid(l.local.clone()),
+                Term::Pid(l.remote.clone()),
+                reason.clone(),
+            ]);
+            let conn = shared.connections.lock().get(&l.peer).cloned();
+            if let (Some(conn), Ok(p)) = (conn, encode_packet(&exit, None)) {
+                let _ = conn.send(Out::Packet(p));
+            }
+        }
+    }
+
     /// Tells every monitor of the actor that exited.
     fn fire(&mut self, down: Down) {
         let Some(shared) = self.shared.upgrade() else {
@@ -1077,6 +1237,25 @@ fn monitored_id(shared: &Shared, target: &Term) -> Option<weft_actors::ActorId> 
     };
     shared.registered.lock().get(&name).map(|r| r.actor.id())
 }
+
+/// Why a weft actor linked to a remote process stops with it.
+fn linked_exit(remote: &Pid, reason: &Term) -> ExitReason {
+    ExitReason::Error(std::sync::Arc::new(LinkedExit(format!(
+        "linked process {remote} exited: {reason}"
+    ))))
+}
+
+/// The error of a weft actor stopped by a linked remote process.
+#[derive(Debug)]
+struct LinkedExit(String);
+
+impl std::fmt::Display for LinkedExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LinkedExit {}
 
 /// An exit reason as Erlang sees it: `normal`, `shutdown`, `killed`, or
 /// `{error, <<Text>>}` / `{panic, <<Text>>}`.
