@@ -580,3 +580,67 @@ fn links_cross_nodes_both_ways() {
     });
     assert!(!actors[2].is_stopped());
 }
+
+/// Links made by weft: an erl process's exit stops the linked weft
+/// actor, and a weft actor's failure reaches a linked erl process.
+#[test]
+fn weft_links_to_erl_processes() {
+    let epmd = Epmd::start();
+    let rt = runtime(2);
+    let node = node(&rt, &epmd, "weft_out");
+    let answers = inbox(&rt, &node);
+    let holder = rt.handle().spawn(Stoppable);
+    let holder2 = rt.handle().spawn(Stoppable);
+    node.register("holder", &holder);
+    node.register("holder2", &holder2);
+    let (_erl, lines) = spawn_with_lines(
+        Command::new("erl")
+            .args([
+                "-name",
+                "peer@127.0.0.1",
+                "-setcookie",
+                "secret",
+                "-noshell",
+                "-eval",
+                "process_flag(trap_exit, true), register(target, self()), \
+                 Q = spawn(fun() -> receive go -> exit(gone) end end), \
+                 io:format(\"ready~n\"), \
+                 receive {hello, From} -> From ! {me, self(), Q} end, \
+                 receive linked -> ok end, Q ! go, \
+                 receive {'EXIT', _, R} -> io:format(\"~p~n\", [R]) \
+                 after 5000 -> io:format(\"timeout~n\") end, \
+                 receive stop -> ok after 10000 -> ok end, halt().",
+            ])
+            .env("ERL_EPMD_PORT", epmd.port.to_string()),
+    );
+    assert_eq!(recv(&lines), "ready");
+    let peer = "peer@127.0.0.1";
+    node.connect(peer, WAIT).unwrap();
+    let hello = Term::Tuple(Tuple::from(vec![
+        Term::Atom(Atom::from("hello")),
+        Term::Pid(node.pid()),
+    ]));
+    node.send_named("target", peer, hello).unwrap();
+    let me = recv(&answers).message;
+    let Term::Tuple(t) = me else { panic!("{me:?}") };
+    let (Term::Pid(target), Term::Pid(quitter)) = (&t.elements[1], &t.elements[2]) else {
+        panic!("{t:?}")
+    };
+    node.link("holder", target).unwrap();
+    node.link("holder2", quitter).unwrap();
+    assert_eq!(
+        node.link("nobody", target),
+        Err(weft::dist::DistSendError::NotRegistered("nobody".into()))
+    );
+    node.send_named("target", peer, Term::Atom(Atom::from("linked")))
+        .unwrap();
+    eventually("holder2 went with the quitter", || holder2.is_stopped());
+    holder
+        .send(Incoming {
+            from: None,
+            to: "holder".into(),
+            message: Term::Atom(Atom::from("fail")),
+        })
+        .unwrap();
+    assert_eq!(recv(&lines), "{error,<<\"told to fail\">>}");
+}

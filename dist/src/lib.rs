@@ -26,13 +26,13 @@
 //! [`Node::monitor_named`]): one [`RemoteDown`] with the exit reason,
 //! `noproc`, or `noconnection` when the connection to that node is lost.
 //!
-//! Remote processes link to registered weft actors (`link(Pid)`): a weft
-//! actor's exit reaches them as an `EXIT` with its reason; a linked
-//! remote process's non-normal exit, or the loss of its node
-//! (`noconnection`), stops the weft actor; `unlink` is acknowledged.
+//! Links cross nodes both ways (`link(Pid)` from a remote process, or
+//! [`Node::link`] from weft): a registered weft actor's exit reaches the
+//! linked process as an `EXIT` with its reason; the linked process's
+//! non-normal exit, or the loss of its node (`noconnection`), stops the
+//! weft actor; `unlink` is acknowledged.
 //!
-//! What this version does not do yet: weft actors linking out to remote
-//! processes, pids for unregistered actors, connecting on first use
+//! What this version does not do yet: pids for unregistered actors, connecting on first use
 //! (connect explicitly), send-side flow control, and a typed layer over
 //! `Term`.
 

@@ -132,6 +132,9 @@ pub enum DistSendError {
     /// The term could not be encoded.
     #[error("the term cannot be encoded: {0}")]
     Encode(String),
+    /// No actor is registered under that name on this node.
+    #[error("no actor is registered as {0:?} on this node")]
+    NotRegistered(String),
 }
 
 /// Why [`Node::connect`] failed.
@@ -361,6 +364,45 @@ impl Node {
             Ok(Err(why)) => Err(failed(why)),
             Err(e) => Err(failed(e.to_string())),
         }
+    }
+
+    /// Links the actor registered here as `name` with process `remote`
+    /// on a connected node (`link/1`): the actor's exit reaches `remote`
+    /// as an `EXIT` with its reason; `remote`'s non-normal exit, or the
+    /// loss of its node (`noconnection`), stops the actor.
+    pub fn link(&self, name: &str, remote: &Pid) -> Result<(), DistSendError> {
+        let local = self
+            .pid_of(name)
+            .ok_or_else(|| DistSendError::NotRegistered(name.to_string()))?;
+        let actor = self
+            .shared
+            .registered
+            .lock()
+            .get(name)
+            .map(|r| r.actor.clone())
+            .ok_or_else(|| DistSendError::NotRegistered(name.to_string()))?;
+        let peer = remote.node.name.clone();
+        let conn = self
+            .shared
+            .connections
+            .lock()
+            .get(&peer)
+            .cloned()
+            .ok_or_else(|| DistSendError::NotConnected(peer.clone()))?;
+        if let Some(watch) = self.shared.watch.lock().clone() {
+            let _ = watch.send(WatchMsg::Link {
+                actor,
+                link: RemoteLink {
+                    peer: peer.clone(),
+                    remote: remote.clone(),
+                    local: local.clone(),
+                },
+            });
+        }
+        let control = tuple(vec![int(LINK), Term::Pid(local), Term::Pid(remote.clone())]);
+        let packet = encode_packet(&control, None)?;
+        conn.send(Out::Packet(packet))
+            .map_err(|_| DistSendError::NotConnected(peer))
     }
 
     /// Monitors process `target` on a connected node (`erlang:monitor`):
