@@ -132,6 +132,10 @@ pub enum DistSendError {
     /// The term could not be encoded.
     #[error("the term cannot be encoded: {0}")]
     Encode(String),
+    /// The connection to that node has too much queued (its mailbox is
+    /// full): nothing was sent; try again later.
+    #[error("the connection to node {0} is backlogged; nothing was sent")]
+    Backlogged(String),
     /// No actor is registered under that name on this node.
     #[error("no actor is registered as {0:?} on this node")]
     NotRegistered(String),
@@ -401,8 +405,7 @@ impl Node {
         }
         let control = tuple(vec![int(LINK), Term::Pid(local), Term::Pid(remote.clone())]);
         let packet = encode_packet(&control, None)?;
-        conn.send(Out::Packet(packet))
-            .map_err(|_| DistSendError::NotConnected(peer))
+        conn.send(Out::Packet(packet)).map_err(|e| refused(e, peer))
     }
 
     /// Monitors process `target` on a connected node (`erlang:monitor`):
@@ -456,7 +459,7 @@ impl Node {
         ]);
         let packet = encode_packet(&control, None)?;
         conn.send(Out::Packet(packet))
-            .map_err(|_| DistSendError::NotConnected(node.to_string()))?;
+            .map_err(|e| refused(e, node.to_string()))?;
         Ok(reference)
     }
 
@@ -529,7 +532,7 @@ fn send_named(shared: &Shared, name: &str, node: &str, message: Term) -> Result<
     ]);
     let packet = encode_packet(&control, Some(&message))?;
     conn.send(Out::Packet(packet))
-        .map_err(|_| DistSendError::NotConnected(node.to_string()))
+        .map_err(|e| refused(e, node.to_string()))
 }
 
 impl std::fmt::Debug for DistSender {
@@ -555,8 +558,15 @@ fn send_to_pid(shared: &Shared, to: &Pid, message: Term) -> Result<(), DistSendE
         .ok_or_else(|| DistSendError::NotConnected(node.clone()))?;
     let control = tuple(vec![int(SEND), atom(""), Term::Pid(to.clone())]);
     let packet = encode_packet(&control, Some(&message))?;
-    conn.send(Out::Packet(packet))
-        .map_err(|_| DistSendError::NotConnected(node))
+    conn.send(Out::Packet(packet)).map_err(|e| refused(e, node))
+}
+
+/// Why the connection actor refused a packet: full (backlogged) or gone.
+fn refused<M>(e: weft_actors::SendError<M>, node: String) -> DistSendError {
+    match e {
+        weft_actors::SendError::Full(_) => DistSendError::Backlogged(node),
+        _ => DistSendError::NotConnected(node),
+    }
 }
 
 /// One distribution packet: length, pass-through tag, control, message.
