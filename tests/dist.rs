@@ -644,3 +644,54 @@ fn weft_links_to_erl_processes() {
         .unwrap();
     assert_eq!(recv(&lines), "{error,<<\"told to fail\">>}");
 }
+
+/// A node that stops reading cannot make this one buffer without bound:
+/// sends are refused as `Backlogged` once the connection is past its
+/// high watermark, the connection stays, and sends go through again
+/// once the peer reads.
+#[test]
+fn a_peer_that_does_not_read_makes_sends_backlogged_not_buffered() {
+    use std::io::Read;
+    let epmd = Epmd::start();
+    let rt = runtime(2);
+    let node = node(&rt, &epmd, "weft_flow");
+    let mut peer = fake_peer(node.port(), "secret");
+    eventually("connected", || node.connected_nodes() == ["fake@127.0.0.1"]);
+    let to = weft::dist::eetf::Pid::new("fake@127.0.0.1", 1, 0, 1);
+    let chunk = Term::Binary(weft::dist::eetf::Binary::from(vec![7u8; 64 * 1024]));
+    let mut sent = 0usize;
+    let refused = loop {
+        match node.send(&to, chunk.clone()) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 2000, "128 MiB taken without push-back");
+        if sent.is_multiple_of(16) {
+            // Let the connection actor write what it took.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    assert_eq!(
+        refused,
+        weft::dist::DistSendError::Backlogged("fake@127.0.0.1".into())
+    );
+    // Well under the 64 MiB at which a stuck peer is dropped.
+    assert!(sent * 64 < 32 * 1024, "{sent} chunks of 64 KiB taken");
+    assert_eq!(node.connected_nodes(), ["fake@127.0.0.1"]);
+    // The peer reads: sends resume.
+    peer.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        while let Ok(n) = peer.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        if node.send(&to, chunk.clone()).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sends never resumed");
+    }
+}

@@ -32,9 +32,12 @@
 //! non-normal exit, or the loss of its node (`noconnection`), stops the
 //! weft actor; `unlink` is acknowledged.
 //!
+//! A slow node cannot make this one buffer without bound: past a
+//! connection's high watermark, sends to that node are refused with
+//! [`DistSendError::Backlogged`] until it catches up.
+//!
 //! What this version does not do yet: pids for unregistered actors, connecting on first use
-//! (connect explicitly), send-side flow control, and a typed layer over
-//! `Term`.
+//! (connect explicitly), and a typed layer over `Term`.
 
 #![deny(missing_docs)]
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Cursor;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,7 +185,7 @@ struct Shared {
     remote_monitors: Mutex<HashMap<Vec<u32>, RemoteMonitor>>,
     /// The next reference number.
     next_ref: AtomicU64,
-    connections: Mutex<HashMap<String, ConnRef<DistConn>>>,
+    connections: Mutex<HashMap<String, Peer>>,
     auth_failures: AtomicU64,
 }
 
@@ -230,9 +230,12 @@ impl Node {
             auth_failures: AtomicU64::new(0),
         });
         let for_conns = shared.clone();
-        let listening = listen_tcp(handle, options.listen, ListenOptions::new(), move || {
-            DistConn::accepting(for_conns.clone())
-        })
+        let listening = listen_tcp(
+            handle,
+            options.listen,
+            ListenOptions::new().conn(dist_conn_options()),
+            move || DistConn::accepting(for_conns.clone()),
+        )
         .map_err(NodeError::Listen)?;
         let epmd_at = SocketAddr::from(([127, 0, 0, 1], options.epmd_port));
         let registration =
@@ -351,7 +354,9 @@ impl Node {
             .ok_or_else(|| no_node("not registered".into()))?;
         let (reply, pending) = reply_slot();
         let target = SocketAddr::new(ip.ip(), port);
-        let options = ConnectOptions::new().timeout(timeout);
+        let options = ConnectOptions::new()
+            .timeout(timeout)
+            .conn(dist_conn_options());
         let _ = connect_tcp(
             &self.handle,
             target,
@@ -386,13 +391,7 @@ impl Node {
             .map(|r| r.actor.clone())
             .ok_or_else(|| DistSendError::NotRegistered(name.to_string()))?;
         let peer = remote.node.name.clone();
-        let conn = self
-            .shared
-            .connections
-            .lock()
-            .get(&peer)
-            .cloned()
-            .ok_or_else(|| DistSendError::NotConnected(peer.clone()))?;
+        let conn = sending_conn(&self.shared, &peer)?;
         if let Some(watch) = self.shared.watch.lock().clone() {
             let _ = watch.send(WatchMsg::Link {
                 actor,
@@ -433,13 +432,7 @@ impl Node {
         target: Term,
         to: Recipient<RemoteDown>,
     ) -> Result<Term, DistSendError> {
-        let conn = self
-            .shared
-            .connections
-            .lock()
-            .get(node)
-            .cloned()
-            .ok_or_else(|| DistSendError::NotConnected(node.to_string()))?;
+        let conn = sending_conn(&self.shared, node)?;
         let n = self.shared.next_ref.fetch_add(1, Ordering::Relaxed);
         let id = vec![(n & 0x3_ffff) as u32, (n >> 18) as u32, 0];
         let reference = Term::from(eetf::Reference {
@@ -480,8 +473,8 @@ impl Drop for Node {
             watch.stop();
         }
         self.listening.stop(StopMode::Close);
-        for (_, conn) in self.shared.connections.lock().drain() {
-            conn.close();
+        for (_, peer) in self.shared.connections.lock().drain() {
+            peer.conn.close();
         }
     }
 }
@@ -518,12 +511,7 @@ fn node_pid(shared: &Shared) -> Pid {
 }
 
 fn send_named(shared: &Shared, name: &str, node: &str, message: Term) -> Result<(), DistSendError> {
-    let conn = shared
-        .connections
-        .lock()
-        .get(node)
-        .cloned()
-        .ok_or_else(|| DistSendError::NotConnected(node.to_string()))?;
+    let conn = sending_conn(shared, node)?;
     let control = tuple(vec![
         int(REG_SEND),
         Term::Pid(node_pid(shared)),
@@ -550,15 +538,33 @@ fn send_to_pid(shared: &Shared, to: &Pid, message: Term) -> Result<(), DistSendE
         deliver_inbox(shared, None, message);
         return Ok(());
     }
-    let conn = shared
-        .connections
-        .lock()
-        .get(&node)
-        .cloned()
-        .ok_or_else(|| DistSendError::NotConnected(node.clone()))?;
+    let conn = sending_conn(shared, &node)?;
     let control = tuple(vec![int(SEND), atom(""), Term::Pid(to.clone())]);
     let packet = encode_packet(&control, Some(&message))?;
     conn.send(Out::Packet(packet)).map_err(|e| refused(e, node))
+}
+
+/// A connected node: its connection, and whether that connection's write
+/// side is paused (past its high watermark: the peer reads slower than
+/// this node sends).
+struct Peer {
+    conn: ConnRef<DistConn>,
+    paused: Arc<AtomicBool>,
+}
+
+/// The connection to send a user's message to `node` on: refused as
+/// `Backlogged` while its write side is paused, so a slow node cannot
+/// make this one buffer without bound (the connection's mailbox is
+/// bounded by bytes too).
+fn sending_conn(shared: &Shared, node: &str) -> Result<ConnRef<DistConn>, DistSendError> {
+    let conns = shared.connections.lock();
+    let peer = conns
+        .get(node)
+        .ok_or_else(|| DistSendError::NotConnected(node.to_string()))?;
+    if peer.paused.load(Ordering::Acquire) {
+        return Err(DistSendError::Backlogged(node.to_string()));
+    }
+    Ok(peer.conn.clone())
 }
 
 /// Why the connection actor refused a packet: full (backlogged) or gone.
@@ -608,6 +614,17 @@ fn tuple(elements: Vec<Term>) -> Term {
     Term::Tuple(Tuple::from(elements))
 }
 
+/// A distribution connection's buffers: senders are refused past 1 MiB
+/// buffered (resumed below 256 KiB), packets waiting in its mailbox are
+/// bounded at 4 MiB, and a peer that stops reading is dropped at 64 MiB.
+fn dist_conn_options() -> weft_io::ConnOptions {
+    weft_io::ConnOptions::new()
+        .watermarks(1 << 20, 256 << 10)
+        .mailbox_bytes(4 << 20)
+        .max_write_buffer(64 << 20)
+        .nodelay(true)
+}
+
 /// A fresh handshake challenge (per-process random keys and the clock).
 fn challenge() -> u32 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -645,6 +662,8 @@ pub struct DistConn {
     state: State,
     /// When the peer last sent anything, on the runtime's clock.
     heard: Duration,
+    /// Set while the write side is paused (shared with senders).
+    paused: Arc<AtomicBool>,
 }
 
 impl DistConn {
@@ -661,6 +680,7 @@ impl DistConn {
             input: Vec::new(),
             state,
             heard: Duration::ZERO,
+            paused: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -674,6 +694,7 @@ impl DistConn {
             input: Vec::new(),
             state: State::Dial(dial, Some(reply)),
             heard: Duration::ZERO,
+            paused: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -700,10 +721,13 @@ impl DistConn {
                 tracing::info!(%peer, "node connected");
                 // Listed before the waiter hears: `connect` returning
                 // means `send` finds the connection.
-                self.shared
-                    .connections
-                    .lock()
-                    .insert(peer.clone(), conn.address());
+                self.shared.connections.lock().insert(
+                    peer.clone(),
+                    Peer {
+                        conn: conn.address(),
+                        paused: self.paused.clone(),
+                    },
+                );
                 if let Some(w) = waiter {
                     w.send(Ok(peer.clone()));
                 }
@@ -967,6 +991,24 @@ impl DistConn {
 impl Protocol for DistConn {
     type Msg = Out;
 
+    /// A packet weighs its bytes against the connection's mailbox limit.
+    fn weigh(msg: &Out) -> usize {
+        match msg {
+            Out::Packet(p) => p.len(),
+            _ => 0,
+        }
+    }
+
+    /// Past the high watermark, senders are told `Backlogged`. Reading
+    /// goes on (ticks and the peer's messages must still come in).
+    fn write_paused(&mut self, _conn: &mut Conn<'_, '_, Self>) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    fn write_resumed(&mut self, _conn: &mut Conn<'_, '_, Self>) {
+        self.paused.store(false, Ordering::Release);
+    }
+
     fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
         self.heard = conn.runtime().now();
         conn.send_later(HANDSHAKE_TIMEOUT, Out::HandshakeTimeout);
@@ -1062,7 +1104,7 @@ impl Protocol for DistConn {
             let mut conns = self.shared.connections.lock();
             if conns
                 .get(peer)
-                .is_some_and(|c| c.id() == conn.address().id())
+                .is_some_and(|p| p.conn.id() == conn.address().id())
             {
                 conns.remove(peer);
             }
@@ -1242,7 +1284,11 @@ impl NodeWatch {
                 Term::Pid(l.remote.clone()),
                 reason.clone(),
             ]);
-            let conn = shared.connections.lock().get(&l.peer).cloned();
+            let conn = shared
+                .connections
+                .lock()
+                .get(&l.peer)
+                .map(|p| p.conn.clone());
             if let (Some(conn), Ok(p)) = (conn, encode_packet(&exit, None)) {
                 let _ = conn.send(Out::Packet(p));
             }
@@ -1272,7 +1318,11 @@ impl NodeWatch {
                 m.reference.clone(),
                 reason.clone(),
             ]);
-            let conn = shared.connections.lock().get(&m.peer).cloned();
+            let conn = shared
+                .connections
+                .lock()
+                .get(&m.peer)
+                .map(|p| p.conn.clone());
             if let (Some(conn), Ok(p)) = (conn, encode_packet(&exit, None)) {
                 let _ = conn.send(Out::Packet(p));
             }
