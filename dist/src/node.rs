@@ -1193,34 +1193,12 @@ impl Actor for NodeWatch {
                 self.watches.insert(key, monitor);
             }
             WatchMsg::Forget(reference) => {
-                let keys: Vec<MonitorRef> = self
-                    .watches
-                    .iter()
-                    .filter(|(_, m)| m.reference == reference)
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in keys {
-                    self.watches.remove(&k);
-                    ctx.demonitor(k);
-                }
+                self.forget_watches(ctx, |m| m.reference == reference);
             }
             WatchMsg::PeerGone(peer) => {
-                let keys: Vec<MonitorRef> = self
-                    .watches
-                    .iter()
-                    .filter(|(_, m)| m.peer == peer)
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in keys {
-                    self.watches.remove(&k);
-                    ctx.demonitor(k);
-                }
+                self.forget_watches(ctx, |m| m.peer == peer);
                 // Linked actors go down with the link: `noconnection`.
-                let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
-                    .into_iter()
-                    .partition(|(_, _, l)| l.peer == peer);
-                self.links = kept;
-                for (k, actor, l) in lost {
+                for (k, actor, l) in self.take_links(|_, l| l.peer == peer) {
                     ctx.demonitor(k);
                     actor.kill(linked_exit(&l.remote, &atom("noconnection")));
                 }
@@ -1238,11 +1216,8 @@ impl Actor for NodeWatch {
                 local,
                 reason,
             } => {
-                let (hit, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
-                    .into_iter()
-                    .partition(|(_, _, l)| l.remote == remote && l.local == local);
-                self.links = kept;
-                for (k, actor, _) in hit {
+                for (k, actor, _) in self.take_links(|_, l| l.remote == remote && l.local == local)
+                {
                     ctx.demonitor(k);
                     // As in Erlang: a normal exit does not take a linked
                     // process with it.
@@ -1252,11 +1227,7 @@ impl Actor for NodeWatch {
                 }
             }
             WatchMsg::Unlink { remote, local } => {
-                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
-                    .into_iter()
-                    .partition(|(_, _, l)| l.remote == remote && l.local == local);
-                self.links = kept;
-                for (k, _, _) in gone {
+                for (k, _, _) in self.take_links(|_, l| l.remote == remote && l.local == local) {
                     ctx.demonitor(k);
                 }
             }
@@ -1266,6 +1237,33 @@ impl Actor for NodeWatch {
 }
 
 impl NodeWatch {
+    /// Drops the remote monitors `which` selects (and their local
+    /// monitors).
+    fn forget_watches(&mut self, ctx: &mut Ctx<'_, Self>, which: impl Fn(&Remote) -> bool) {
+        let keys: Vec<MonitorRef> = self
+            .watches
+            .iter()
+            .filter(|(_, m)| which(m))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.watches.remove(&k);
+            ctx.demonitor(k);
+        }
+    }
+
+    /// Takes the links `which` selects out of the table.
+    fn take_links(
+        &mut self,
+        which: impl Fn(&AnyAddr, &RemoteLink) -> bool,
+    ) -> Vec<(MonitorRef, AnyAddr, RemoteLink)> {
+        let (taken, kept) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|(_, actor, l)| which(actor, l));
+        self.links = kept;
+        taken
+    }
+
     /// Tells every remote process linked to the actor that exited
     /// (`EXIT` with its reason).
     fn fire_links(&mut self, down: &Down) {
@@ -1273,11 +1271,7 @@ impl NodeWatch {
             return;
         };
         let reason = exit_term(&down.reason);
-        let (hit, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
-            .into_iter()
-            .partition(|(_, actor, _)| actor.id() == down.id);
-        self.links = kept;
-        for (_, _, l) in hit {
+        for (_, _, l) in self.take_links(|actor, _| actor.id() == down.id) {
             let exit = tuple(vec![
                 int(EXIT),
                 Term::Pid(l.local.clone()),
