@@ -695,3 +695,43 @@ fn a_peer_that_does_not_read_makes_sends_backlogged_not_buffered() {
         assert!(Instant::now() < deadline, "sends never resumed");
     }
 }
+
+/// Answers `{From, Numbers, Label, Scale, Flag}` with `{Label, Sum * Scale}`
+/// — typed on both sides of the wire.
+struct Summer(DistSender);
+
+impl Actor for Summer {
+    type Msg = Incoming;
+    fn handle(&mut self, msg: Incoming, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        type Question = (weft::dist::eetf::Pid, Vec<i64>, String, f64, bool);
+        let (from, numbers, label, scale, flag): Question = msg.decode()?;
+        let sum: i64 = numbers.iter().sum();
+        let answer = if flag { sum as f64 * scale } else { 0.0 };
+        self.0.send(&from, (label, answer))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn rust_values_cross_the_wire_as_erlang_terms() {
+    let epmd = Epmd::start();
+    let rt = runtime(2);
+    let node = node(&rt, &epmd, "weft_typed");
+    let summer = rt.handle().spawn(Summer(node.sender()));
+    node.register("summer", &summer);
+    let out = epmd.erl(
+        "typist",
+        "secret",
+        "N = 'weft_typed@127.0.0.1', true = net_kernel:connect_node(N), \
+         {summer, N} ! {self(), [1, 2, 3, 4], <<\"total\">>, 1.5, true}, \
+         receive R -> io:format(\"~p~n\", [R]) after 5000 -> io:format(\"timeout~n\") end, \
+         {summer, N} ! {self(), not_a_list, <<\"x\">>, 1.0, true}, \
+         io:format(\"~p~n\", [net_adm:ping(N)]), halt().",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["{<<\"total\">>,15.0}", "pong"], "{out}");
+    // The badly shaped question failed only the summer.
+    eventually("the summer failed on the wrong shape", || {
+        summer.is_stopped()
+    });
+}

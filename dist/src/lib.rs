@@ -37,16 +37,21 @@
 //! [`DistSendError::Backlogged`] until it catches up.
 //!
 //! What this version does not do yet: pids for unregistered actors, connecting on first use
-//! (connect explicitly), and a typed layer over `Term`.
+//! (connect explicitly).
+//!
+//! Rust values cross as terms through [`IntoTerm`] and [`FromTerm`]
+//! (`node.send(&pid, ("ok".to_string(), 6i64))`, `msg.decode::<(Pid, Vec<i64>)>()`).
 
 #![deny(missing_docs)]
 
 pub mod epmd;
 pub mod handshake;
 mod node;
+pub mod typed;
 
 pub use eetf;
 pub use node::{
     ConnectNodeError, DistConn, DistSendError, DistSender, Incoming, Node, NodeError, NodeOptions,
     Out, RemoteDown,
 };
+pub use typed::{FromTerm, IntoTerm, TypeError};

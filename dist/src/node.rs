@@ -29,6 +29,7 @@ use weft_runtime::Handle;
 
 use crate::epmd::{self, Registration};
 use crate::handshake::{Accepting, AuthError, Connecting, Progress};
+use crate::typed::{FromTerm, IntoTerm, TypeError};
 
 /// How often a connection sends a tick (a quarter of OTP's default
 /// `net_ticktime` of 60 s).
@@ -120,6 +121,14 @@ pub struct Incoming {
     pub to: String,
     /// The message.
     pub message: Term,
+}
+
+impl Incoming {
+    /// The message as a Rust value (see [`FromTerm`]), or what was
+    /// expected and what came.
+    pub fn decode<T: FromTerm>(&self) -> Result<T, TypeError> {
+        T::from_term(&self.message)
+    }
 }
 
 /// Why a message to another node was not sent.
@@ -299,9 +308,10 @@ impl Node {
         ))
     }
 
-    /// Sends `message` to process `to` on a connected node.
-    pub fn send(&self, to: &Pid, message: Term) -> Result<(), DistSendError> {
-        send_to_pid(&self.shared, to, message)
+    /// Sends `message` (a `Term`, or any [`IntoTerm`] value) to process
+    /// `to` on a connected node.
+    pub fn send(&self, to: &Pid, message: impl IntoTerm) -> Result<(), DistSendError> {
+        send_to_pid(&self.shared, to, message.into_term())
     }
 
     /// A cheap handle that sends as this node (for actors to keep).
@@ -326,8 +336,13 @@ impl Node {
     /// Sends `message` to the process registered as `name` on `node`
     /// (`{Name, Node} ! Msg`), from [`pid`](Self::pid); `node` must be
     /// connected.
-    pub fn send_named(&self, name: &str, node: &str, message: Term) -> Result<(), DistSendError> {
-        send_named(&self.shared, name, node, message)
+    pub fn send_named(
+        &self,
+        name: &str,
+        node: &str,
+        message: impl IntoTerm,
+    ) -> Result<(), DistSendError> {
+        send_named(&self.shared, name, node, message.into_term())
     }
 
     /// Connects to `node` (`name@host`): asks EPMD on its host where it
@@ -495,14 +510,20 @@ pub struct DistSender {
 }
 
 impl DistSender {
-    /// Sends `message` to process `to` on a connected node.
-    pub fn send(&self, to: &Pid, message: Term) -> Result<(), DistSendError> {
-        send_to_pid(&self.shared, to, message)
+    /// Sends `message` (a `Term`, or any [`IntoTerm`] value) to process
+    /// `to` on a connected node.
+    pub fn send(&self, to: &Pid, message: impl IntoTerm) -> Result<(), DistSendError> {
+        send_to_pid(&self.shared, to, message.into_term())
     }
 
     /// As [`Node::send_named`].
-    pub fn send_named(&self, name: &str, node: &str, message: Term) -> Result<(), DistSendError> {
-        send_named(&self.shared, name, node, message)
+    pub fn send_named(
+        &self,
+        name: &str,
+        node: &str,
+        message: impl IntoTerm,
+    ) -> Result<(), DistSendError> {
+        send_named(&self.shared, name, node, message.into_term())
     }
 }
 
