@@ -265,52 +265,122 @@ fn fake_peer(port: u16, cookie: &str) -> std::net::TcpStream {
     s
 }
 
-/// Ticks, on the manual clock: a peer that ticks stays past the tick
-/// time; one that goes silent is dropped after 60 s of silence; a
-/// connection that never completes the handshake is dropped after 10 s.
+/// The fake peer's `net_adm:ping`: a REG_SEND to `net_kernel`, then
+/// packets read (answering nothing) until the node's non-tick answer.
+/// Once it is back, the node has handled everything sent before it.
+fn ping_round_trip(peer: &mut std::net::TcpStream) {
+    use std::io::{Read, Write};
+    use weft::dist::eetf::Pid;
+    use weft::dist::IntoTerm;
+    let me = Pid::new("fake@127.0.0.1", 1, 0, 1);
+    let control = (6i32, me.clone(), Atom::from(""), Atom::from("net_kernel")).into_term();
+    let call = (
+        Atom::from("$gen_call"),
+        (me, 7i32),
+        (Atom::from("is_auth"), Atom::from("fake@127.0.0.1")),
+    )
+        .into_term();
+    let mut body = vec![112u8];
+    control.encode(&mut body).unwrap();
+    call.encode(&mut body).unwrap();
+    let mut packet = (body.len() as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    peer.write_all(&packet).unwrap();
+    loop {
+        let mut len = [0u8; 4];
+        peer.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        peer.read_exact(&mut body).unwrap();
+        if !body.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Reads one 4-byte tick, or `None` once the node has dropped the
+/// connection (EOF or reset).
+fn read_tick(peer: &mut std::net::TcpStream) -> Option<[u8; 4]> {
+    use std::io::Read;
+    let mut tick = [0u8; 4];
+    match peer.read_exact(&mut tick) {
+        Ok(()) => Some(tick),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            None
+        }
+        Err(e) => panic!("neither a tick nor a drop: {e}"),
+    }
+}
+
+/// Ticks, on the manual clock (no sleeps: a ping round trip orders the
+/// peer's bytes before each clock step, and the node arms each tick
+/// before it sends the previous one): a peer heard from every 15 s stays
+/// for two minutes; one silent from then on is dropped once 60 s pass;
+/// a connection that never handshakes is dropped after 10 s.
 #[test]
 fn a_silent_peer_is_dropped_after_the_tick_time_and_a_ticking_one_stays() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let epmd = Epmd::start();
     let (rt, clock) = manual_runtime(2);
     let node = node(&rt, &epmd, "weft_tick");
     let mut peer = fake_peer(node.port(), "secret");
-    eventually("the peer is connected", || {
-        node.connected_nodes() == ["fake@127.0.0.1"]
-    });
-    // Ticking for two minutes of manual time: kept.
-    let mut tick = [0u8; 4];
     for _ in 0..8 {
-        peer.write_all(&[0, 0, 0, 0]).unwrap();
-        // The write must land before the clock moves.
-        std::thread::sleep(Duration::from_millis(20));
+        ping_round_trip(&mut peer);
         clock.advance(Duration::from_secs(15));
-        peer.read_exact(&mut tick).unwrap();
-        assert_eq!(tick, [0, 0, 0, 0], "the node ticks");
+        assert_eq!(read_tick(&mut peer), Some([0, 0, 0, 0]), "the node ticks");
     }
     assert_eq!(node.connected_nodes(), ["fake@127.0.0.1"]);
-    // Silent from now: dropped once 60 s pass without a byte from it.
-    for _ in 0..5 {
+    // Silent from now: ticks for 45 s, dropped at 60 s.
+    ping_round_trip(&mut peer);
+    let mut ticks = 0;
+    loop {
         clock.advance(Duration::from_secs(15));
-        std::thread::sleep(Duration::from_millis(20));
+        match read_tick(&mut peer) {
+            Some(_) => ticks += 1,
+            None => break,
+        }
+        assert!(
+            ticks <= 4,
+            "still connected after {} s of silence",
+            ticks * 15
+        );
     }
-    let mut rest = Vec::new();
-    let _ = peer.read_to_end(&mut rest); // EOF or reset: both mean dropped
+    assert!(
+        ticks >= 3,
+        "dropped after only {} s of silence",
+        (ticks + 1) * 15
+    );
     eventually("the silent peer is forgotten", || {
         node.connected_nodes().is_empty()
     });
 
-    // A connection that never sends the handshake.
+    // A connection that never sends the handshake: kept for 9 s of the
+    // manual clock, dropped by 30 s (stepped a second at a time: the
+    // timer is armed when the node has accepted it).
     let mut mute = std::net::TcpStream::connect(("127.0.0.1", node.port())).unwrap();
-    mute.set_read_timeout(Some(WAIT)).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    clock.advance(Duration::from_secs(11));
+    mute.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let mut buf = [0u8; 1];
-    match mute.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
-        Ok(n) => panic!("{n} bytes from a node that should have dropped us"),
-    }
+    let mut waited = 0;
+    let dropped = loop {
+        clock.advance(Duration::from_secs(1));
+        waited += 1;
+        match mute.read(&mut buf) {
+            Ok(0) => break waited,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break waited,
+            Err(_) => {} // the read timed out: still open
+            Ok(n) => panic!("{n} bytes from a node that should say nothing"),
+        }
+        assert!(waited < 30, "a mute connection was kept 30 s");
+    };
+    assert!(
+        dropped >= 10,
+        "dropped after {dropped} s, before the 10 s timeout"
+    );
 }
 
 /// Collects what reaches a node's inbox.
@@ -666,10 +736,6 @@ fn a_peer_that_does_not_read_makes_sends_backlogged_not_buffered() {
             Err(e) => break e,
         }
         assert!(sent < 2000, "128 MiB taken without push-back");
-        if sent.is_multiple_of(16) {
-            // Let the connection actor write what it took.
-            std::thread::sleep(Duration::from_millis(5));
-        }
     };
     assert_eq!(
         refused,

@@ -611,16 +611,27 @@ fn deliver_inbox(shared: &Shared, from: Option<Pid>, message: Term) {
 }
 
 fn encode_packet(control: &Term, message: Option<&Term>) -> Result<Vec<u8>, DistSendError> {
-    let mut body = vec![PASS_THROUGH];
+    // One buffer: the length is written over its placeholder at the end.
+    let mut out = vec![0, 0, 0, 0, PASS_THROUGH];
     let enc = |e: eetf::EncodeError| DistSendError::Encode(e.to_string());
-    control.encode(&mut body).map_err(enc)?;
+    control.encode(&mut out).map_err(enc)?;
     if let Some(m) = message {
-        m.encode(&mut body).map_err(enc)?;
+        m.encode(&mut out).map_err(enc)?;
     }
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
+    let len = u32::try_from(out.len() - 4)
+        .map_err(|_| DistSendError::Encode("a packet over 4 GiB".into()))?;
+    out[..4].copy_from_slice(&len.to_be_bytes());
     Ok(out)
+}
+
+/// Sends a control message (no payload) to `peer` if it is connected,
+/// past the senders' back-pressure: exits and monitor answers must not be
+/// lost to a slow peer.
+fn control_to(shared: &Shared, peer: &str, control: &Term) {
+    let conn = shared.connections.lock().get(peer).map(|p| p.conn.clone());
+    if let (Some(conn), Ok(p)) = (conn, encode_packet(control, None)) {
+        let _ = conn.send(Out::Packet(p));
+    }
 }
 
 fn atom(name: &str) -> Term {
@@ -726,6 +737,10 @@ impl DistConn {
             State::Dial(dial, _) => dial.feed(&mut self.input, &mut out),
             _ => return Ok(()),
         };
+        if matches!(progress, Ok(Progress::Done { .. })) {
+            // Ticking starts before the last handshake message goes out.
+            conn.send_later(TICK, Out::Tick);
+        }
         if !out.is_empty() {
             conn.write(&out)?;
         }
@@ -753,7 +768,6 @@ impl DistConn {
                     w.send(Ok(peer.clone()));
                 }
                 self.state = State::Connected { peer };
-                conn.send_later(TICK, Out::Tick);
                 self.packets(conn)
             }
             Err(e) => {
@@ -776,26 +790,27 @@ impl DistConn {
 
     /// Every complete packet in the input.
     fn packets(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
-        loop {
-            if self.input.len() < 4 {
-                return Ok(());
-            }
-            let len =
-                u32::from_be_bytes([self.input[0], self.input[1], self.input[2], self.input[3]])
-                    as usize;
-            if self.input.len() < 4 + len {
-                return Ok(());
-            }
-            let packet: Vec<u8> = self.input.drain(..4 + len).skip(4).collect();
+        // Parsed in place; what was used goes in one drain at the end.
+        let mut input = std::mem::take(&mut self.input);
+        let mut at = 0;
+        while let Some(head) = input.get(at..at + 4) {
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            let Some(packet) = input.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            at += 4 + len;
             if packet.is_empty() {
                 continue; // a tick
             }
-            if let Err(e) = self.packet(conn, &packet) {
+            if let Err(e) = self.packet(conn, packet) {
                 tracing::warn!(error = %e, "a distribution packet was not understood; closing");
                 conn.close();
                 return Ok(());
             }
         }
+        input.drain(..at);
+        self.input = input;
+        Ok(())
     }
 
     fn packet(&mut self, conn: &mut Conn<'_, '_, Self>, packet: &[u8]) -> Result<(), String> {
@@ -1070,8 +1085,10 @@ impl Protocol for DistConn {
                     conn.abort();
                     return Ok(());
                 }
-                conn.write(&[0, 0, 0, 0])?;
+                // The next tick is armed before this one goes out, so a
+                // peer that saw it knows the next is coming.
                 conn.send_later(TICK, Out::Tick);
+                conn.write(&[0, 0, 0, 0])?;
             }
             Out::HandshakeTimeout => {
                 if matches!(self.state, State::Handshake(_) | State::Dial(..)) {
@@ -1299,14 +1316,7 @@ impl NodeWatch {
                 Term::Pid(l.remote.clone()),
                 reason.clone(),
             ]);
-            let conn = shared
-                .connections
-                .lock()
-                .get(&l.peer)
-                .map(|p| p.conn.clone());
-            if let (Some(conn), Ok(p)) = (conn, encode_packet(&exit, None)) {
-                let _ = conn.send(Out::Packet(p));
-            }
+            control_to(&shared, &l.peer, &exit);
         }
     }
 
@@ -1333,14 +1343,7 @@ impl NodeWatch {
                 m.reference.clone(),
                 reason.clone(),
             ]);
-            let conn = shared
-                .connections
-                .lock()
-                .get(&m.peer)
-                .map(|p| p.conn.clone());
-            if let (Some(conn), Ok(p)) = (conn, encode_packet(&exit, None)) {
-                let _ = conn.send(Out::Packet(p));
-            }
+            control_to(&shared, &m.peer, &exit);
         }
     }
 }
