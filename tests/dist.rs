@@ -445,6 +445,109 @@ fn weft_connects_to_erl_and_sends_to_a_registered_process() {
     ));
 }
 
+/// Nothing connected first: sending to a node dials it (EPMD, then the
+/// handshake) and the message goes once connected; a weft actor known
+/// only by its pid (no name) gets erl's answer, is monitored from erl by
+/// that pid (`DOWN` with its exit reason), and once gone its pid answers
+/// `noproc`. A node that does not exist: what was sent is dropped and a
+/// monitor of it fires with `noconnection`.
+#[test]
+fn sending_connects_on_first_use_and_unnamed_actors_have_pids() {
+    let epmd = Epmd::start();
+    let rt = runtime(2);
+    let node = node(&rt, &epmd, "weft_first");
+    let (tx, seen) = mpsc::channel();
+    let worker = rt.handle().spawn(Collect(tx));
+    let worker_pid = node.pid_for(&worker);
+    let (_erl, lines) = spawn_with_lines(
+        Command::new("erl")
+            .args([
+                "-name",
+                "asker@127.0.0.1",
+                "-setcookie",
+                "secret",
+                "-noshell",
+                "-eval",
+                "register(asker, self()), io:format(\"ready~n\"), \
+                 receive {ask, Pid} -> \
+                     R = erlang:monitor(process, Pid), Pid ! {answer, 42}, Pid ! fail, \
+                     receive {'DOWN', R, process, Pid, Why} -> io:format(\"~p~n\", [Why]) \
+                     after 5000 -> io:format(\"timeout~n\") end, \
+                     timer:sleep(200), \
+                     R2 = erlang:monitor(process, Pid), \
+                     receive {'DOWN', R2, process, Pid, Why2} -> io:format(\"~p~n\", [Why2]) \
+                     after 5000 -> io:format(\"timeout~n\") end \
+                 after 10000 -> io:format(\"no ask~n\") end, \
+                 receive stop -> ok after 10000 -> ok end, halt().",
+            ])
+            .env("ERL_EPMD_PORT", epmd.port.to_string()),
+    );
+    assert_eq!(recv(&lines), "ready");
+    assert!(node.connected_nodes().is_empty());
+    let ask = Term::Tuple(Tuple::from(vec![
+        Term::Atom(Atom::from("ask")),
+        Term::Pid(worker_pid.clone()),
+    ]));
+    node.send_named("asker", "asker@127.0.0.1", ask)
+        .expect("queued while the node is dialed");
+    let answer = recv(&seen);
+    assert_eq!(answer.message.to_string(), "{'answer',42}");
+    assert_eq!(answer.to, "", "sent to a pid without a name");
+    assert_eq!(node.connected_nodes(), ["asker@127.0.0.1"]);
+    assert_eq!(recv(&lines), "{error,<<\"told to fail\">>}");
+    // Released with the actor: erl's new monitor of it finds nobody.
+    assert_eq!(recv(&lines), "noproc");
+
+    // A node nobody registered: the dial fails; the monitor fires.
+    let (tx, downs) = mpsc::channel();
+    let to = rt.handle().spawn(Downs(tx)).recipient();
+    node.send_named("x", "ghost@127.0.0.1", Term::Atom(Atom::from("lost")))
+        .expect("queued for the dial");
+    let reference = node.monitor_named("x", "ghost@127.0.0.1", to).unwrap();
+    let down = recv(&downs);
+    assert_eq!(
+        (down.reference, down.reason.to_string()),
+        (reference, "'noconnection'".to_string())
+    );
+    assert_eq!(
+        node.send_named("x", "no-at-sign", Term::Atom(Atom::from("x"))),
+        Err(weft::dist::DistSendError::BadNode("no-at-sign".into()))
+    );
+    eventually("the failed dial is forgotten", || {
+        node.connected_nodes() == ["asker@127.0.0.1"]
+    });
+}
+
+/// Two weft nodes that first send to each other at the same moment (a
+/// simultaneous connect: each dials the other): both messages arrive and
+/// each ends with one connection to the other, every round.
+#[test]
+fn two_weft_nodes_dialing_each_other_at_once_settle_on_one_connection() {
+    let epmd = Epmd::start();
+    let rt = runtime(2);
+    for round in 0..5 {
+        let a = node(&rt, &epmd, &format!("sim_a{round}"));
+        let b = node(&rt, &epmd, &format!("sim_b{round}"));
+        let (a_name, b_name) = (a.name().to_string(), b.name().to_string());
+        let a_in = inbox(&rt, &a);
+        let b_in = inbox(&rt, &b);
+        let a_pid = a.pid();
+        let b_pid = b.pid();
+        let (sa, sb) = (a.sender(), b.sender());
+        let t = std::thread::spawn(move || sa.send(&b_pid, Term::Atom(Atom::from("from_a"))));
+        sb.send(&a_pid, Term::Atom(Atom::from("from_b"))).unwrap();
+        t.join().unwrap().unwrap();
+        assert_eq!(recv(&b_in).message.to_string(), "'from_a'", "round {round}");
+        assert_eq!(recv(&a_in).message.to_string(), "'from_b'", "round {round}");
+        eventually("one connection each way", || {
+            a.connected_nodes() == [b_name.clone()] && b.connected_nodes() == [a_name.clone()]
+        });
+        // And it carries traffic both ways afterwards.
+        a.send(&b.pid(), Term::Atom(Atom::from("again"))).unwrap();
+        assert_eq!(recv(&b_in).message.to_string(), "'again'");
+    }
+}
+
 #[test]
 fn two_weft_nodes_talk_through_the_same_protocol_and_a_wrong_cookie_is_named() {
     let epmd = Epmd::start();
@@ -482,6 +585,20 @@ fn two_weft_nodes_talk_through_the_same_protocol_and_a_wrong_cookie_is_named() {
         "{err:?}"
     );
     eventually("b counted the refusal", || b.auth_failures() == 1);
+}
+
+/// Forwards what it gets to a channel; fails when told `fail`.
+struct Collect(mpsc::Sender<Incoming>);
+
+impl Actor for Collect {
+    type Msg = Incoming;
+    fn handle(&mut self, msg: Incoming, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if msg.message.to_string() == "'fail'" {
+            return Err("told to fail".into());
+        }
+        let _ = self.0.send(msg);
+        Ok(())
+    }
 }
 
 /// Stops when told `stop` (normally) or `fail` (with an error).
@@ -661,8 +778,11 @@ fn weft_links_to_erl_processes() {
     let answers = inbox(&rt, &node);
     let holder = rt.handle().spawn(Stoppable);
     let holder2 = rt.handle().spawn(Stoppable);
-    node.register("holder", &holder);
-    node.register("holder2", &holder2);
+    // Pids without names.
+    let holder_pid = node.pid_for(&holder);
+    let holder2_pid = node.pid_for(&holder2);
+    assert_eq!(node.pid_for(&holder), holder_pid, "one pid per actor");
+    assert_ne!(holder_pid, holder2_pid);
     let (_erl, lines) = spawn_with_lines(
         Command::new("erl")
             .args([
@@ -696,11 +816,12 @@ fn weft_links_to_erl_processes() {
     let (Term::Pid(target), Term::Pid(quitter)) = (&t.elements[1], &t.elements[2]) else {
         panic!("{t:?}")
     };
-    node.link("holder", target).unwrap();
-    node.link("holder2", quitter).unwrap();
+    node.link(&holder_pid, target).unwrap();
+    node.link(&holder2_pid, quitter).unwrap();
+    let stranger = weft::dist::eetf::Pid::new(node.name(), 4242, 0, holder_pid.creation);
     assert_eq!(
-        node.link("nobody", target),
-        Err(weft::dist::DistSendError::NotRegistered("nobody".into()))
+        node.link(&stranger, target),
+        Err(weft::dist::DistSendError::NoSuchActor(stranger.to_string()))
     );
     node.send_named("target", peer, Term::Atom(Atom::from("linked")))
         .unwrap();
@@ -708,7 +829,7 @@ fn weft_links_to_erl_processes() {
     holder
         .send(Incoming {
             from: None,
-            to: "holder".into(),
+            to: String::new(),
             message: Term::Atom(Atom::from("fail")),
         })
         .unwrap();

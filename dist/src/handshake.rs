@@ -1,8 +1,9 @@
 //! The distribution handshake (version 6, OTP 23 and later) as a sans-IO
 //! state machine: bytes in, bytes out, never a blocking call, so it runs
-//! inside the connection actor. This is the accepting side (an `erl` node
-//! connecting to us); a peer whose digest does not match our cookie is an
-//! [`AuthError`] naming it.
+//! inside the connection actor: [`Accepting`] for a node that connects
+//! to us, [`Connecting`] for one we dial. A peer whose digest does not
+//! match our cookie is an [`AuthError`] naming it; two nodes dialing each
+//! other at once are settled by [`status_for`].
 //!
 //! Owns: the handshake's wire format (2-byte lengths), the flags weft
 //! offers, the MD5 digests. Must not touch: sockets, or what follows the
@@ -80,9 +81,46 @@ pub enum AuthError {
         /// The flags it did not offer.
         missing: u64,
     },
+    /// Both nodes were connecting to each other at once and this
+    /// attempt gave way to the other (status `nok`): the other connection
+    /// carries the traffic.
+    #[error("node {peer} is connecting to us at the same time; its connection wins")]
+    Simultaneous {
+        /// The other node's name (the dialed name on the connecting side).
+        peer: String,
+    },
     /// Bytes that are not the handshake.
     #[error("not a distribution handshake: {0}")]
     Protocol(String),
+}
+
+/// How the accepting side answers a node's name (the handshake's status
+/// message), given what it knows of that node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Go on (`ok`).
+    Ok,
+    /// Go on; our own attempt to connect to that node gives way
+    /// (`ok_simultaneous`: both were connecting and its name is greater).
+    OkSimultaneous,
+    /// Refuse: our own attempt to connect to it wins (`nok`).
+    Nok,
+    /// We still hold a connection to a node of that name (`alive`); the
+    /// connecting node says whether to replace it (it does when it has
+    /// none of its own: it restarted).
+    Alive,
+}
+
+/// The status a node answers a connecting `peer` with, by the rule of
+/// Erlang's distribution: an existing connection is `alive`; both
+/// connecting at once, the greater name's attempt wins.
+pub fn status_for(me: &str, peer: &str, connected: bool, dialing: bool) -> Status {
+    match (connected, dialing) {
+        (true, _) => Status::Alive,
+        (false, true) if peer > me => Status::OkSimultaneous,
+        (false, true) => Status::Nok,
+        (false, false) => Status::Ok,
+    }
 }
 
 /// The flags a peer must offer (the ones whose absence changes encoding).
@@ -115,7 +153,15 @@ pub struct Accepting {
 #[derive(Debug)]
 enum Step {
     Name,
-    Reply { peer: String, flags: u64 },
+    /// `alive` was sent: waiting for `true` or `false`.
+    Alive {
+        peer: String,
+        flags: u64,
+    },
+    Reply {
+        peer: String,
+        flags: u64,
+    },
     Done,
 }
 
@@ -146,8 +192,20 @@ impl Accepting {
     }
 
     /// Feeds the bytes in `input` (consumed from the front as messages
-    /// complete); what to send goes to `out`.
+    /// complete); what to send goes to `out`. Every connecting node is
+    /// answered `ok` (see [`feed_with`](Self::feed_with)).
     pub fn feed(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<Progress, AuthError> {
+        self.feed_with(input, out, |_| Status::Ok)
+    }
+
+    /// As [`feed`](Self::feed); `status` decides the answer to the
+    /// connecting node's name (see [`status_for`]).
+    pub fn feed_with(
+        &mut self,
+        input: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        mut status: impl FnMut(&str) -> Status,
+    ) -> Result<Progress, AuthError> {
         loop {
             let Some(msg) = take_message(input) else {
                 return Ok(Progress::More);
@@ -160,16 +218,35 @@ impl Accepting {
                         frame(out, b"snot_allowed");
                         return Err(AuthError::MissingFlags { peer, missing });
                     }
-                    frame(out, b"sok");
-                    let mut challenge = vec![b'N'];
-                    challenge.extend_from_slice(&FLAGS.to_be_bytes());
-                    challenge.extend_from_slice(&self.challenge.to_be_bytes());
-                    challenge.extend_from_slice(&self.creation.to_be_bytes());
-                    challenge.extend_from_slice(&(self.me.len() as u16).to_be_bytes());
-                    challenge.extend_from_slice(self.me.as_bytes());
-                    frame(out, &challenge);
+                    match status(&peer) {
+                        Status::Ok => frame(out, b"sok"),
+                        Status::OkSimultaneous => frame(out, b"sok_simultaneous"),
+                        Status::Nok => {
+                            frame(out, b"snok");
+                            return Err(AuthError::Simultaneous { peer });
+                        }
+                        Status::Alive => {
+                            frame(out, b"salive");
+                            self.step = Step::Alive { peer, flags };
+                            continue;
+                        }
+                    }
+                    self.challenge(out);
                     self.step = Step::Reply { peer, flags };
                 }
+                Step::Alive { peer, flags } => match msg.as_slice() {
+                    b"strue" => {
+                        self.challenge(out);
+                        self.step = Step::Reply { peer, flags };
+                    }
+                    b"sfalse" => return Err(AuthError::Simultaneous { peer }),
+                    other => {
+                        return Err(AuthError::Protocol(format!(
+                            "expected true or false from {peer}, got {} bytes",
+                            other.len()
+                        )))
+                    }
+                },
                 Step::Reply { peer, flags } => {
                     if msg.len() != 21 || msg[0] != b'r' {
                         return Err(AuthError::Protocol(format!(
@@ -191,6 +268,17 @@ impl Accepting {
                 }
             }
         }
+    }
+
+    /// `send_challenge`: `'N' flags:8 challenge:4 creation:4 len:2 name`.
+    fn challenge(&self, out: &mut Vec<u8>) {
+        let mut challenge = vec![b'N'];
+        challenge.extend_from_slice(&FLAGS.to_be_bytes());
+        challenge.extend_from_slice(&self.challenge.to_be_bytes());
+        challenge.extend_from_slice(&self.creation.to_be_bytes());
+        challenge.extend_from_slice(&(self.me.len() as u16).to_be_bytes());
+        challenge.extend_from_slice(self.me.as_bytes());
+        frame(out, &challenge);
     }
 }
 
@@ -240,6 +328,18 @@ impl Connecting {
             match std::mem::replace(&mut self.step, Dial::Done) {
                 Dial::Status => match msg.as_slice() {
                     b"sok" | b"sok_simultaneous" => self.step = Dial::Challenge,
+                    // It holds a connection to a node of our name: an
+                    // earlier life of ours (we dial only when we hold
+                    // none), so it replaces that one.
+                    b"salive" => {
+                        frame(out, b"strue");
+                        self.step = Dial::Challenge;
+                    }
+                    b"snok" => {
+                        return Err(AuthError::Simultaneous {
+                            peer: String::new(),
+                        })
+                    }
                     other => {
                         return Err(AuthError::Protocol(format!(
                             "the peer refused the connection: {}",
@@ -418,6 +518,47 @@ mod tests {
         );
         let (_, a) = dial("k", "other");
         assert_eq!(a, Err(AuthError::WrongCookie { peer: "a@h".into() }));
+    }
+
+    /// Runs both sides, the accepting one answering `status`.
+    fn dial_with(status: Status) -> (Result<Progress, AuthError>, Result<Progress, AuthError>) {
+        let mut acc = Accepting::new("b@h", "k", 2, 4242);
+        let (mut con, mut to_acc) = Connecting::start("a@h", "k", 1, 99);
+        let mut to_con = Vec::new();
+        let mut a = Ok(Progress::More);
+        let mut c = Ok(Progress::More);
+        for _ in 0..5 {
+            if a == Ok(Progress::More) {
+                a = acc.feed_with(&mut to_acc, &mut to_con, |_| status);
+            }
+            if c == Ok(Progress::More) {
+                c = con.feed(&mut to_con, &mut to_acc);
+            }
+        }
+        (c, a)
+    }
+
+    #[test]
+    fn statuses_follow_the_simultaneous_connect_rule() {
+        // Already connected: alive, whoever is greater.
+        assert_eq!(status_for("b@h", "a@h", true, true), Status::Alive);
+        // Both dialing: the greater name's attempt goes on.
+        assert_eq!(
+            status_for("a@h", "b@h", false, true),
+            Status::OkSimultaneous
+        );
+        assert_eq!(status_for("b@h", "a@h", false, true), Status::Nok);
+        assert_eq!(status_for("b@h", "a@h", false, false), Status::Ok);
+        // ok_simultaneous and alive (answered true) complete on both
+        // sides; nok refuses both.
+        for status in [Status::OkSimultaneous, Status::Alive] {
+            let (c, a) = dial_with(status);
+            assert!(matches!(c, Ok(Progress::Done { .. })), "{status:?}: {c:?}");
+            assert!(matches!(a, Ok(Progress::Done { .. })), "{status:?}: {a:?}");
+        }
+        let (c, a) = dial_with(Status::Nok);
+        assert!(matches!(c, Err(AuthError::Simultaneous { .. })), "{c:?}");
+        assert_eq!(a, Err(AuthError::Simultaneous { peer: "a@h".into() }));
     }
 
     #[test]

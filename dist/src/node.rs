@@ -4,7 +4,8 @@
 //! connections to other nodes.
 //!
 //! Owns: routing between the distribution connections and weft actors
-//! (registered names in, pids out), the node's counters. Must not touch:
+//! (pids and registered names in, packets out), dialing other nodes on
+//! first use, the node's counters. Must not touch:
 //! the handshake's bytes (`handshake.rs`) or EPMD's (`epmd.rs`).
 
 use std::collections::HashMap;
@@ -18,8 +19,8 @@ use std::time::Duration;
 use eetf::{Atom, FixInteger, Pid, Term, Tuple};
 use parking_lot::Mutex;
 use weft_actors::{
-    reply_slot, Actor, ActorResult, Addr, AnyAddr, Ctx, Down, ExitReason, MonitorRef, Recipient,
-    ReplyTo, Spawn,
+    reply_slot, Actor, ActorId, ActorResult, Addr, AnyAddr, Ctx, Down, ExitReason, MonitorRef,
+    Recipient, ReplyTo, Spawn,
 };
 use weft_io::{
     connect_tcp, listen_tcp, CloseReason, Conn, ConnRef, ConnectOptions, ListenOptions, Listening,
@@ -28,7 +29,7 @@ use weft_io::{
 use weft_runtime::Handle;
 
 use crate::epmd::{self, Registration};
-use crate::handshake::{Accepting, AuthError, Connecting, Progress};
+use crate::handshake::{status_for, Accepting, AuthError, Connecting, Progress, Status};
 use crate::typed::{FromTerm, IntoTerm, TypeError};
 
 /// How often a connection sends a tick (a quarter of OTP's default
@@ -112,12 +113,14 @@ pub enum NodeError {
     },
 }
 
-/// A message for a weft actor registered with [`Node::register`].
+/// A message for a weft actor with a pid ([`Node::pid_for`]) or a name
+/// ([`Node::register`]).
 #[derive(Debug)]
 pub struct Incoming {
     /// The sending process, when the peer said (`REG_SEND`, `SEND_SENDER`).
     pub from: Option<Pid>,
-    /// The name it was sent to.
+    /// The name it was sent to (`{Name, Node} ! Msg`), or the actor's
+    /// registered name when sent to its pid (empty if it has none).
     pub to: String,
     /// The message.
     pub message: Term,
@@ -135,9 +138,17 @@ impl Incoming {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DistSendError {
-    /// No connection to that node (it never connected, or it went away).
+    /// No connection to that node: it went away, or (for control
+    /// messages that answer a connection) never connected.
     #[error("not connected to node {0}")]
     NotConnected(String),
+    /// Not a node name (`name@host`).
+    #[error("{0:?} is not a node name (name@host)")]
+    BadNode(String),
+    /// A monitor or link of a process of this very node: use weft's own
+    /// (`Ctx::monitor`, `Ctx::link`).
+    #[error("{0} is this node: monitor or link its actors with weft's own monitors and links")]
+    ThisNode(String),
     /// The term could not be encoded.
     #[error("the term cannot be encoded: {0}")]
     Encode(String),
@@ -145,9 +156,9 @@ pub enum DistSendError {
     /// full): nothing was sent; try again later.
     #[error("the connection to node {0} is backlogged; nothing was sent")]
     Backlogged(String),
-    /// No actor is registered under that name on this node.
-    #[error("no actor is registered as {0:?} on this node")]
-    NotRegistered(String),
+    /// No live actor of this node has that pid.
+    #[error("no actor of this node has pid {0}")]
+    NoSuchActor(String),
 }
 
 /// Why [`Node::connect`] failed.
@@ -182,11 +193,12 @@ struct Shared {
     cookie: String,
     epmd_port: u16,
     creation: Mutex<u32>,
+    /// Dials other nodes (connect on first use).
+    handle: Handle,
     /// Where messages to this node's own pid go.
     inbox: Mutex<Option<Recipient<Incoming>>>,
-    registered: Mutex<HashMap<String, Registered>>,
-    /// Registered actors by the id of the pid handed out for them.
-    by_pid: Mutex<HashMap<u32, String>>,
+    /// The actors with pids, and their names.
+    locals: Mutex<Locals>,
     /// Watches local actors that remote processes monitor.
     watch: Mutex<Option<Addr<NodeWatch>>>,
     /// This node's monitors of remote processes: (peer, who to tell) by
@@ -202,7 +214,6 @@ struct Shared {
 /// its listener (its open connections end).
 pub struct Node {
     shared: Arc<Shared>,
-    handle: Handle,
     listening: Listening<DistConn>,
     _registration: Registration,
 }
@@ -229,9 +240,9 @@ impl Node {
             cookie: cookie.to_string(),
             epmd_port: options.epmd_port,
             creation: Mutex::new(0),
+            handle: handle.clone(),
             inbox: Mutex::new(None),
-            registered: Mutex::new(HashMap::new()),
-            by_pid: Mutex::new(HashMap::new()),
+            locals: Mutex::new(Locals::default()),
             watch: Mutex::new(None),
             remote_monitors: Mutex::new(HashMap::new()),
             next_ref: AtomicU64::new(1),
@@ -262,7 +273,6 @@ impl Node {
         }));
         Ok(Node {
             shared,
-            handle: handle.clone(),
             listening,
             _registration: registration,
         })
@@ -278,38 +288,87 @@ impl Node {
         self.listening.local_addr().port()
     }
 
-    /// Makes actor `to` reachable as `{Name, Node}` from other nodes
-    /// (`erl`'s `{Name, 'weft@host'} ! Msg`) and at a pid of its own
-    /// ([`pid_of`](Self::pid_of)); other nodes may monitor it
-    /// (`erlang:monitor(process, {Name, Node})`: `DOWN` with its exit
-    /// reason). Replaces an earlier registration of `name`.
-    pub fn register<A: Actor<Msg = Incoming>>(&self, name: &str, to: &Addr<A>) {
-        let mut by_pid = self.shared.by_pid.lock();
-        let id = by_pid.len() as u32 + 1;
-        by_pid.insert(id, name.to_string());
-        self.shared.registered.lock().insert(
-            name.to_string(),
-            Registered {
-                to: to.recipient(),
-                actor: AnyAddr::from(to),
-                pid_id: id,
-            },
-        );
+    /// The pid other nodes see for actor `to`, given it on first asking
+    /// (the same pid every time after): other nodes send to it, monitor
+    /// it (`DOWN` with its exit reason) and link to it. It is released
+    /// when the actor exits; a message to it after that is dropped, as
+    /// Erlang drops one to a dead process.
+    pub fn pid_for<A: Actor<Msg = Incoming>>(&self, to: &Addr<A>) -> Pid {
+        let id = {
+            let mut locals = self.shared.locals.lock();
+            if let Some(&id) = locals.by_actor.get(&to.id()) {
+                id
+            } else {
+                locals.next += 1;
+                let id = locals.next;
+                locals.by_actor.insert(to.id(), id);
+                locals.by_id.insert(
+                    id,
+                    Local {
+                        to: to.recipient(),
+                        actor: AnyAddr::from(to),
+                        name: None,
+                    },
+                );
+                // Released when it exits.
+                if let Some(watch) = self.shared.watch.lock().as_ref() {
+                    let _ = watch.send(WatchMsg::Track(AnyAddr::from(to)));
+                }
+                id
+            }
+        };
+        local_pid(&self.shared, id)
     }
 
-    /// The pid other nodes see for the actor registered as `name`.
+    /// Makes actor `to` reachable as `{Name, Node}` from other nodes
+    /// (`erl`'s `{Name, 'weft@host'} ! Msg`) as well as at its pid
+    /// ([`pid_for`](Self::pid_for)); other nodes may monitor it by name
+    /// (`erlang:monitor(process, {Name, Node})`: `DOWN` with its exit
+    /// reason). Replaces an earlier registration of `name`; the name goes
+    /// when the actor exits.
+    pub fn register<A: Actor<Msg = Incoming>>(&self, name: &str, to: &Addr<A>) {
+        let id = self.pid_for(to).id;
+        let mut locals = self.shared.locals.lock();
+        if let Some(old) = locals.names.insert(name.to_string(), id) {
+            if let Some(l) = locals.by_id.get_mut(&old) {
+                l.name = None;
+            }
+        }
+        let earlier = locals
+            .by_id
+            .get_mut(&id)
+            .and_then(|l| l.name.replace(name.to_string()));
+        // One name per actor, as in Erlang: the earlier one is released.
+        if let Some(earlier) = earlier.filter(|e| e != name) {
+            locals.names.remove(&earlier);
+        }
+    }
+
+    /// Releases `name` (`unregister/1`): messages to it are dropped from
+    /// now on; the actor keeps its pid. False if nothing had that name.
+    pub fn unregister(&self, name: &str) -> bool {
+        let mut locals = self.shared.locals.lock();
+        let Some(id) = locals.names.remove(name) else {
+            return false;
+        };
+        if let Some(l) = locals.by_id.get_mut(&id) {
+            l.name = None;
+        }
+        true
+    }
+
+    /// The pid of the actor registered as `name`.
     pub fn pid_of(&self, name: &str) -> Option<Pid> {
-        let id = self.shared.registered.lock().get(name)?.pid_id;
-        Some(Pid::new(
-            self.shared.name.as_str(),
-            id,
-            0,
-            *self.shared.creation.lock(),
-        ))
+        let id = *self.shared.locals.lock().names.get(name)?;
+        Some(local_pid(&self.shared, id))
     }
 
     /// Sends `message` (a `Term`, or any [`IntoTerm`] value) to process
-    /// `to` on a connected node.
+    /// `to` (on this node or another). A node not connected yet is dialed
+    /// (its EPMD asked where it listens, then the handshake) and the
+    /// message sent once connected; if that fails, the messages queued
+    /// for it are dropped with a warning, as Erlang drops a message to an
+    /// unreachable node.
     pub fn send(&self, to: &Pid, message: impl IntoTerm) -> Result<(), DistSendError> {
         send_to_pid(&self.shared, to, message.into_term())
     }
@@ -334,8 +393,8 @@ impl Node {
     }
 
     /// Sends `message` to the process registered as `name` on `node`
-    /// (`{Name, Node} ! Msg`), from [`pid`](Self::pid); `node` must be
-    /// connected.
+    /// (`{Name, Node} ! Msg`), from [`pid`](Self::pid), dialing `node`
+    /// first if it is not connected (as [`send`](Self::send)).
     pub fn send_named(
         &self,
         name: &str,
@@ -347,82 +406,80 @@ impl Node {
 
     /// Connects to `node` (`name@host`): asks EPMD on its host where it
     /// listens, then handshakes; returns once connected (at once if it
-    /// is). Blocks up to `timeout`: call it from a plain thread or the
-    /// blocking pool, not from an actor's handler.
+    /// is). Sending connects on first use too; this is for knowing that
+    /// it worked (`net_kernel:connect_node/1`). Blocks up to `timeout`:
+    /// call it from a plain thread or the blocking pool, not from an
+    /// actor's handler.
     pub fn connect(&self, node: &str, timeout: Duration) -> Result<(), ConnectNodeError> {
-        if self.shared.connections.lock().contains_key(node) {
-            return Ok(());
-        }
-        let Some((alive, host)) = node.split_once('@') else {
-            return Err(ConnectNodeError::BadName(node.into()));
-        };
-        let no_node = |why: String| ConnectNodeError::NoSuchNode {
-            node: node.to_string(),
-            why,
-        };
-        let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host, self.shared.epmd_port))
-            .map_err(|e| no_node(e.to_string()))?
-            .next()
-            .ok_or_else(|| no_node(format!("{host} has no address")))?;
-        let port = epmd::port_please(ip, alive)
-            .map_err(|e| no_node(e.to_string()))?
-            .ok_or_else(|| no_node("not registered".into()))?;
         let (reply, pending) = reply_slot();
-        let target = SocketAddr::new(ip.ip(), port);
-        let options = ConnectOptions::new()
-            .timeout(timeout)
-            .conn(dist_conn_options());
-        let _ = connect_tcp(
-            &self.handle,
-            target,
-            options,
-            DistConn::dialing(self.shared.clone(), reply),
-        );
         let failed = |why: String| ConnectNodeError::Failed {
             node: node.to_string(),
             why,
         };
+        {
+            let mut conns = self.shared.connections.lock();
+            match conns.get_mut(node) {
+                Some(Peer {
+                    link: PeerLink::Up(_),
+                    ..
+                }) => return Ok(()),
+                Some(Peer {
+                    link: PeerLink::Dialing(d),
+                    ..
+                }) => d.waiters.push(reply),
+                None => {
+                    if !valid_node_name(node) {
+                        return Err(ConnectNodeError::BadName(node.into()));
+                    }
+                    conns.insert(node.to_string(), Peer::dialing(vec![reply]));
+                    drop(conns);
+                    start_dial(&self.shared, node);
+                }
+            }
+        }
         match pending.wait(timeout) {
-            Ok(Ok(peer)) if peer == node => Ok(()),
-            Ok(Ok(peer)) => Err(failed(format!("the node there is {peer}"))),
-            Ok(Err(why)) => Err(failed(why)),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(DialError::NoSuchNode(why))) => Err(ConnectNodeError::NoSuchNode {
+                node: node.to_string(),
+                why,
+            }),
+            Ok(Err(DialError::Failed(why))) => Err(failed(why)),
             Err(e) => Err(failed(e.to_string())),
         }
     }
 
-    /// Links the actor registered here as `name` with process `remote`
-    /// on a connected node (`link/1`): the actor's exit reaches `remote`
-    /// as an `EXIT` with its reason; `remote`'s non-normal exit, or the
-    /// loss of its node (`noconnection`), stops the actor.
-    pub fn link(&self, name: &str, remote: &Pid) -> Result<(), DistSendError> {
-        let local = self
-            .pid_of(name)
-            .ok_or_else(|| DistSendError::NotRegistered(name.to_string()))?;
-        let actor = self
-            .shared
-            .registered
-            .lock()
-            .get(name)
-            .map(|r| r.actor.clone())
-            .ok_or_else(|| DistSendError::NotRegistered(name.to_string()))?;
+    /// Links actor `local` (a pid of this node, from
+    /// [`pid_for`](Self::pid_for) or [`pid_of`](Self::pid_of)) with
+    /// process `remote` on another node (`link/1`), dialing it if need
+    /// be: the actor's exit reaches `remote` as an `EXIT` with its
+    /// reason; `remote`'s non-normal exit, or the loss of its node
+    /// (`noconnection`), stops the actor.
+    pub fn link(&self, local: &Pid, remote: &Pid) -> Result<(), DistSendError> {
+        let actor = local_actor(&self.shared, local)
+            .ok_or_else(|| DistSendError::NoSuchActor(local.to_string()))?;
         let peer = remote.node.name.clone();
-        let conn = sending_conn(&self.shared, &peer)?;
+        let control = tuple(vec![
+            int(LINK),
+            Term::Pid(local.clone()),
+            Term::Pid(remote.clone()),
+        ]);
+        let packet = encode_packet(&control, None)?;
+        route(&self.shared, &peer, packet)?;
         if let Some(watch) = self.shared.watch.lock().clone() {
             let _ = watch.send(WatchMsg::Link {
                 actor,
                 link: RemoteLink {
-                    peer: peer.clone(),
+                    peer,
                     remote: remote.clone(),
                     local: local.clone(),
                 },
             });
         }
-        let control = tuple(vec![int(LINK), Term::Pid(local), Term::Pid(remote.clone())]);
-        let packet = encode_packet(&control, None)?;
-        conn.send(Out::Packet(packet)).map_err(|e| refused(e, peer))
+        Ok(())
     }
 
-    /// Monitors process `target` on a connected node (`erlang:monitor`):
+    /// Monitors process `target` on another node (`erlang:monitor`),
+    /// dialing it if need be:
     /// `to` gets one [`RemoteDown`] when it exits (its exit reason), if it
     /// does not exist (`noproc`), or when the connection to its node is
     /// lost (`noconnection`). The reference names the monitor.
@@ -441,13 +498,36 @@ impl Node {
         self.monitor_term(node, atom(name), to)
     }
 
+    /// Stops monitor `reference` (`erlang:demonitor/1`): no
+    /// [`RemoteDown`] comes for it after this returns. False if it had
+    /// already fired or was never made here.
+    pub fn demonitor(&self, reference: &Term) -> bool {
+        let Term::Reference(r) = reference else {
+            return false;
+        };
+        let Some(m) = self.shared.remote_monitors.lock().remove(&r.id) else {
+            return false;
+        };
+        // DEMONITOR_P {20, FromPid, ToProc, Ref}.
+        let control = tuple(vec![
+            int(DEMONITOR_P),
+            Term::Pid(self.pid()),
+            m.target,
+            reference.clone(),
+        ]);
+        control_to(&self.shared, &m.peer, &control);
+        true
+    }
+
     fn monitor_term(
         &self,
         node: &str,
         target: Term,
         to: Recipient<RemoteDown>,
     ) -> Result<Term, DistSendError> {
-        let conn = sending_conn(&self.shared, node)?;
+        if !valid_node_name(node) {
+            return Err(DistSendError::BadNode(node.to_string()));
+        }
         let n = self.shared.next_ref.fetch_add(1, Ordering::Relaxed);
         let id = vec![(n & 0x3_ffff) as u32, (n >> 18) as u32, 0];
         let reference = Term::from(eetf::Reference {
@@ -455,10 +535,14 @@ impl Node {
             id: id.clone(),
             creation: *self.shared.creation.lock(),
         });
-        self.shared
-            .remote_monitors
-            .lock()
-            .insert(id, (node.to_string(), to));
+        self.shared.remote_monitors.lock().insert(
+            id.clone(),
+            RemoteMonitor {
+                peer: node.to_string(),
+                target: target.clone(),
+                to,
+            },
+        );
         let control = tuple(vec![
             int(MONITOR_P),
             Term::Pid(self.pid()),
@@ -466,14 +550,21 @@ impl Node {
             reference.clone(),
         ]);
         let packet = encode_packet(&control, None)?;
-        conn.send(Out::Packet(packet))
-            .map_err(|e| refused(e, node.to_string()))?;
+        if let Err(e) = route(&self.shared, node, packet) {
+            self.shared.remote_monitors.lock().remove(&id);
+            return Err(e);
+        }
         Ok(reference)
     }
 
-    /// The nodes connected now.
+    /// The nodes connected now (not the ones being dialed).
     pub fn connected_nodes(&self) -> Vec<String> {
-        self.shared.connections.lock().keys().cloned().collect()
+        let conns = self.shared.connections.lock();
+        conns
+            .iter()
+            .filter(|(_, p)| matches!(p.link, PeerLink::Up(_)))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Handshakes refused for a wrong cookie or missing flags so far.
@@ -489,7 +580,9 @@ impl Drop for Node {
         }
         self.listening.stop(StopMode::Close);
         for (_, peer) in self.shared.connections.lock().drain() {
-            peer.conn.close();
+            if let PeerLink::Up(conn) = peer.link {
+                conn.close();
+            }
         }
     }
 }
@@ -502,7 +595,7 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// Sends to processes of connected nodes as its node (`Node::sender`);
+/// Sends to processes of other nodes as its node (`Node::sender`);
 /// `Send + Sync + Clone`.
 #[derive(Clone)]
 pub struct DistSender {
@@ -510,8 +603,7 @@ pub struct DistSender {
 }
 
 impl DistSender {
-    /// Sends `message` (a `Term`, or any [`IntoTerm`] value) to process
-    /// `to` on a connected node.
+    /// As [`Node::send`].
     pub fn send(&self, to: &Pid, message: impl IntoTerm) -> Result<(), DistSendError> {
         send_to_pid(&self.shared, to, message.into_term())
     }
@@ -531,17 +623,23 @@ fn node_pid(shared: &Shared) -> Pid {
     Pid::new(shared.name.as_str(), 0, 0, *shared.creation.lock())
 }
 
-fn send_named(shared: &Shared, name: &str, node: &str, message: Term) -> Result<(), DistSendError> {
-    let conn = sending_conn(shared, node)?;
+fn send_named(
+    shared: &Arc<Shared>,
+    name: &str,
+    node: &str,
+    message: Term,
+) -> Result<(), DistSendError> {
+    if node == shared.name {
+        deliver_named(shared, Some(node_pid(shared)), name, message);
+        return Ok(());
+    }
     let control = tuple(vec![
         int(REG_SEND),
         Term::Pid(node_pid(shared)),
         atom(""),
         atom(name),
     ]);
-    let packet = encode_packet(&control, Some(&message))?;
-    conn.send(Out::Packet(packet))
-        .map_err(|e| refused(e, node.to_string()))
+    route(shared, node, encode_packet(&control, Some(&message))?)
 }
 
 impl std::fmt::Debug for DistSender {
@@ -552,40 +650,304 @@ impl std::fmt::Debug for DistSender {
     }
 }
 
-fn send_to_pid(shared: &Shared, to: &Pid, message: Term) -> Result<(), DistSendError> {
-    let node = to.node.name.clone();
-    if node == shared.name {
-        // To this node's own pid: its inbox, without a round trip.
-        deliver_inbox(shared, None, message);
+fn send_to_pid(shared: &Arc<Shared>, to: &Pid, message: Term) -> Result<(), DistSendError> {
+    let node = &to.node.name;
+    if *node == shared.name {
+        // A pid of this node: delivered without a round trip.
+        deliver_local(shared, None, to, message);
         return Ok(());
     }
-    let conn = sending_conn(shared, &node)?;
     let control = tuple(vec![int(SEND), atom(""), Term::Pid(to.clone())]);
-    let packet = encode_packet(&control, Some(&message))?;
-    conn.send(Out::Packet(packet)).map_err(|e| refused(e, node))
+    route(shared, node, encode_packet(&control, Some(&message))?)
 }
 
-/// A connected node: its connection, and whether that connection's write
-/// side is paused (past its high watermark: the peer reads slower than
-/// this node sends).
+/// The pid of local actor `id`.
+fn local_pid(shared: &Shared, id: u32) -> Pid {
+    Pid::new(shared.name.as_str(), id, 0, *shared.creation.lock())
+}
+
+/// The actor with `pid`, if it is one of this node's and alive.
+fn local_actor(shared: &Shared, pid: &Pid) -> Option<AnyAddr> {
+    if pid.node.name != shared.name {
+        return None;
+    }
+    let locals = shared.locals.lock();
+    locals.by_id.get(&pid.id).map(|l| l.actor.clone())
+}
+
+/// Delivers a message sent to a pid of this node: the node's own (its
+/// inbox) or an actor's.
+fn deliver_local(shared: &Shared, from: Option<Pid>, to: &Pid, message: Term) {
+    if to.id == 0 {
+        deliver_inbox(shared, from, message);
+        return;
+    }
+    let target = {
+        let locals = shared.locals.lock();
+        locals
+            .by_id
+            .get(&to.id)
+            .map(|l| (l.to.clone(), l.name.clone().unwrap_or_default()))
+    };
+    match target {
+        Some((r, name)) => {
+            let _ = r.send(Incoming {
+                from,
+                to: name,
+                message,
+            });
+        }
+        None => tracing::debug!(%to, "a message to an unknown pid was dropped"),
+    }
+}
+
+/// Delivers a message sent to a name registered on this node.
+fn deliver_named(shared: &Shared, from: Option<Pid>, name: &str, message: Term) {
+    let target = {
+        let locals = shared.locals.lock();
+        locals
+            .names
+            .get(name)
+            .and_then(|id| locals.by_id.get(id))
+            .map(|l| l.to.clone())
+    };
+    match target {
+        Some(r) => {
+            let _ = r.send(Incoming {
+                from,
+                to: name.to_string(),
+                message,
+            });
+        }
+        None => tracing::debug!(name, "a message to an unregistered name was dropped"),
+    }
+}
+
+/// The actors of this node with pids.
+#[derive(Default)]
+struct Locals {
+    by_id: HashMap<u32, Local>,
+    by_actor: HashMap<ActorId, u32>,
+    names: HashMap<String, u32>,
+    /// The last id handed out (0 is the node's own pid).
+    next: u32,
+}
+
+/// An actor with a pid.
+struct Local {
+    to: Recipient<Incoming>,
+    actor: AnyAddr,
+    name: Option<String>,
+}
+
+/// What a node knows of another: connected, or being dialed.
 struct Peer {
-    conn: ConnRef<DistConn>,
+    link: PeerLink,
+    /// Set while the connection's write side is paused (past its high
+    /// watermark: the peer reads slower than this node sends).
     paused: Arc<AtomicBool>,
 }
 
-/// The connection to send a user's message to `node` on: refused as
-/// `Backlogged` while its write side is paused, so a slow node cannot
-/// make this one buffer without bound (the connection's mailbox is
-/// bounded by bytes too).
-fn sending_conn(shared: &Shared, node: &str) -> Result<ConnRef<DistConn>, DistSendError> {
-    let conns = shared.connections.lock();
-    let peer = conns
-        .get(node)
-        .ok_or_else(|| DistSendError::NotConnected(node.to_string()))?;
-    if peer.paused.load(Ordering::Acquire) {
-        return Err(DistSendError::Backlogged(node.to_string()));
+enum PeerLink {
+    Up(ConnRef<DistConn>),
+    /// Being dialed: the packets sent meanwhile, in order, and who waits
+    /// in [`Node::connect`].
+    Dialing(Dialing),
+}
+
+#[derive(Default)]
+struct Dialing {
+    queued: Vec<Vec<u8>>,
+    bytes: usize,
+    waiters: Vec<ReplyTo<Result<String, DialError>>>,
+}
+
+/// Why dialing a node failed (told to [`Node::connect`]'s waiters).
+#[derive(Clone, Debug)]
+enum DialError {
+    NoSuchNode(String),
+    Failed(String),
+}
+
+impl Peer {
+    fn dialing(waiters: Vec<ReplyTo<Result<String, DialError>>>) -> Peer {
+        Peer {
+            link: PeerLink::Dialing(Dialing {
+                waiters,
+                ..Dialing::default()
+            }),
+            paused: Arc::new(AtomicBool::new(false)),
+        }
     }
-    Ok(peer.conn.clone())
+}
+
+/// How much may wait for a node being dialed before senders are told
+/// `Backlogged` (the connection's own high watermark).
+const DIAL_QUEUE: usize = 1 << 20;
+
+fn valid_node_name(node: &str) -> bool {
+    node.split_once('@')
+        .is_some_and(|(alive, host)| !alive.is_empty() && !host.is_empty())
+}
+
+/// Sends `packet` to `node`: on its connection (refused as `Backlogged`
+/// while its write side is paused, so a slow node cannot make this one
+/// buffer without bound; its mailbox is bounded by bytes too), queued
+/// while it is dialed, or queued and the dial started if it is neither.
+fn route(shared: &Arc<Shared>, node: &str, packet: Vec<u8>) -> Result<(), DistSendError> {
+    if node == shared.name {
+        return Err(DistSendError::ThisNode(node.to_string()));
+    }
+    let mut conns = shared.connections.lock();
+    match conns.get_mut(node) {
+        Some(peer) => match &mut peer.link {
+            PeerLink::Up(conn) => {
+                if peer.paused.load(Ordering::Acquire) {
+                    return Err(DistSendError::Backlogged(node.to_string()));
+                }
+                conn.send(Out::Packet(packet))
+                    .map_err(|e| refused(e, node.to_string()))
+            }
+            PeerLink::Dialing(d) => {
+                if d.bytes + packet.len() > DIAL_QUEUE {
+                    return Err(DistSendError::Backlogged(node.to_string()));
+                }
+                d.bytes += packet.len();
+                d.queued.push(packet);
+                Ok(())
+            }
+        },
+        None => {
+            if !valid_node_name(node) {
+                return Err(DistSendError::BadNode(node.to_string()));
+            }
+            let mut peer = Peer::dialing(Vec::new());
+            if let PeerLink::Dialing(d) = &mut peer.link {
+                d.bytes = packet.len();
+                d.queued.push(packet);
+            }
+            conns.insert(node.to_string(), peer);
+            drop(conns);
+            start_dial(shared, node);
+            Ok(())
+        }
+    }
+}
+
+/// Dials `node` (already listed as `Dialing`): EPMD on its host and the
+/// TCP connect on the blocking pool, then the handshake in the
+/// connection actor, which flushes what was queued.
+fn start_dial(shared: &Arc<Shared>, node: &str) {
+    let for_job = shared.clone();
+    let name = node.to_string();
+    let job = move || {
+        let shared = for_job;
+        match locate(&shared, &name) {
+            Err(why) => dial_failed(&shared, &name, DialError::NoSuchNode(why)),
+            Ok(target) => {
+                let options = ConnectOptions::new()
+                    .timeout(HANDSHAKE_TIMEOUT)
+                    .conn(dist_conn_options());
+                let connecting = connect_tcp(
+                    &shared.handle,
+                    target,
+                    options,
+                    DistConn::dialing(shared.clone(), name.clone()),
+                );
+                // From here the connection actor reports the outcome.
+                if let Err(e) = connecting.wait(HANDSHAKE_TIMEOUT) {
+                    dial_failed(&shared, &name, DialError::Failed(e.to_string()));
+                }
+            }
+        }
+    };
+    if let Err(e) = shared.handle.spawn_blocking(job) {
+        dial_failed(shared, node, DialError::Failed(e.to_string()));
+    }
+}
+
+/// Where `node` listens, as EPMD on its host says.
+fn locate(shared: &Shared, node: &str) -> Result<SocketAddr, String> {
+    let (alive, host) = node
+        .split_once('@')
+        .ok_or_else(|| format!("{node:?} is not a node name"))?;
+    let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host, shared.epmd_port))
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))?;
+    let port = epmd::port_please(ip, alive)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "not registered".to_string())?;
+    Ok(SocketAddr::new(ip.ip(), port))
+}
+
+/// A dial of `node` failed: its waiters are told, what was queued for it
+/// is dropped (with a warning), and what was asked of it meanwhile
+/// (monitors, links) fires with `noconnection`.
+fn dial_failed(shared: &Shared, node: &str, why: DialError) {
+    let dialing = {
+        let mut conns = shared.connections.lock();
+        if !matches!(
+            conns.get(node),
+            Some(Peer {
+                link: PeerLink::Dialing(_),
+                ..
+            })
+        ) {
+            return; // connected meanwhile (its own dial reached us)
+        }
+        match conns.remove(node).map(|p| p.link) {
+            Some(PeerLink::Dialing(d)) => d,
+            _ => return,
+        }
+    };
+    let text = match &why {
+        DialError::NoSuchNode(w) | DialError::Failed(w) => w.clone(),
+    };
+    if !dialing.queued.is_empty() {
+        tracing::warn!(
+            node,
+            why = %text,
+            dropped = dialing.queued.len(),
+            "cannot reach node; messages to it were dropped"
+        );
+    }
+    for w in dialing.waiters {
+        w.send(Err(why.clone()));
+    }
+    lost_peer(shared, node);
+}
+
+/// The connection to `node` is gone (or never came): this node's
+/// monitors of its processes fire with `noconnection`, and its monitors
+/// of and links to our actors are dropped (links take their actor down).
+fn lost_peer(shared: &Shared, node: &str) {
+    if let Some(watch) = shared.watch.lock().clone() {
+        let _ = watch.send(WatchMsg::PeerGone(node.to_string()));
+    }
+    let lost: Vec<(Vec<u32>, RemoteMonitor)> = {
+        let mut monitors = shared.remote_monitors.lock();
+        let ids: Vec<Vec<u32>> = monitors
+            .iter()
+            .filter(|(_, m)| m.peer == node)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| monitors.remove(&id).map(|m| (id, m)))
+            .collect()
+    };
+    let creation = *shared.creation.lock();
+    for (id, m) in lost {
+        let _ = m.to.send(RemoteDown {
+            reference: Term::from(eetf::Reference {
+                node: Atom::from(shared.name.as_str()),
+                id,
+                creation,
+            }),
+            target: m.target,
+            reason: atom("noconnection"),
+        });
+    }
 }
 
 /// Why the connection actor refused a packet: full (backlogged) or gone.
@@ -628,7 +990,10 @@ fn encode_packet(control: &Term, message: Option<&Term>) -> Result<Vec<u8>, Dist
 /// past the senders' back-pressure: exits and monitor answers must not be
 /// lost to a slow peer.
 fn control_to(shared: &Shared, peer: &str, control: &Term) {
-    let conn = shared.connections.lock().get(peer).map(|p| p.conn.clone());
+    let conn = match shared.connections.lock().get(peer).map(|p| &p.link) {
+        Some(PeerLink::Up(conn)) => Some(conn.clone()),
+        _ => None,
+    };
     if let (Some(conn), Ok(p)) = (conn, encode_packet(control, None)) {
         let _ = conn.send(Out::Packet(p));
     }
@@ -681,9 +1046,17 @@ pub enum Out {
 }
 
 enum State {
-    Handshake(Accepting),
-    Dial(Connecting, Option<ReplyTo<Result<String, String>>>),
-    Connected { peer: String },
+    /// Accepted; `took_over` names the node whose dial by us gave way to
+    /// this connection (`ok_simultaneous`), once the handshake said so.
+    Handshake {
+        accepting: Accepting,
+        took_over: Option<String>,
+    },
+    /// Dialing the node named.
+    Dial(Connecting, String),
+    Connected {
+        peer: String,
+    },
     Failed,
 }
 
@@ -701,12 +1074,10 @@ pub struct DistConn {
 impl DistConn {
     fn accepting(shared: Arc<Shared>) -> Self {
         let creation = *shared.creation.lock();
-        let state = State::Handshake(Accepting::new(
-            &shared.name,
-            &shared.cookie,
-            creation,
-            challenge(),
-        ));
+        let state = State::Handshake {
+            accepting: Accepting::new(&shared.name, &shared.cookie, creation, challenge()),
+            took_over: None,
+        };
         DistConn {
             shared,
             input: Vec::new(),
@@ -716,15 +1087,15 @@ impl DistConn {
         }
     }
 
-    /// A connection this node makes to another node's listener; `reply`
-    /// is told the peer's name or why it failed.
-    fn dialing(shared: Arc<Shared>, reply: ReplyTo<Result<String, String>>) -> Self {
+    /// A connection this node makes to `node`'s listener (listed as
+    /// `Dialing`: the handshake's outcome goes to that entry).
+    fn dialing(shared: Arc<Shared>, node: String) -> Self {
         let creation = *shared.creation.lock();
         let (dial, _first) = Connecting::start(&shared.name, &shared.cookie, creation, challenge());
         DistConn {
             shared,
             input: Vec::new(),
-            state: State::Dial(dial, Some(reply)),
+            state: State::Dial(dial, node),
             heard: Duration::ZERO,
             paused: Arc::new(AtomicBool::new(false)),
         }
@@ -732,8 +1103,25 @@ impl DistConn {
 
     fn handshake(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
         let mut out = Vec::new();
+        let shared = &self.shared;
         let progress = match &mut self.state {
-            State::Handshake(acc) => acc.feed(&mut self.input, &mut out),
+            State::Handshake {
+                accepting,
+                took_over,
+            } => accepting.feed_with(&mut self.input, &mut out, |peer| {
+                let (connected, dialing) = match shared.connections.lock().get(peer) {
+                    Some(p) => (
+                        matches!(p.link, PeerLink::Up(_)),
+                        matches!(p.link, PeerLink::Dialing(_)),
+                    ),
+                    None => (false, false),
+                };
+                let status = status_for(&shared.name, peer, connected, dialing);
+                if status == Status::OkSimultaneous {
+                    *took_over = Some(peer.to_string());
+                }
+                status
+            }),
             State::Dial(dial, _) => dial.feed(&mut self.input, &mut out),
             _ => return Ok(()),
         };
@@ -744,29 +1132,19 @@ impl DistConn {
         if !out.is_empty() {
             conn.write(&out)?;
         }
-        if progress == Ok(Progress::More) {
-            return Ok(());
-        }
-        let waiter = match &mut self.state {
-            State::Dial(_, reply) => reply.take(),
-            _ => None,
-        };
         match progress {
             Ok(Progress::More) => Ok(()),
             Ok(Progress::Done { peer, .. }) => {
-                tracing::info!(%peer, "node connected");
-                // Listed before the waiter hears: `connect` returning
-                // means `send` finds the connection.
-                self.shared.connections.lock().insert(
-                    peer.clone(),
-                    Peer {
-                        conn: conn.address(),
-                        paused: self.paused.clone(),
-                    },
-                );
-                if let Some(w) = waiter {
-                    w.send(Ok(peer.clone()));
+                if let State::Dial(_, dialed) = &self.state {
+                    if *dialed != peer {
+                        let why = format!("the node there is {peer}");
+                        dial_failed(&self.shared, dialed, DialError::Failed(why));
+                        self.state = State::Failed;
+                        conn.close();
+                        return Ok(());
+                    }
                 }
+                self.up(conn, &peer);
                 self.state = State::Connected { peer };
                 self.packets(conn)
             }
@@ -777,13 +1155,73 @@ impl DistConn {
                 ) {
                     self.shared.auth_failures.fetch_add(1, Ordering::Relaxed);
                 }
-                tracing::warn!(error = %e, "distribution handshake refused");
-                if let Some(w) = waiter {
-                    w.send(Err(e.to_string()));
+                let state = std::mem::replace(&mut self.state, State::Failed);
+                match (&e, state) {
+                    // Our dial gave way to the peer's own connection to
+                    // us, which takes over the queued packets.
+                    (AuthError::Simultaneous { .. }, State::Dial(..)) => {
+                        tracing::debug!("a simultaneous connect: the peer's attempt goes on");
+                    }
+                    (AuthError::Simultaneous { peer }, _) => {
+                        tracing::debug!(%peer, "a simultaneous connect: our attempt goes on");
+                    }
+                    (_, State::Dial(_, dialed)) => {
+                        tracing::warn!(error = %e, node = %dialed, "distribution handshake failed");
+                        dial_failed(&self.shared, &dialed, DialError::Failed(e.to_string()));
+                    }
+                    (_, State::Handshake { took_over, .. }) => {
+                        tracing::warn!(error = %e, "distribution handshake refused");
+                        if let Some(node) = took_over {
+                            dial_failed(&self.shared, &node, DialError::Failed(e.to_string()));
+                        }
+                    }
+                    _ => {}
                 }
-                self.state = State::Failed;
                 conn.close();
                 Ok(())
+            }
+        }
+    }
+
+    /// The handshake with `peer` completed: this connection is the one
+    /// to it from now on. What was queued while dialing goes out first
+    /// (before any packet in the mailbox), and the waiters hear.
+    fn up(&mut self, conn: &mut Conn<'_, '_, Self>, peer: &str) {
+        tracing::info!(%peer, "node connected");
+        let me = conn.address().id();
+        let replaced = {
+            let mut conns = self.shared.connections.lock();
+            match conns.get(peer).map(|p| &p.link) {
+                Some(PeerLink::Up(old)) if old.id() != me => conns.remove(peer),
+                _ => None,
+            }
+        };
+        if let Some(Peer {
+            link: PeerLink::Up(old),
+            ..
+        }) = replaced
+        {
+            // An earlier connection to a node of that name (it restarted,
+            // or both ends dialed at once): what was asked over it is
+            // lost with it, and this one replaces it.
+            old.abort();
+            lost_peer(&self.shared, peer);
+        }
+        let previous = self.shared.connections.lock().insert(
+            peer.to_string(),
+            Peer {
+                link: PeerLink::Up(conn.address()),
+                paused: self.paused.clone(),
+            },
+        );
+        if let Some(PeerLink::Dialing(d)) = previous.map(|p| p.link) {
+            for packet in &d.queued {
+                if conn.write(packet).is_err() {
+                    break;
+                }
+            }
+            for w in d.waiters {
+                w.send(Ok(peer.to_string()));
             }
         }
     }
@@ -844,44 +1282,41 @@ impl DistConn {
                     Term::Pid(from) if tag == SEND_SENDER => Some(from.clone()),
                     _ => None,
                 };
-                let named = self.shared.by_pid.lock().get(&to.id).cloned();
-                if to.node.name == self.shared.name && to.id == 0 {
-                    deliver_inbox(&self.shared, from, message);
-                } else if let Some(name) = named {
-                    self.reg_send(conn, from, &name, message);
+                if to.node.name == self.shared.name {
+                    deliver_local(&self.shared, from, to, message);
                 } else {
-                    tracing::debug!(%to, "a message to an unknown pid was dropped");
+                    tracing::debug!(%to, "a message for another node's pid was dropped");
                 }
             }
             (MONITOR_P, [_, Term::Pid(from), target, reference], None) => {
-                let name = match target {
-                    Term::Atom(a) => Some(a.name.clone()),
-                    Term::Pid(p) if p.node.name == self.shared.name => {
-                        self.shared.by_pid.lock().get(&p.id).cloned()
+                let actor = match target {
+                    Term::Atom(a) => {
+                        let locals = self.shared.locals.lock();
+                        locals
+                            .names
+                            .get(&a.name)
+                            .and_then(|id| locals.by_id.get(id))
+                            .map(|l| l.actor.clone())
                     }
+                    Term::Pid(p) => local_actor(&self.shared, p),
                     _ => None,
                 };
-                let actor = name.as_ref().and_then(|n| {
-                    self.shared
-                        .registered
-                        .lock()
-                        .get(n)
-                        .map(|r| r.actor.clone())
-                });
+                let is_net_kernel = matches!(target, Term::Atom(a) if a.name == "net_kernel");
                 let watch = self.shared.watch.lock().clone();
                 if let (Some(actor), Some(watch), State::Connected { peer }) =
                     (actor, watch, &self.state)
                 {
                     let _ = watch.send(WatchMsg::Watch {
-                        actor,
                         monitor: Remote {
                             peer: peer.clone(),
+                            actor: actor.id(),
                             from: from.clone(),
                             target: target.clone(),
                             reference: reference.clone(),
                         },
+                        actor,
                     });
-                } else if name.as_deref() != Some("net_kernel") {
+                } else if !is_net_kernel {
                     // MONITOR_P_EXIT {21, FromProc, ToPid, Ref, Reason}.
                     let exit = tuple(vec![
                         int(MONITOR_P_EXIT),
@@ -896,7 +1331,7 @@ impl DistConn {
             }
             (MONITOR_P_EXIT, [_, target, _, Term::Reference(reference), reason], None) => {
                 let entry = self.shared.remote_monitors.lock().remove(&reference.id);
-                if let Some((_, to)) = entry {
+                if let Some(RemoteMonitor { to, .. }) = entry {
                     let _ = to.send(RemoteDown {
                         reference: Term::Reference(reference.clone()),
                         target: target.clone(),
@@ -905,7 +1340,7 @@ impl DistConn {
                 }
             }
             (LINK, [_, Term::Pid(from), Term::Pid(to)], None) => {
-                let local = self.local_actor(to);
+                let local = local_actor(&self.shared, to);
                 match (local, &self.state) {
                     (Some(actor), State::Connected { peer }) => {
                         if let Some(watch) = self.shared.watch.lock().clone() {
@@ -970,19 +1405,6 @@ impl DistConn {
         Ok(())
     }
 
-    /// The registered actor a pid of this node names.
-    fn local_actor(&self, pid: &Pid) -> Option<AnyAddr> {
-        if pid.node.name != self.shared.name {
-            return None;
-        }
-        let name = self.shared.by_pid.lock().get(&pid.id).cloned()?;
-        self.shared
-            .registered
-            .lock()
-            .get(&name)
-            .map(|r| r.actor.clone())
-    }
-
     fn reg_send(
         &mut self,
         conn: &mut Conn<'_, '_, Self>,
@@ -1010,17 +1432,7 @@ impl DistConn {
             }
             return;
         }
-        let target = self.shared.registered.lock().get(to).map(|r| r.to.clone());
-        match target {
-            Some(r) => {
-                let _ = r.send(Incoming {
-                    from,
-                    to: to.to_string(),
-                    message,
-                });
-            }
-            None => tracing::debug!(name = to, "a message to an unregistered name was dropped"),
-        }
+        deliver_named(&self.shared, from, to, message);
     }
 }
 
@@ -1067,7 +1479,7 @@ impl Protocol for DistConn {
         self.heard = conn.runtime().now();
         self.input.extend_from_slice(data);
         match self.state {
-            State::Handshake(_) | State::Dial(..) => self.handshake(conn),
+            State::Handshake { .. } | State::Dial(..) => self.handshake(conn),
             State::Connected { .. } => self.packets(conn),
             State::Failed => Ok(()),
         }
@@ -1091,7 +1503,7 @@ impl Protocol for DistConn {
                 conn.write(&[0, 0, 0, 0])?;
             }
             Out::HandshakeTimeout => {
-                if matches!(self.state, State::Handshake(_) | State::Dial(..)) {
+                if matches!(self.state, State::Handshake { .. } | State::Dial(..)) {
                     tracing::warn!("a distribution handshake did not complete in time");
                     conn.abort();
                 }
@@ -1101,51 +1513,37 @@ impl Protocol for DistConn {
     }
 
     fn closed(&mut self, conn: &mut Conn<'_, '_, Self>, reason: &CloseReason) {
-        if let State::Connected { peer } = &self.state {
-            // Its monitors of our actors are gone with it (its side sees
-            // `noconnection`).
-            if let Some(watch) = self.shared.watch.lock().clone() {
-                let _ = watch.send(WatchMsg::PeerGone(peer.clone()));
+        match &self.state {
+            State::Connected { peer } => {
+                tracing::info!(%peer, %reason, "node disconnected");
+                // Only the current connection to `peer` speaks for it (a
+                // replaced one has been accounted for).
+                let current = {
+                    let mut conns = self.shared.connections.lock();
+                    let mine = conns.get(peer).is_some_and(
+                        |p| matches!(&p.link, PeerLink::Up(c) if c.id() == conn.address().id()),
+                    );
+                    if mine {
+                        conns.remove(peer);
+                    }
+                    mine
+                };
+                if current {
+                    lost_peer(&self.shared, peer);
+                }
             }
-            // Our monitors of its processes fire with `noconnection`.
-            let lost: Vec<(Vec<u32>, Recipient<RemoteDown>)> = {
-                let mut monitors = self.shared.remote_monitors.lock();
-                let ids: Vec<Vec<u32>> = monitors
-                    .iter()
-                    .filter(|(_, (p, _))| p == peer)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                ids.into_iter()
-                    .filter_map(|id| monitors.remove(&id).map(|(_, to)| (id, to)))
-                    .collect()
-            };
-            let creation = *self.shared.creation.lock();
-            for (id, to) in lost {
-                let _ = to.send(RemoteDown {
-                    reference: Term::from(eetf::Reference {
-                        node: Atom::from(self.shared.name.as_str()),
-                        id,
-                        creation,
-                    }),
-                    target: atom(peer),
-                    reason: atom("noconnection"),
-                });
+            State::Dial(_, dialed) => {
+                let why = format!("closed during the handshake: {reason}");
+                dial_failed(&self.shared, dialed, DialError::Failed(why));
             }
-        }
-        if let State::Dial(_, waiter) = &mut self.state {
-            if let Some(w) = waiter.take() {
-                w.send(Err(format!("closed during the handshake: {reason}")));
+            State::Handshake {
+                took_over: Some(node),
+                ..
+            } => {
+                let why = format!("its connection closed during the handshake: {reason}");
+                dial_failed(&self.shared, node, DialError::Failed(why));
             }
-        }
-        if let State::Connected { peer } = &self.state {
-            tracing::info!(%peer, %reason, "node disconnected");
-            let mut conns = self.shared.connections.lock();
-            if conns
-                .get(peer)
-                .is_some_and(|p| p.conn.id() == conn.address().id())
-            {
-                conns.remove(peer);
-            }
+            _ => {}
         }
     }
 }
@@ -1156,26 +1554,27 @@ impl Protocol for DistConn {
 pub struct RemoteDown {
     /// The monitor's reference (as `Node::monitor` returned it).
     pub reference: Term,
-    /// The process (or, on `noconnection`, its node's name).
+    /// The process (its pid, or its name when monitored by name).
     pub target: Term,
     /// Its exit reason, `noproc`, or `noconnection`.
     pub reason: Term,
 }
 
-/// One of this node's monitors of a remote process: the peer node's
-/// name, and who to tell.
-type RemoteMonitor = (String, Recipient<RemoteDown>);
-
-/// A registered actor: where its messages go, and how to watch it.
-struct Registered {
-    to: Recipient<Incoming>,
-    actor: AnyAddr,
-    pid_id: u32,
+/// One of this node's monitors of a remote process.
+struct RemoteMonitor {
+    /// The node it is on.
+    peer: String,
+    /// The pid or name monitored.
+    target: Term,
+    /// Who to tell.
+    to: Recipient<RemoteDown>,
 }
 
 /// A remote process's monitor of one of our actors.
 struct Remote {
     peer: String,
+    /// The local actor monitored.
+    actor: ActorId,
     from: Pid,
     /// The name or pid it monitored (echoed in `MONITOR_P_EXIT`).
     target: Term,
@@ -1184,6 +1583,8 @@ struct Remote {
 
 /// What the node's watcher is told.
 enum WatchMsg {
+    /// `actor` got a pid: release it when the actor exits.
+    Track(AnyAddr),
     /// A remote process monitors `actor`.
     Watch { actor: AnyAddr, monitor: Remote },
     /// The remote process demonitored (by its reference).
@@ -1226,6 +1627,9 @@ impl Actor for NodeWatch {
 
     fn handle(&mut self, msg: WatchMsg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
         match msg {
+            WatchMsg::Track(actor) => {
+                ctx.monitor_any(&actor, WatchMsg::Down);
+            }
             WatchMsg::Watch { actor, monitor } => {
                 let key = ctx.monitor_any(&actor, WatchMsg::Down);
                 self.watches.insert(key, monitor);
@@ -1242,8 +1646,11 @@ impl Actor for NodeWatch {
                 }
             }
             WatchMsg::Down(down) => {
-                self.fire(down.clone());
+                self.fire(&down);
                 self.fire_links(&down);
+                if let Some(shared) = self.shared.upgrade() {
+                    release(&shared, down.id);
+                }
             }
             WatchMsg::Link { actor, link } => {
                 let key = ctx.monitor_any(&actor, WatchMsg::Down);
@@ -1321,7 +1728,7 @@ impl NodeWatch {
     }
 
     /// Tells every monitor of the actor that exited.
-    fn fire(&mut self, down: Down) {
+    fn fire(&mut self, down: &Down) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
@@ -1329,7 +1736,7 @@ impl NodeWatch {
         let gone: Vec<MonitorRef> = self
             .watches
             .iter()
-            .filter(|(_, m)| monitored_id(&shared, &m.target) == Some(down.id))
+            .filter(|(_, m)| m.actor == down.id)
             .map(|(k, _)| *k)
             .collect();
         for k in gone {
@@ -1348,14 +1755,20 @@ impl NodeWatch {
     }
 }
 
-/// The local actor a monitor's target names.
-fn monitored_id(shared: &Shared, target: &Term) -> Option<weft_actors::ActorId> {
-    let name = match target {
-        Term::Atom(a) => a.name.clone(),
-        Term::Pid(p) => shared.by_pid.lock().get(&p.id)?.clone(),
-        _ => return None,
+/// An exited actor's pid and name are released.
+fn release(shared: &Shared, actor: ActorId) {
+    let mut locals = shared.locals.lock();
+    let Some(id) = locals.by_actor.remove(&actor) else {
+        return;
     };
-    shared.registered.lock().get(&name).map(|r| r.actor.id())
+    if let Some(Local {
+        name: Some(name), ..
+    }) = locals.by_id.remove(&id)
+    {
+        if locals.names.get(&name) == Some(&id) {
+            locals.names.remove(&name);
+        }
+    }
 }
 
 /// Why a weft actor linked to a remote process stops with it.
