@@ -272,6 +272,10 @@ fn main() {
         run_child(job, system);
         return;
     }
+    if args.first().map(String::as_str) == Some("--dist-peer") {
+        dist::serve_peer(args.get(1).map_or("", String::as_str));
+        return;
+    }
     if args.first().map(String::as_str) == Some("--serve") {
         net::serve(
             args.get(1).map_or("", String::as_str),

@@ -743,10 +743,54 @@ struct Local {
 /// What a node knows of another: connected, or being dialed.
 struct Peer {
     link: PeerLink,
+    /// Its connection's outgoing packets (shared with it).
+    outbox: Arc<Outbox>,
+}
+
+/// The packets senders append for a connection, written by it in one
+/// go: a sender that finds the buffer empty tells the connection
+/// (`Out::Flush`), so a burst of sends costs one mailbox message and
+/// one write, not one of each per packet.
+#[derive(Default)]
+struct Outbox {
+    buf: Mutex<Vec<u8>>,
     /// Set while the connection's write side is paused (past its high
     /// watermark: the peer reads slower than this node sends).
-    paused: Arc<AtomicBool>,
+    paused: AtomicBool,
 }
+
+impl Outbox {
+    /// Appends `packet`; refused as `Backlogged` (unless `force`) while
+    /// the connection is paused or the outbox holds a megabyte.
+    fn push(
+        &self,
+        conn: &ConnRef<DistConn>,
+        node: &str,
+        packet: &[u8],
+        force: bool,
+    ) -> Result<(), DistSendError> {
+        let was_empty = {
+            let mut buf = self.buf.lock();
+            if !force && (self.paused.load(Ordering::Acquire) || buf.len() >= OUTBOX_LIMIT) {
+                return Err(DistSendError::Backlogged(node.to_string()));
+            }
+            let was_empty = buf.is_empty();
+            buf.extend_from_slice(packet);
+            was_empty
+        };
+        if was_empty {
+            if let Err(e) = conn.send(Out::Flush) {
+                self.buf.lock().clear();
+                return Err(refused(e, node.to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How much a connection's outbox holds before senders are told
+/// `Backlogged` (its write buffer has its own watermarks besides).
+const OUTBOX_LIMIT: usize = 1 << 20;
 
 enum PeerLink {
     Up(ConnRef<DistConn>),
@@ -776,7 +820,7 @@ impl Peer {
                 waiters,
                 ..Dialing::default()
             }),
-            paused: Arc::new(AtomicBool::new(false)),
+            outbox: Arc::default(),
         }
     }
 }
@@ -790,10 +834,10 @@ fn valid_node_name(node: &str) -> bool {
         .is_some_and(|(alive, host)| !alive.is_empty() && !host.is_empty())
 }
 
-/// Sends `packet` to `node`: on its connection (refused as `Backlogged`
-/// while its write side is paused, so a slow node cannot make this one
-/// buffer without bound; its mailbox is bounded by bytes too), queued
-/// while it is dialed, or queued and the dial started if it is neither.
+/// Sends `packet` to `node`: into its connection's outbox (refused as
+/// `Backlogged` while its write side is paused or the outbox is full, so
+/// a slow node cannot make this one buffer without bound), queued while
+/// it is dialed, or queued and the dial started if it is neither.
 fn route(shared: &Arc<Shared>, node: &str, packet: Vec<u8>) -> Result<(), DistSendError> {
     if node == shared.name {
         return Err(DistSendError::ThisNode(node.to_string()));
@@ -801,13 +845,7 @@ fn route(shared: &Arc<Shared>, node: &str, packet: Vec<u8>) -> Result<(), DistSe
     let mut conns = shared.connections.lock();
     match conns.get_mut(node) {
         Some(peer) => match &mut peer.link {
-            PeerLink::Up(conn) => {
-                if peer.paused.load(Ordering::Acquire) {
-                    return Err(DistSendError::Backlogged(node.to_string()));
-                }
-                conn.send(Out::Packet(packet))
-                    .map_err(|e| refused(e, node.to_string()))
-            }
+            PeerLink::Up(conn) => peer.outbox.push(conn, node, &packet, false),
             PeerLink::Dialing(d) => {
                 if d.bytes + packet.len() > DIAL_QUEUE {
                     return Err(DistSendError::Backlogged(node.to_string()));
@@ -990,12 +1028,15 @@ fn encode_packet(control: &Term, message: Option<&Term>) -> Result<Vec<u8>, Dist
 /// past the senders' back-pressure: exits and monitor answers must not be
 /// lost to a slow peer.
 fn control_to(shared: &Shared, peer: &str, control: &Term) {
-    let conn = match shared.connections.lock().get(peer).map(|p| &p.link) {
-        Some(PeerLink::Up(conn)) => Some(conn.clone()),
+    let up = match shared.connections.lock().get(peer) {
+        Some(Peer {
+            link: PeerLink::Up(conn),
+            outbox,
+        }) => Some((conn.clone(), outbox.clone())),
         _ => None,
     };
-    if let (Some(conn), Ok(p)) = (conn, encode_packet(control, None)) {
-        let _ = conn.send(Out::Packet(p));
+    if let (Some((conn, outbox)), Ok(p)) = (up, encode_packet(control, None)) {
+        let _ = outbox.push(&conn, peer, &p, true);
     }
 }
 
@@ -1039,6 +1080,9 @@ fn challenge() -> u32 {
 pub enum Out {
     /// A packet to write.
     Packet(Vec<u8>),
+    /// Packets wait in the outbox the node's senders share with this
+    /// connection.
+    Flush,
     /// Time to tick (and to check the peer was heard from).
     Tick,
     /// The handshake's time is up.
@@ -1067,8 +1111,10 @@ pub struct DistConn {
     state: State,
     /// When the peer last sent anything, on the runtime's clock.
     heard: Duration,
-    /// Set while the write side is paused (shared with senders).
-    paused: Arc<AtomicBool>,
+    /// What senders queued (shared with them through the node's table).
+    outbox: Arc<Outbox>,
+    /// The outbox's other buffer: swapped in on each flush.
+    spare: Vec<u8>,
 }
 
 impl DistConn {
@@ -1083,7 +1129,8 @@ impl DistConn {
             input: Vec::new(),
             state,
             heard: Duration::ZERO,
-            paused: Arc::new(AtomicBool::new(false)),
+            outbox: Arc::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -1097,7 +1144,8 @@ impl DistConn {
             input: Vec::new(),
             state: State::Dial(dial, node),
             heard: Duration::ZERO,
-            paused: Arc::new(AtomicBool::new(false)),
+            outbox: Arc::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -1211,7 +1259,7 @@ impl DistConn {
             peer.to_string(),
             Peer {
                 link: PeerLink::Up(conn.address()),
-                paused: self.paused.clone(),
+                outbox: self.outbox.clone(),
             },
         );
         if let Some(PeerLink::Dialing(d)) = previous.map(|p| p.link) {
@@ -1450,11 +1498,11 @@ impl Protocol for DistConn {
     /// Past the high watermark, senders are told `Backlogged`. Reading
     /// goes on (ticks and the peer's messages must still come in).
     fn write_paused(&mut self, _conn: &mut Conn<'_, '_, Self>) {
-        self.paused.store(true, Ordering::Release);
+        self.outbox.paused.store(true, Ordering::Release);
     }
 
     fn write_resumed(&mut self, _conn: &mut Conn<'_, '_, Self>) {
-        self.paused.store(false, Ordering::Release);
+        self.outbox.paused.store(false, Ordering::Release);
     }
 
     fn connected(&mut self, conn: &mut Conn<'_, '_, Self>) -> ActorResult {
@@ -1488,6 +1536,12 @@ impl Protocol for DistConn {
     fn message(&mut self, conn: &mut Conn<'_, '_, Self>, msg: Out) -> ActorResult {
         match msg {
             Out::Packet(p) => conn.write(&p)?,
+            Out::Flush => {
+                std::mem::swap(&mut *self.outbox.buf.lock(), &mut self.spare);
+                let written = conn.write(&self.spare);
+                self.spare.clear();
+                written?;
+            }
             Out::Tick => {
                 let silent = conn.runtime().now().saturating_sub(self.heard);
                 if silent >= SILENT {
