@@ -208,7 +208,7 @@ impl Actor for Sink {
     type Msg = Incoming;
     fn handle(&mut self, msg: Incoming, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
         self.count += 1;
-        if self.count % ACK_EVERY == 0 {
+        if self.count.is_multiple_of(ACK_EVERY) {
             if let Term::Tuple(t) = &msg.message {
                 if let Some(Term::Pid(from)) = t.elements.first() {
                     let _ = self.node.send(from, self.count as i64);
