@@ -53,6 +53,15 @@ pub use weft_runtime::{
     WorkerMetrics,
 };
 
+/// Deterministic simulation: a whole program on one thread, scheduled
+/// by a seed, on virtual time, over a simulated network of named hosts
+/// (`Builder::simulation`, [`sim::SimNet`]), with [`sim::check_seeds`]
+/// to run a scenario over many seeds.
+pub mod sim {
+    pub use weft_io::sim::{Host, SimNet, SimNetError};
+    pub use weft_runtime::{check_seeds, seed_from_env, SeedFailure, Simulation, Step};
+}
+
 /// What most weft programs import.
 pub mod prelude {
     pub use weft_actors::{

@@ -56,5 +56,8 @@ pub use ctx::{Ctx, JobPanicked};
 pub use exit::{ActorId, Down, ExitReason, ExitSignal, MonitorRef};
 pub use recipient::Recipient;
 pub use registry::{NameError, Registry};
-pub use system::{extension, live_actors, Spawn, SpawnError, SpawnOptions, DEFAULT_CAPACITY};
+pub use system::{
+    actor_by_id, extension, live_actors, on_spawn, Spawn, SpawnError, SpawnOptions,
+    DEFAULT_CAPACITY,
+};
 pub use timer::TimerHandle;

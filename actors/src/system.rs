@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -52,7 +52,11 @@ pub(crate) struct System {
     /// Per-runtime state of the layers above, one value per type
     /// (`extension`).
     extensions: DashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
+    /// Told of every actor spawned (`on_spawn`).
+    on_spawn: OnceLock<SpawnHook>,
 }
+
+type SpawnHook = Box<dyn Fn(ActorId) + Send + Sync>;
 
 /// Options for [`Spawn::spawn_with`].
 #[must_use = "options do nothing until passed to `spawn_with`"]
@@ -216,8 +220,11 @@ pub(crate) fn spawn_cell<A: Actor>(
     birth: Birth,
     parent: Option<&Arc<dyn AnyCell>>,
 ) -> Addr<A> {
-    let cell =
-        System::get(handle).insert(|id, slot| Cell::new(actor, handle.clone(), id, slot, birth));
+    let system = System::get(handle);
+    let cell = system.insert(|id, slot| Cell::new(actor, handle.clone(), id, slot, birth));
+    if let Some(hook) = system.on_spawn.get() {
+        hook(cell.actor_id());
+    }
     if let Some(parent) = parent {
         cell.watch_set_parent(parent.id(), Arc::downgrade(parent));
         let child: Arc<dyn AnyCell> = cell.clone();
@@ -247,6 +254,7 @@ impl System {
             mutes: MuteGraph::default(),
             names: DashMap::new(),
             extensions: DashMap::new(),
+            on_spawn: OnceLock::new(),
         }
     }
 
@@ -335,6 +343,15 @@ impl System {
                 .collect();
             for cell in cells {
                 cell.signal(Signal::Kill(ExitReason::Shutdown));
+            }
+            if let Some(sim) = handle.simulation() {
+                // Simulated: this thread runs the stopping actors (and
+                // the timers they may wait for) itself.
+                let stopped = sim.run_until(handle.shutdown_timeout(), || self.live() == 0);
+                if stopped || sim.runnable() == 0 {
+                    break;
+                }
+                continue;
             }
             // Wait a little, then look again: actors may spawn others while
             // they stop, and those must be stopped too.
@@ -450,6 +467,21 @@ pub fn extension<T: std::any::Any + Send + Sync>(
     entry
         .downcast::<T>()
         .unwrap_or_else(|_| unreachable!("an extension stored under another type's id"))
+}
+
+/// The live actor with `id`, as an [`AnyAddr`](crate::AnyAddr) (to stop
+/// or kill it), or `None` if it exited or never was.
+pub fn actor_by_id(handle: &Handle, id: ActorId) -> Option<crate::AnyAddr> {
+    let cell = System::of(handle)?.cell(id)?;
+    Some(crate::AnyAddr { cell })
+}
+
+/// Installs `hook`, called with each new actor's id as it is spawned,
+/// before it can run, on the spawning thread (the simulator uses it to
+/// place actors on simulated hosts). One hook per runtime: false if one
+/// was installed already.
+pub fn on_spawn(handle: &Handle, hook: impl Fn(ActorId) + Send + Sync + 'static) -> bool {
+    System::get(handle).on_spawn.set(Box::new(hook)).is_ok()
 }
 
 /// How many actors are alive on `handle`'s runtime (spawned and not yet

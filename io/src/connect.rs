@@ -299,12 +299,24 @@ pub(crate) struct ConnectState<P: Protocol> {
 pub struct Connecting<P: Protocol> {
     pending: Pending<Result<ConnRef<P>, ConnectError>>,
     addr: Addr<Connection<P>>,
+    /// A simulated runtime's driver: `wait` runs the simulation.
+    sim: Option<weft_runtime::Simulation>,
 }
 
 impl<P: Protocol> Connecting<P> {
     /// Blocks this (non-worker) thread until connected or failed; after
     /// `timeout` the attempt is aborted and `TimedOut` returned.
+    ///
+    /// In a simulation, `wait` runs the simulation (on this thread) until
+    /// the outcome is in or `timeout` of virtual time has passed.
     pub fn wait(self, timeout: Duration) -> Result<ConnRef<P>, ConnectError> {
+        let timeout = match &self.sim {
+            Some(sim) if !weft_runtime::on_worker_thread() => {
+                sim.run_until(timeout, || self.pending.is_ready());
+                Duration::ZERO
+            }
+            _ => timeout,
+        };
         match self.pending.wait(timeout) {
             Ok(result) => result,
             Err(AskError::Timeout) => {
@@ -494,7 +506,11 @@ fn spawn_connecting_with<P: Protocol>(
     let addr = handle
         .spawn_with(conn, spawn)
         .expect("the default capacity and a weight limit of at least 1 are valid");
-    Connecting { pending, addr }
+    Connecting {
+        pending,
+        addr,
+        sim: handle.simulation(),
+    }
 }
 
 fn resolve(resolver: Option<Resolver>, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
@@ -566,6 +582,14 @@ impl<P: Protocol> Connection<P> {
                     port,
                 });
                 let resolver = state.resolver.clone();
+                if resolver.is_none() {
+                    if let Some(net) = crate::sim::net_of(ctx.runtime()) {
+                        // Simulated: the simulator resolves host names.
+                        let result = net.resolve(&host, port);
+                        self.connect_resolved(result, ctx);
+                        return Ok(());
+                    }
+                }
                 let spawned = ctx.spawn_blocking(
                     move || resolve(resolver, &host, port),
                     |r| {
@@ -634,6 +658,12 @@ impl<P: Protocol> Connection<P> {
                 return self.connect_fail(error, ctx);
             };
             state.current = Some(addr);
+            if let Some(net) = crate::sim::net_of(ctx.runtime()) {
+                let end = net.connect(addr);
+                end.attach(ctx.ready_sink(|r| ConnMsg(Event::Io(r))));
+                self.core.io = Transport::Sim(end);
+                return;
+            }
             match start_connect(addr, state.bind) {
                 Ok(mut stream) => {
                     match ctx.register_io(

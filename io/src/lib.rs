@@ -44,6 +44,7 @@ mod memory;
 #[cfg(feature = "process")]
 pub mod process;
 mod protocol;
+pub mod sim;
 mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;

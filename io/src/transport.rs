@@ -21,6 +21,8 @@ pub(crate) enum Transport {
     Tcp(TcpStream),
     Unix(Box<UnixIo>),
     Memory(MemoryEnd),
+    /// A stream of the simulated network.
+    Sim(crate::sim::SimEnd),
     /// Closed; every call fails with `NotConnected`.
     Closed,
 }
@@ -35,7 +37,7 @@ impl Transport {
         match self {
             Transport::Tcp(s) => Some(s),
             Transport::Unix(u) => Some(&mut u.stream),
-            Transport::Memory(_) | Transport::Closed => None,
+            Transport::Memory(_) | Transport::Sim(_) | Transport::Closed => None,
         }
     }
 
@@ -97,6 +99,7 @@ impl Transport {
             Transport::Tcp(s) => s.read(buf),
             Transport::Unix(u) => u.read(buf),
             Transport::Memory(m) => m.read(buf),
+            Transport::Sim(m) => m.read(buf),
             Transport::Closed => Err(not_connected()),
         }
     }
@@ -106,6 +109,7 @@ impl Transport {
             Transport::Tcp(s) => s.write_vectored(bufs),
             Transport::Unix(u) => u.write_vectored(bufs),
             Transport::Memory(m) => m.write_vectored(bufs),
+            Transport::Sim(m) => m.write_vectored(bufs),
             Transport::Closed => Err(not_connected()),
         }
     }
@@ -115,6 +119,7 @@ impl Transport {
             Transport::Tcp(s) => s.write(buf),
             Transport::Unix(u) => u.write(buf),
             Transport::Memory(m) => m.write_vectored(&[IoSlice::new(buf)]),
+            Transport::Sim(m) => m.write_vectored(&[IoSlice::new(buf)]),
             Transport::Closed => Err(not_connected()),
         }
     }
@@ -124,6 +129,10 @@ impl Transport {
             Transport::Tcp(s) => s.shutdown(Shutdown::Write),
             Transport::Unix(u) => u.stream.shutdown(Shutdown::Write),
             Transport::Memory(m) => {
+                m.shutdown_write();
+                Ok(())
+            }
+            Transport::Sim(m) => {
                 m.shutdown_write();
                 Ok(())
             }
@@ -137,6 +146,7 @@ impl Transport {
             Transport::Tcp(s) => s.take_error(),
             Transport::Unix(u) => u.stream.take_error(),
             Transport::Memory(m) => Ok(m.take_error()),
+            Transport::Sim(m) => Ok(m.take_error()),
             Transport::Closed => Ok(None),
         }
     }
@@ -161,6 +171,7 @@ impl Transport {
                 u.discard_input();
             }
             Transport::Memory(m) => m.close(false),
+            Transport::Sim(m) => m.close(false),
             Transport::Closed => {}
         }
     }
@@ -175,6 +186,7 @@ impl Transport {
             }
             Transport::Unix(_) => {}
             Transport::Memory(m) => m.close(true),
+            Transport::Sim(m) => m.close(true),
             Transport::Closed => {}
         }
     }
@@ -187,6 +199,7 @@ impl Transport {
                 .peer_addr()
                 .map(|a| Address::Unix(UnixAddr::from_std(&a))),
             Transport::Memory(m) => Ok(Address::Inet(m.peer_addr())),
+            Transport::Sim(m) => m.peer_addr().map(Address::Inet),
             Transport::Closed => Err(not_connected()),
         }
     }
@@ -199,6 +212,7 @@ impl Transport {
                 .local_addr()
                 .map(|a| Address::Unix(UnixAddr::from_std(&a))),
             Transport::Memory(m) => Ok(Address::Inet(m.local_addr())),
+            Transport::Sim(m) => Ok(Address::Inet(m.local_addr())),
             Transport::Closed => Err(not_connected()),
         }
     }
@@ -218,7 +232,7 @@ impl Transport {
     pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.set_nodelay(on),
-            Transport::Unix(_) | Transport::Memory(_) => Ok(()),
+            Transport::Unix(_) | Transport::Memory(_) | Transport::Sim(_) => Ok(()),
             Transport::Closed => Err(not_connected()),
         }
     }
@@ -233,7 +247,7 @@ impl Transport {
                     None => sock.set_keepalive(false),
                 }
             }
-            Transport::Unix(_) | Transport::Memory(_) => Ok(()),
+            Transport::Unix(_) | Transport::Memory(_) | Transport::Sim(_) => Ok(()),
             Transport::Closed => Err(not_connected()),
         }
     }

@@ -33,6 +33,7 @@ pub struct Builder {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) slow_turn: Option<Duration>,
     pub(crate) on_slow_turn: Option<crate::watchdog::Report>,
+    pub(crate) simulation: Option<u64>,
 }
 
 /// Whether `Runtime::run` turns SIGINT and SIGTERM into a graceful
@@ -79,6 +80,7 @@ impl Default for Builder {
             shutdown_timeout: Duration::from_secs(30),
             slow_turn: Some(Duration::from_millis(100)),
             on_slow_turn: None,
+            simulation: None,
         }
     }
 }
@@ -104,6 +106,21 @@ impl Builder {
     /// worker to others (fairness). At least 1.
     pub fn turn_budget(mut self, budget: usize) -> Self {
         self.budget = budget;
+        self
+    }
+
+    /// A deterministic simulation seeded with `seed` instead of worker
+    /// threads: every task runs on the thread that drives
+    /// [`Handle::simulation`](crate::Handle::simulation), the next chosen
+    /// by the seed among the runnable ones; the clock is virtual and jumps
+    /// to the next timer when nothing is runnable; blocking-pool jobs run
+    /// as tasks. The OS's sockets are not polled: simulated programs use
+    /// a simulated network. No signal handling, no watchdog.
+    pub fn simulation(mut self, seed: u64) -> Self {
+        self.simulation = Some(seed);
+        self.workers = 1;
+        self.signals = Signals::Ignore;
+        self.slow_turn = None;
         self
     }
 
@@ -191,9 +208,10 @@ impl Builder {
         if self.name.is_empty() {
             return invalid("name", "must not be empty");
         }
-        let clock = match &self.clock {
-            Some(manual) => Clock::Manual(manual.clone()),
-            None => Clock::real(),
+        let clock = match (&self.clock, self.simulation) {
+            (Some(manual), _) => Clock::Manual(manual.clone()),
+            (None, Some(_)) => Clock::Manual(crate::ManualClock::new()),
+            (None, None) => Clock::real(),
         };
         Runtime::start(self, clock)
     }

@@ -116,12 +116,22 @@ impl Runtime {
             let pipe = SignalPipe::open(&reactor).map_err(os("open the signal pipe"))?;
             let _ = reactor.signal_pipe.set(pipe);
         }
+        let sim = match (b.simulation, &clock) {
+            (Some(seed), Clock::Manual(manual)) => {
+                Some(crate::sim::SimCore::new(seed, manual.clone()))
+            }
+            _ => None,
+        };
         let timers = Timers::new(clock, reactor.waker.clone());
+        if let Some(sim) = &sim {
+            sim.attach(&timers);
+        }
         let scheduler = Arc::new(Scheduler::new(
             b.workers,
             b.budget,
             reactor.clone(),
             timers.clone(),
+            sim,
         ));
         let blocking = BlockingPool::new(
             b.blocking_threads,
@@ -149,6 +159,12 @@ impl Runtime {
             }
         });
         let _ = scheduler.on_signal.set(on_signal);
+        if scheduler.sim.is_some() {
+            // The driving thread runs every task.
+            return Ok(Runtime {
+                handle: Handle { shared },
+            });
+        }
         let mut handles =
             spawn_workers(&scheduler, &b.name).map_err(os("spawn a worker thread"))?;
         if let Some(threshold) = b.slow_turn {
@@ -208,9 +224,19 @@ impl Runtime {
             None => None,
         };
         shared.events.run_startup();
+        if let Some(sim) = self.handle.simulation() {
+            // Simulated: run until a shutdown is asked for, or nothing is
+            // left to happen.
+            while *shared.lifecycle.lock() == Lifecycle::Running {
+                if sim.step() == crate::Step::Idle {
+                    tracing::info!("the simulation has nothing left to run; shutting down");
+                    break;
+                }
+            }
+        }
         {
             let mut state = shared.lifecycle.lock();
-            while *state == Lifecycle::Running {
+            while *state == Lifecycle::Running && self.handle.simulation().is_none() {
                 shared.changed.wait(&mut state);
             }
         }
@@ -384,7 +410,24 @@ impl Handle {
     /// when the pool is at its thread limit and its queue is full, with
     /// `ShuttingDown` after shutdown, with `Os` if no thread could start.
     pub fn spawn_blocking(&self, job: impl FnOnce() + Send + 'static) -> Result<(), RuntimeError> {
+        if let Some(sim) = &self.shared.scheduler.sim {
+            if self.is_shutting_down() {
+                return Err(RuntimeError::ShuttingDown);
+            }
+            sim.spawn_job(Box::new(job));
+            return Ok(());
+        }
         self.shared.blocking.spawn(Box::new(job))
+    }
+
+    /// The driver of this runtime if it is a simulation
+    /// ([`Builder::simulation`]).
+    pub fn simulation(&self) -> Option<crate::Simulation> {
+        self.shared
+            .scheduler
+            .sim
+            .as_ref()
+            .map(|core| crate::Simulation { core: core.clone() })
     }
 
     /// A snapshot of the blocking pool.
@@ -493,6 +536,9 @@ impl Handle {
         }
         // Break the cycles runtime -> queued task/timer/sink -> handle.
         shared.scheduler.drain_injector();
+        if let Some(sim) = self.simulation() {
+            sim.clear();
+        }
         shared.timers.clear();
         shared.reactor.clear_sinks();
         shared.scheduler.namer.lock().take();

@@ -139,6 +139,9 @@ impl<P: Protocol> Connection<P> {
             Transport::Memory(end) => {
                 end.attach(ctx.ready_sink(|r| ConnMsg(Event::Io(r))));
             }
+            Transport::Sim(end) => {
+                end.attach(ctx.ready_sink(|r| ConnMsg(Event::Io(r))));
+            }
             Transport::Closed => return Err("connection has no transport".into()),
         }
         if let Transport::Unix(u) = &mut core.io {

@@ -83,19 +83,24 @@ pub(crate) enum Bound {
     /// With the socket file to remove when it closes (none for an abstract
     /// name or an adopted socket).
     Unix(StdUnixListener, Option<SocketFile>),
+    /// A port of the simulated network.
+    Sim(Arc<crate::sim::SimPort>),
 }
 
 /// The listening socket, registered with the reactor.
 enum ListenSock {
     Tcp(TcpListener),
     Unix(UnixListener),
+    Sim(Arc<crate::sim::SimPort>),
 }
 
 impl ListenSock {
-    fn source(&mut self) -> &mut dyn Source {
+    /// The socket to register (none for a simulated port).
+    fn source(&mut self) -> Option<&mut dyn Source> {
         match self {
-            ListenSock::Tcp(s) => s,
-            ListenSock::Unix(s) => s,
+            ListenSock::Tcp(s) => Some(s),
+            ListenSock::Unix(s) => Some(s),
+            ListenSock::Sim(_) => None,
         }
     }
 
@@ -105,6 +110,7 @@ impl ListenSock {
             ListenSock::Unix(s) => s
                 .accept()
                 .map(|(stream, _)| Transport::Unix(Box::new(UnixIo::new(stream)))),
+            ListenSock::Sim(p) => p.accept().map(Transport::Sim),
         }
     }
 }
@@ -412,8 +418,14 @@ impl<P: Protocol> Listener<P> {
     /// Deregisters and closes the listening socket (new connects are
     /// refused from now on) and removes its socket file.
     fn close_socket(&mut self, ctx: &mut Ctx<'_, Self>) {
-        if let (Some(token), Some(sock)) = (self.token.take(), self.sock.as_mut()) {
-            let _ = ctx.deregister_io(sock.source(), token);
+        if let (Some(token), Some(source)) = (
+            self.token.take(),
+            self.sock.as_mut().and_then(ListenSock::source),
+        ) {
+            let _ = ctx.deregister_io(source, token);
+        }
+        if let Some(ListenSock::Sim(port)) = &self.sock {
+            port.close();
         }
         self.sock = None;
         self.prebound = None;
@@ -482,12 +494,19 @@ impl<P: Protocol> Actor for Listener<P> {
                 let local = Address::Unix(UnixAddr::from_std(&s.local_addr()?));
                 (local, ListenSock::Unix(UnixListener::from_std(s)))
             }
+            Bound::Sim(port) => (Address::Inet(port.local_addr()), ListenSock::Sim(port)),
         };
-        let token = ctx
-            .register_io(sock.source(), Interest::READABLE, ListenerMsg::Io)
-            .map_err(ListenError::Register)?;
+        match &mut sock {
+            ListenSock::Sim(port) => port.attach(ctx.ready_sink(ListenerMsg::Io)),
+            other => {
+                let source = other.source().expect("a socket");
+                let token = ctx
+                    .register_io(source, Interest::READABLE, ListenerMsg::Io)
+                    .map_err(ListenError::Register)?;
+                self.token = Some(token);
+            }
+        }
         self.sock = Some(sock);
-        self.token = Some(token);
         let _ = self.shared.local.set(local.clone());
         let _ = self
             .shared
@@ -728,6 +747,20 @@ fn listen<P: Protocol>(
             source,
         }
     };
+    if let Some(net) = crate::sim::net_of(handle) {
+        // Simulated: a port of the simulated network, one listener.
+        let port = net.bind(addr).map_err(bind_err(addr))?;
+        let local = port.local_addr();
+        return Ok(spawn_bound(
+            handle,
+            Address::Inet(local),
+            local,
+            vec![Bound::Sim(port)],
+            options,
+            tls,
+            factory,
+        ));
+    }
     let first = bind(addr, &options).map_err(bind_err(addr))?;
     let local = first.local_addr().map_err(bind_err(addr))?;
     // The others bind the port the first one got (port 0 picks once).

@@ -63,6 +63,8 @@ pub(crate) struct Scheduler {
     pub(crate) watchdog: OnceLock<Thread>,
     /// When the worker threads started (for the metrics' busy time).
     pub(crate) started: OnceLock<std::time::Instant>,
+    /// A simulation's runnable set, which replaces the queues.
+    pub(crate) sim: Option<Arc<crate::sim::SimCore>>,
 }
 
 /// Names a task by id.
@@ -74,6 +76,7 @@ impl Scheduler {
         budget: usize,
         reactor: Arc<Reactor>,
         timers: Arc<Timers>,
+        sim: Option<Arc<crate::sim::SimCore>>,
     ) -> Self {
         Scheduler {
             injector: Injector::new(),
@@ -89,6 +92,7 @@ impl Scheduler {
             namer: Mutex::new(None),
             watchdog: OnceLock::new(),
             started: OnceLock::new(),
+            sim,
         }
     }
 
@@ -133,6 +137,10 @@ impl Scheduler {
     /// Makes `task` runnable: on this worker's LIFO slot when called from
     /// one of this scheduler's workers, else on the injector.
     pub(crate) fn schedule(&self, task: TaskRef) {
+        if let Some(sim) = &self.sim {
+            sim.schedule(task);
+            return;
+        }
         if let Err(task) = try_schedule_local(self, task) {
             self.injector.push(task);
             self.notify_one();

@@ -61,7 +61,7 @@ pub(crate) fn try_schedule_local(scheduler: &Scheduler, task: TaskRef) -> Result
 /// Whether the calling thread is a worker of some weft runtime (where
 /// blocking is forbidden).
 pub fn on_worker_thread() -> bool {
-    LOCAL.with(|l| l.try_borrow().map_or(true, |l| l.is_some()))
+    LOCAL.with(|l| l.try_borrow().map_or(true, |l| l.is_some())) || crate::sim::in_sim_turn()
 }
 
 /// Starts the worker threads.

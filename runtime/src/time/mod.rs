@@ -218,6 +218,15 @@ impl Timers {
         drop(old);
     }
 
+    /// When the earliest pending timer is due.
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
+        self.state
+            .lock()
+            .wheel
+            .next_deadline()
+            .map(tick_to_duration)
+    }
+
     pub(crate) fn pending(&self) -> usize {
         self.state.lock().wheel.len()
     }

@@ -1,0 +1,1033 @@
+//! A simulated network for a simulated runtime
+//! ([`Builder::simulation`](weft_runtime::Builder::simulation)): named
+//! hosts with addresses, TCP streams between them over links with seeded
+//! latency and bandwidth, partitions and healing, resets, and hosts that
+//! crash (their actors die, their peers see resets) and restart (their
+//! boot function runs again).
+//!
+//! Programs run unchanged: once a [`SimNet`] is installed, `listen_tcp`,
+//! `listen_tls`, `connect_tcp` and `connect_tls` on that runtime bind and
+//! connect on the simulated network, through the same listener and
+//! connection actors (supervised handlers, limits, idle timeouts, drain,
+//! TLS) as over the OS's sockets. Host names resolve through the
+//! simulator. Which host a call acts for is the host of the actor making
+//! it: actors spawned while a host's code runs ([`Host::enter`], its boot
+//! function, or a turn of one of its actors) belong to that host.
+//!
+//! Faults chosen by the seed ([`SimNet::set_faults`]): short writes and
+//! reads, a read that would block with data waiting (then a spurious
+//! wake-up), `EMFILE` on accept.
+//!
+//! Owns: the hosts, the listening ports, the streams in flight, the
+//! placement of actors on hosts. Must not touch: the connection actors'
+//! state (it is a byte stream and an accept queue to them).
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use weft_actors::{ActorId, ExitReason};
+use weft_runtime::{Handle, Phase, Readiness, ReadySink, Simulation};
+
+/// How many bytes may be in flight toward, or unread at, one end of a
+/// stream (the receive window).
+const WINDOW: usize = 64 << 10;
+
+thread_local! {
+    /// The host the running code acts for.
+    static CURRENT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Why a simulated host operation failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SimNetError {
+    /// The runtime is not a simulation.
+    #[error("the runtime is not a simulation (Builder::simulation)")]
+    NotSimulated,
+    /// A network is installed on this runtime already.
+    #[error("a simulated network is installed on this runtime already")]
+    AlreadyInstalled,
+}
+
+/// The simulated network of one simulated runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct SimNet {
+    net: Arc<Net>,
+}
+
+impl std::fmt::Debug for SimNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNet")
+            .field("hosts", &self.net.state.lock().hosts.len())
+            .finish()
+    }
+}
+
+/// One simulated host. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    net: Arc<Net>,
+    id: usize,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("name", &self.name())
+            .field("ip", &self.ip())
+            .finish()
+    }
+}
+
+type Boot = Arc<dyn Fn(&Host) + Send + Sync>;
+
+struct HostState {
+    name: String,
+    ip: IpAddr,
+    up: bool,
+    boot: Option<Boot>,
+    actors: Vec<ActorId>,
+    /// Incremented on each crash: streams of an earlier life are dead.
+    life: u64,
+}
+
+pub(crate) struct Net {
+    handle: Handle,
+    sim: Simulation,
+    state: Mutex<NetState>,
+}
+
+struct NetState {
+    hosts: Vec<HostState>,
+    /// Listening ports (a port whose listener is gone refuses).
+    ports: HashMap<SocketAddr, Weak<SimPort>>,
+    /// Host pairs (lower index first) that cannot reach each other.
+    partitions: Vec<(usize, usize)>,
+    streams: Vec<Weak<Stream>>,
+    placed: HashMap<ActorId, usize>,
+    latency: (Duration, Duration),
+    /// Bytes per second on every link (`None`: no limit).
+    bandwidth: Option<u64>,
+    faults: f64,
+    next_port: u16,
+}
+
+/// The network installed on `handle`'s runtime, if it is a simulation
+/// with one.
+pub(crate) fn net_of(handle: &Handle) -> Option<Arc<Net>> {
+    handle.simulation()?;
+    weft_actors::extension(handle, Slot::default)
+        .0
+        .lock()
+        .clone()
+}
+
+#[derive(Default)]
+struct Slot(Mutex<Option<Arc<Net>>>);
+
+impl SimNet {
+    /// Installs a simulated network on a simulated runtime: from now on
+    /// its listeners and connections use it. Link latency defaults to
+    /// 1–5 ms, no bandwidth limit, no faults.
+    ///
+    /// ```
+    /// use weft_io::sim::SimNet;
+    ///
+    /// let rt = weft_runtime::Runtime::builder().simulation(1).build().unwrap();
+    /// let net = SimNet::install(rt.handle()).unwrap();
+    /// let server = net.host("server");
+    /// assert_eq!(net.lookup("server"), Some(server.ip()));
+    /// ```
+    pub fn install(handle: &Handle) -> Result<SimNet, SimNetError> {
+        let sim = handle.simulation().ok_or(SimNetError::NotSimulated)?;
+        let slot = weft_actors::extension(handle, Slot::default);
+        let mut current = slot.0.lock();
+        if current.is_some() {
+            return Err(SimNetError::AlreadyInstalled);
+        }
+        let net = Arc::new(Net {
+            handle: handle.clone(),
+            sim: sim.clone(),
+            state: Mutex::new(NetState {
+                hosts: Vec::new(),
+                ports: HashMap::new(),
+                partitions: Vec::new(),
+                streams: Vec::new(),
+                placed: HashMap::new(),
+                latency: (Duration::from_millis(1), Duration::from_millis(5)),
+                bandwidth: None,
+                faults: 0.0,
+                next_port: 40_000,
+            }),
+        });
+        *current = Some(net.clone());
+        drop(current);
+        // Actors spawned while a host's code runs belong to it; its
+        // actors' turns run as that host.
+        let weak = Arc::downgrade(&net);
+        weft_actors::on_spawn(handle, move |id| {
+            if let (Some(host), Some(net)) = (CURRENT.with(Cell::get), weak.upgrade()) {
+                let mut st = net.state.lock();
+                st.placed.insert(id, host);
+                st.hosts[host].actors.push(id);
+            }
+        });
+        let weak = Arc::downgrade(&net);
+        sim.on_turn(move |task| {
+            let host = match (task, weak.upgrade()) {
+                (Some(id), Some(net)) => net.state.lock().placed.get(&ActorId(id)).copied(),
+                _ => None,
+            };
+            CURRENT.with(|c| c.set(host));
+        });
+        // Break the cycle runtime -> network -> handle at shutdown.
+        let weak = Arc::downgrade(&net);
+        handle.on_shutdown(Phase::After, move || {
+            if let Some(net) = weak.upgrade() {
+                let mut st = net.state.lock();
+                st.ports.clear();
+                st.streams.clear();
+                for h in &mut st.hosts {
+                    h.boot = None;
+                }
+            }
+            if let Some(net) = weak.upgrade() {
+                let slot = weft_actors::extension(&net.handle, Slot::default);
+                slot.0.lock().take();
+            }
+        });
+        Ok(SimNet { net })
+    }
+
+    /// The host named `name`, made (up, at the next free address
+    /// 10.0.0.N) if there is none.
+    pub fn host(&self, name: &str) -> Host {
+        let mut st = self.net.state.lock();
+        if let Some(id) = st.hosts.iter().position(|h| h.name == name) {
+            return Host {
+                net: self.net.clone(),
+                id,
+            };
+        }
+        let id = st.hosts.len();
+        let n = id + 1;
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, (n >> 8) as u8, (n & 0xff) as u8));
+        st.hosts.push(HostState {
+            name: name.to_string(),
+            ip,
+            up: true,
+            boot: None,
+            actors: Vec::new(),
+            life: 0,
+        });
+        Host {
+            net: self.net.clone(),
+            id,
+        }
+    }
+
+    /// A host's address by name (the simulator's name resolution).
+    pub fn lookup(&self, name: &str) -> Option<IpAddr> {
+        self.net.lookup(name)
+    }
+
+    /// Every link's latency is drawn from `low..=high` per segment
+    /// (a stream's bytes still arrive in order).
+    pub fn set_latency(&self, low: Duration, high: Duration) {
+        self.net.state.lock().latency = (low, high.max(low));
+    }
+
+    /// Every link carries at most `bytes_per_second` (`None`: no limit).
+    pub fn set_bandwidth(&self, bytes_per_second: Option<u64>) {
+        self.net.state.lock().bandwidth = bytes_per_second.filter(|b| *b > 0);
+    }
+
+    /// Injects faults with probability `p` at each chance: short writes
+    /// and reads, a read that would block though data waits (followed by
+    /// a spurious wake-up), `EMFILE` on accept. 0 (the default) turns
+    /// them off.
+    pub fn set_faults(&self, p: f64) {
+        self.net.state.lock().faults = p.clamp(0.0, 1.0);
+    }
+
+    /// Cuts `a` off from `b` (both ways): nothing sent between them
+    /// arrives until [`heal`](Self::heal); new connections time out.
+    pub fn partition(&self, a: &Host, b: &Host) {
+        let pair = (a.id.min(b.id), a.id.max(b.id));
+        let mut st = self.net.state.lock();
+        if !st.partitions.contains(&pair) {
+            st.partitions.push(pair);
+        }
+        drop(st);
+        self.net
+            .sim
+            .record(1, (pair.0 as u64) << 32 | pair.1 as u64);
+    }
+
+    /// Ends the partition between `a` and `b`: what was held is
+    /// delivered, in order.
+    pub fn heal(&self, a: &Host, b: &Host) {
+        let pair = (a.id.min(b.id), a.id.max(b.id));
+        self.net.state.lock().partitions.retain(|p| *p != pair);
+        self.net
+            .sim
+            .record(2, (pair.0 as u64) << 32 | pair.1 as u64);
+        self.net.redeliver();
+    }
+
+    /// Ends every partition.
+    pub fn heal_all(&self) {
+        self.net.state.lock().partitions.clear();
+        self.net.sim.record(3, 0);
+        self.net.redeliver();
+    }
+
+    /// The simulation this network belongs to.
+    pub fn simulation(&self) -> &Simulation {
+        &self.net.sim
+    }
+}
+
+impl Host {
+    /// Its name.
+    pub fn name(&self) -> String {
+        self.net.state.lock().hosts[self.id].name.clone()
+    }
+
+    /// Its address.
+    pub fn ip(&self) -> IpAddr {
+        self.net.state.lock().hosts[self.id].ip
+    }
+
+    /// `port` on this host.
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip(), port)
+    }
+
+    /// Whether it is up (not crashed).
+    pub fn is_up(&self) -> bool {
+        self.net.state.lock().hosts[self.id].up
+    }
+
+    /// Runs `f` as this host: the actors it spawns belong to the host,
+    /// and the listeners and connections it makes are the host's.
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        let before = CURRENT.with(|c| c.replace(Some(self.id)));
+        let r = f();
+        CURRENT.with(|c| c.set(before));
+        r
+    }
+
+    /// Sets what the host runs when it boots, and runs it now (as
+    /// [`enter`](Self::enter)); [`restart`](Self::restart) runs it again.
+    pub fn boot(&self, f: impl Fn(&Host) + Send + Sync + 'static) {
+        let f: Boot = Arc::new(f);
+        self.net.state.lock().hosts[self.id].boot = Some(f.clone());
+        self.enter(|| f(self));
+    }
+
+    /// Crashes the host: every actor on it is killed (no `stopping`, as a
+    /// machine losing power), its listening ports close, and every
+    /// stream it had is reset (its peers see `ECONNRESET`). Nothing
+    /// reaches it until [`restart`](Self::restart).
+    pub fn crash(&self) {
+        let (actors, streams) = {
+            let mut st = self.net.state.lock();
+            let h = &mut st.hosts[self.id];
+            if !h.up {
+                return;
+            }
+            h.up = false;
+            h.life += 1;
+            let actors = std::mem::take(&mut h.actors);
+            for id in &actors {
+                st.placed.remove(id);
+            }
+            let ip = st.hosts[self.id].ip;
+            let closing: Vec<Arc<SimPort>> = st
+                .ports
+                .iter()
+                .filter(|(addr, _)| addr.ip() == ip)
+                .filter_map(|(_, p)| p.upgrade())
+                .collect();
+            st.ports.retain(|addr, _| addr.ip() != ip);
+            for port in closing {
+                port.state.lock().closed = true;
+            }
+            st.streams.retain(|s| s.strong_count() > 0);
+            let streams: Vec<Arc<Stream>> = st.streams.iter().filter_map(Weak::upgrade).collect();
+            (actors, streams)
+        };
+        self.net.sim.record(4, self.id as u64);
+        for id in actors {
+            if let Some(actor) = weft_actors::actor_by_id(&self.net.handle, id) {
+                actor.kill(ExitReason::Killed);
+            }
+        }
+        for s in streams {
+            for side in 0..2 {
+                if s.hosts[side] == Some(self.id) {
+                    s.crash_side(side);
+                }
+            }
+        }
+    }
+
+    /// Brings a crashed host back and runs its boot function (if
+    /// [`boot`](Self::boot) set one); a host that is up is crashed first.
+    pub fn restart(&self) {
+        self.crash();
+        let boot = {
+            let mut st = self.net.state.lock();
+            st.hosts[self.id].up = true;
+            st.hosts[self.id].boot.clone()
+        };
+        self.net.sim.record(5, self.id as u64);
+        if let Some(boot) = boot {
+            self.enter(|| boot(self));
+        }
+    }
+
+    /// How many actors live on it now (spawned on it and not exited).
+    pub fn actors(&self) -> usize {
+        let ids = self.net.state.lock().hosts[self.id].actors.clone();
+        ids.into_iter()
+            .filter(|id| weft_actors::actor_by_id(&self.net.handle, *id).is_some())
+            .count()
+    }
+}
+
+impl Net {
+    fn lookup(&self, name: &str) -> Option<IpAddr> {
+        let st = self.state.lock();
+        st.hosts.iter().find(|h| h.name == name).map(|h| h.ip)
+    }
+
+    /// Resolves `host` for `connect_tcp` (a host name or an address).
+    pub(crate) fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        match self.lookup(host) {
+            Some(ip) => Ok(vec![SocketAddr::new(ip, port)]),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no simulated host named {host}"),
+            )),
+        }
+    }
+
+    fn host_of_ip(st: &NetState, ip: IpAddr) -> Option<usize> {
+        st.hosts.iter().position(|h| h.ip == ip)
+    }
+
+    fn cut(st: &NetState, a: Option<usize>, b: Option<usize>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => st.partitions.contains(&(a.min(b), a.max(b))),
+            _ => false,
+        }
+    }
+
+    fn chance(&self, st: &NetState) -> bool {
+        st.faults > 0.0 && self.sim.chance(st.faults)
+    }
+
+    /// When a segment of `len` bytes sent now arrives.
+    fn transit(&self, st: &NetState, len: usize) -> Duration {
+        let (low, high) = st.latency;
+        let mut d = self.sim.between(low, high);
+        if let Some(bw) = st.bandwidth {
+            d += Duration::from_nanos((len as u64).saturating_mul(1_000_000_000) / bw);
+        }
+        d
+    }
+
+    /// Binds a listening port for the current host (`addr`'s IP, or the
+    /// current host's for an unspecified one; port 0 picks one).
+    pub(crate) fn bind(self: &Arc<Self>, addr: SocketAddr) -> io::Result<Arc<SimPort>> {
+        let mut st = self.state.lock();
+        let current = CURRENT.with(Cell::get);
+        let host = if addr.ip().is_unspecified() {
+            current
+        } else {
+            Self::host_of_ip(&st, addr.ip())
+        };
+        let Some(host) = host else {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "{} is no simulated host's address (or no host's code is running)",
+                    addr.ip()
+                ),
+            ));
+        };
+        if !st.hosts[host].up {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "the host is down",
+            ));
+        }
+        let ip = st.hosts[host].ip;
+        let port = if addr.port() == 0 {
+            loop {
+                st.next_port = st.next_port.checked_add(1).unwrap_or(40_000);
+                let candidate = SocketAddr::new(ip, st.next_port);
+                if st.ports.get(&candidate).and_then(Weak::upgrade).is_none() {
+                    break st.next_port;
+                }
+            }
+        } else {
+            addr.port()
+        };
+        let local = SocketAddr::new(ip, port);
+        if st.ports.get(&local).and_then(Weak::upgrade).is_some() {
+            return Err(io::ErrorKind::AddrInUse.into());
+        }
+        let sim_port = Arc::new(SimPort {
+            net: Arc::downgrade(self),
+            local,
+            state: Mutex::new(PortState::default()),
+        });
+        st.ports.insert(local, Arc::downgrade(&sim_port));
+        Ok(sim_port)
+    }
+
+    /// Starts a connection from the current host to `to`: the end comes
+    /// back at once, not yet connected; it turns writable when the
+    /// handshake completes, or reports `ECONNREFUSED`; across a
+    /// partition nothing comes (the connect times out).
+    pub(crate) fn connect(self: &Arc<Self>, to: SocketAddr) -> SimEnd {
+        let (stream, syn_at) = {
+            let mut st = self.state.lock();
+            let from = CURRENT.with(Cell::get);
+            let from_ip = from.map_or(IpAddr::V4(Ipv4Addr::new(10, 255, 255, 254)), |h| {
+                st.hosts[h].ip
+            });
+            st.next_port = st.next_port.checked_add(1).unwrap_or(40_000);
+            let local = SocketAddr::new(from_ip, st.next_port);
+            let to_host = Self::host_of_ip(&st, to.ip());
+            let stream = Arc::new(Stream {
+                net: Arc::downgrade(self),
+                hosts: [from, to_host],
+                addrs: [local, to],
+                st: Mutex::new(StreamState::default()),
+            });
+            st.streams.retain(|s| s.strong_count() > 0);
+            st.streams.push(Arc::downgrade(&stream));
+            let syn_at = self.transit(&st, 0);
+            (stream, syn_at)
+        };
+        let weak = Arc::downgrade(&stream);
+        let net = Arc::downgrade(self);
+        self.handle.call_later(syn_at, move || {
+            if let (Some(stream), Some(net)) = (weak.upgrade(), net.upgrade()) {
+                net.syn_arrives(&stream);
+            }
+        });
+        SimEnd { stream, side: 0 }
+    }
+
+    /// A connect's first segment reached `stream`'s far end: accepted,
+    /// refused, or lost.
+    fn syn_arrives(self: &Arc<Self>, stream: &Arc<Stream>) {
+        let to = stream.addrs[1];
+        let (port, reachable, up) = {
+            let st = self.state.lock();
+            let reachable = !Self::cut(&st, stream.hosts[0], stream.hosts[1]);
+            let up = stream.hosts[1].is_some_and(|h| st.hosts[h].up);
+            (st.ports.get(&to).and_then(Weak::upgrade), reachable, up)
+        };
+        if !reachable || !up {
+            self.sim.record(6, 0);
+            return; // lost: the client's connect times out
+        }
+        match port {
+            Some(port)
+                if port.push(SimEnd {
+                    stream: stream.clone(),
+                    side: 1,
+                }) =>
+            {
+                self.sim.record(7, 0);
+                stream.transmit(0, Seg::SynAck);
+            }
+            _ => {
+                self.sim.record(8, 0);
+                stream.transmit(0, Seg::Refused);
+            }
+        }
+    }
+
+    /// Delivers what partitions held, now that one healed.
+    fn redeliver(&self) {
+        let streams: Vec<Arc<Stream>> = {
+            let mut st = self.state.lock();
+            st.streams.retain(|s| s.strong_count() > 0);
+            st.streams.iter().filter_map(Weak::upgrade).collect()
+        };
+        for s in streams {
+            s.deliver(0);
+            s.deliver(1);
+        }
+    }
+}
+
+/// A listening port: the accept queue of a simulated listener.
+pub(crate) struct SimPort {
+    net: Weak<Net>,
+    local: SocketAddr,
+    state: Mutex<PortState>,
+}
+
+#[derive(Default)]
+struct PortState {
+    queue: VecDeque<SimEnd>,
+    sink: Option<Arc<dyn ReadySink>>,
+    closed: bool,
+}
+
+impl SimPort {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Reports readiness to `sink` from now on (and what is pending).
+    pub(crate) fn attach(&self, sink: Arc<dyn ReadySink>) {
+        let pending = {
+            let mut st = self.state.lock();
+            st.sink = Some(sink.clone());
+            !st.queue.is_empty()
+        };
+        if pending {
+            sink.ready(Readiness::READ);
+        }
+    }
+
+    /// Queues an arriving connection; false if the port is closed.
+    fn push(&self, end: SimEnd) -> bool {
+        let sink = {
+            let mut st = self.state.lock();
+            if st.closed {
+                return false;
+            }
+            st.queue.push_back(end);
+            st.sink.clone()
+        };
+        if let Some(sink) = sink {
+            sink.ready(Readiness::READ);
+        }
+        true
+    }
+
+    pub(crate) fn accept(&self) -> io::Result<SimEnd> {
+        if let Some(net) = self.net.upgrade() {
+            let st = net.state.lock();
+            if net.chance(&st) {
+                drop(st);
+                net.sim.record(9, 0);
+                // The listener backs off and tries again.
+                return Err(io::Error::from_raw_os_error(nix::libc::EMFILE));
+            }
+        }
+        let mut st = self.state.lock();
+        st.queue
+            .pop_front()
+            .ok_or_else(|| io::ErrorKind::WouldBlock.into())
+    }
+
+    /// Closes the port: new connections are refused; queued ones reset.
+    pub(crate) fn close(&self) {
+        let queued = {
+            let mut st = self.state.lock();
+            st.closed = true;
+            st.sink = None;
+            std::mem::take(&mut st.queue)
+        };
+        if let Some(net) = self.net.upgrade() {
+            net.state
+                .lock()
+                .ports
+                .retain(|_, p| !std::ptr::eq(p.as_ptr(), self));
+        }
+        for end in queued {
+            end.close(true);
+        }
+    }
+}
+
+enum Seg {
+    Data(Vec<u8>),
+    Fin,
+    Rst,
+    SynAck,
+    Refused,
+}
+
+#[derive(Default)]
+struct Side {
+    inbound: VecDeque<u8>,
+    /// Bytes sent toward this side, not yet arrived.
+    in_flight: usize,
+    /// The peer's end of input arrived.
+    fin: bool,
+    reset: bool,
+    refused: bool,
+    error_reported: bool,
+    established: bool,
+    shut: bool,
+    closed: bool,
+    write_blocked: bool,
+    sink: Option<Arc<dyn ReadySink>>,
+}
+
+#[derive(Default)]
+struct StreamState {
+    side: [Side; 2],
+    /// Segments on their way toward each side, with when they arrive.
+    queue: [VecDeque<(Duration, Seg)>; 2],
+}
+
+struct Stream {
+    net: Weak<Net>,
+    hosts: [Option<usize>; 2],
+    addrs: [SocketAddr; 2],
+    st: Mutex<StreamState>,
+}
+
+impl Stream {
+    /// Sends `seg` toward `to`, arriving after the link's transit time
+    /// and never before what was sent earlier.
+    fn transmit(self: &Arc<Self>, to: usize, seg: Seg) {
+        let Some(net) = self.net.upgrade() else {
+            return;
+        };
+        let len = match &seg {
+            Seg::Data(d) => d.len(),
+            _ => 0,
+        };
+        let now = net.handle.now();
+        let transit = net.transit(&net.state.lock(), len);
+        let at = {
+            let mut st = self.st.lock();
+            let last = st.queue[to].back().map_or(Duration::ZERO, |(at, _)| *at);
+            let at = (now + transit).max(last);
+            if let Seg::Data(_) = seg {
+                st.side[to].in_flight += len;
+            }
+            st.queue[to].push_back((at, seg));
+            at
+        };
+        let weak = Arc::downgrade(self);
+        net.handle.call_later(at.saturating_sub(now), move || {
+            if let Some(s) = weak.upgrade() {
+                s.deliver(to);
+            }
+        });
+    }
+
+    /// Applies what has arrived at side `to` (unless a partition holds
+    /// it).
+    fn deliver(&self, to: usize) {
+        let Some(net) = self.net.upgrade() else {
+            return;
+        };
+        if Net::cut(&net.state.lock(), self.hosts[0], self.hosts[1]) {
+            return;
+        }
+        let now = net.handle.now();
+        let mut ready = Readiness::EMPTY;
+        let mut bytes = 0u64;
+        let sink = {
+            let mut st = self.st.lock();
+            while st.queue[to].front().is_some_and(|(at, _)| *at <= now) {
+                let (_, seg) = st.queue[to].pop_front().expect("checked");
+                let side = &mut st.side[to];
+                match seg {
+                    Seg::Data(d) => {
+                        side.in_flight -= d.len();
+                        bytes += d.len() as u64;
+                        if !side.closed {
+                            side.inbound.extend(d);
+                        }
+                        ready = ready.union(Readiness::READ);
+                    }
+                    Seg::Fin => {
+                        side.fin = true;
+                        ready = ready.union(Readiness::READ).union(Readiness::READ_HUP);
+                    }
+                    Seg::Rst => {
+                        side.reset = true;
+                        ready = ready.union(Readiness::READ).union(Readiness::WRITE);
+                    }
+                    Seg::SynAck => {
+                        side.established = true;
+                        ready = ready.union(Readiness::WRITE);
+                    }
+                    Seg::Refused => {
+                        side.refused = true;
+                        ready = ready.union(Readiness::WRITE).union(Readiness::FAILED);
+                    }
+                }
+            }
+            st.side[to].sink.clone()
+        };
+        if bytes > 0 {
+            net.sim.record(10 + to as u64, bytes);
+        }
+        if ready != Readiness::EMPTY {
+            if let Some(sink) = sink {
+                sink.ready(ready);
+            }
+        }
+    }
+
+    /// Side `side`'s host crashed: that end is dead, and the other end
+    /// gets a reset.
+    fn crash_side(self: &Arc<Self>, side: usize) {
+        {
+            let mut st = self.st.lock();
+            let s = &mut st.side[side];
+            s.closed = true;
+            s.sink = None;
+            s.inbound.clear();
+            st.queue[side].clear();
+            if st.side[1 - side].reset || st.side[1 - side].closed {
+                return;
+            }
+        }
+        self.transmit(1 - side, Seg::Rst);
+    }
+}
+
+/// A connection's end of a simulated stream.
+pub(crate) struct SimEnd {
+    stream: Arc<Stream>,
+    side: usize,
+}
+
+impl SimEnd {
+    fn net(&self) -> Option<Arc<Net>> {
+        self.stream.net.upgrade()
+    }
+
+    /// Reports readiness to `sink` from now on (and what is pending).
+    pub(crate) fn attach(&self, sink: Arc<dyn ReadySink>) {
+        let ready = {
+            let mut st = self.stream.st.lock();
+            let s = &mut st.side[self.side];
+            s.sink = Some(sink.clone());
+            // The accepting side is connected at once.
+            if self.side == 1 {
+                s.established = true;
+            }
+            let mut ready = Readiness::EMPTY;
+            if s.established {
+                ready = ready.union(Readiness::WRITE);
+            }
+            if !s.inbound.is_empty() || s.fin || s.reset {
+                ready = ready.union(Readiness::READ);
+            }
+            ready
+        };
+        if ready != Readiness::EMPTY {
+            sink.ready(ready);
+        }
+    }
+
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let net = self.net();
+        let (short, stall) = match &net {
+            Some(net) => {
+                let st = net.state.lock();
+                (net.chance(&st), net.chance(&st))
+            }
+            None => (false, false),
+        };
+        let (n, wake_writer) = {
+            let mut st = self.stream.st.lock();
+            let s = &mut st.side[self.side];
+            if s.reset {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            if s.inbound.is_empty() {
+                if s.fin {
+                    return Ok(0);
+                }
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            if stall {
+                // Would block with data waiting; a spurious wake-up
+                // follows, so nothing is lost.
+                drop(st);
+                if let Some(net) = &net {
+                    net.sim.record(12, 0);
+                    self.wake_later(net, Readiness::READ);
+                }
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = buf.len().min(s.inbound.len());
+            if short && n > 1 {
+                n = 1 + (n - 1) / 2;
+            }
+            for (dst, src) in buf.iter_mut().zip(s.inbound.drain(..n)) {
+                *dst = src;
+            }
+            // The writer may have room again.
+            let other = &mut st.side[1 - self.side];
+            let wake = other.write_blocked.then(|| other.sink.clone()).flatten();
+            if wake.is_some() {
+                other.write_blocked = false;
+            }
+            (n, wake)
+        };
+        if let Some(sink) = wake_writer {
+            sink.ready(Readiness::WRITE);
+        }
+        Ok(n)
+    }
+
+    fn wake_later(&self, net: &Net, ready: Readiness) {
+        let weak = Arc::downgrade(&self.stream);
+        let side = self.side;
+        net.handle.call_later(Duration::from_millis(1), move || {
+            let sink = weak
+                .upgrade()
+                .and_then(|s| s.st.lock().side[side].sink.clone());
+            if let Some(sink) = sink {
+                sink.ready(ready);
+            }
+        });
+    }
+
+    pub(crate) fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let short = self.net().is_some_and(|net| {
+            let st = net.state.lock();
+            net.chance(&st)
+        });
+        let data = {
+            let mut st = self.stream.st.lock();
+            let peer_unread = {
+                let p = &st.side[1 - self.side];
+                p.inbound.len() + p.in_flight
+            };
+            let s = &mut st.side[self.side];
+            if s.reset {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            if s.refused {
+                return Err(io::ErrorKind::ConnectionRefused.into());
+            }
+            if s.shut || s.closed {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            if !s.established {
+                return Err(io::ErrorKind::NotConnected.into());
+            }
+            let mut room = WINDOW.saturating_sub(peer_unread);
+            if room == 0 {
+                s.write_blocked = true;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            if short && total > 1 {
+                room = room.min(1 + (total - 1) / 2);
+            }
+            let mut data = Vec::with_capacity(total.min(room));
+            for b in bufs {
+                let n = b.len().min(room - data.len());
+                data.extend_from_slice(&b[..n]);
+                if data.len() == room {
+                    break;
+                }
+            }
+            data
+        };
+        let n = data.len();
+        if n > 0 {
+            self.stream.transmit(1 - self.side, Seg::Data(data));
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn shutdown_write(&mut self) {
+        let send = {
+            let mut st = self.stream.st.lock();
+            let s = &mut st.side[self.side];
+            let send = !s.shut && s.established && !s.reset;
+            s.shut = true;
+            send
+        };
+        if send {
+            self.stream.transmit(1 - self.side, Seg::Fin);
+        }
+    }
+
+    pub(crate) fn take_error(&self) -> Option<io::Error> {
+        let mut st = self.stream.st.lock();
+        let s = &mut st.side[self.side];
+        if s.error_reported {
+            return None;
+        }
+        if s.refused {
+            s.error_reported = true;
+            return Some(io::ErrorKind::ConnectionRefused.into());
+        }
+        if s.reset {
+            s.error_reported = true;
+            return Some(io::ErrorKind::ConnectionReset.into());
+        }
+        None
+    }
+
+    /// Closes this end: in order (FIN after what was written), or at
+    /// once (the peer gets a reset).
+    pub(crate) fn close(self, abort: bool) {
+        self.close_inner(abort);
+    }
+
+    fn close_inner(&self, abort: bool) {
+        let (fin, rst) = {
+            let mut st = self.stream.st.lock();
+            let s = &mut st.side[self.side];
+            let live = s.established && !s.reset && !s.closed;
+            let fin = live && !s.shut && !abort;
+            s.shut = true;
+            s.closed = true;
+            s.sink = None;
+            s.inbound.clear();
+            (fin, live && abort)
+        };
+        if fin {
+            self.stream.transmit(1 - self.side, Seg::Fin);
+        }
+        if rst {
+            self.stream.transmit(1 - self.side, Seg::Rst);
+        }
+    }
+
+    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
+        let st = self.stream.st.lock();
+        if st.side[self.side].established {
+            Ok(self.stream.addrs[1 - self.side])
+        } else {
+            Err(io::ErrorKind::NotConnected.into())
+        }
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.stream.addrs[self.side]
+    }
+}
+
+impl Drop for SimEnd {
+    /// Dropped unclosed (its actor gone): closed as the OS closes a
+    /// socket of an exited process, in order.
+    fn drop(&mut self) {
+        self.close_inner(false);
+    }
+}

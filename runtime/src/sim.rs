@@ -1,0 +1,483 @@
+//! Deterministic simulation: a runtime whose tasks all run on the thread
+//! that drives it, one at a time, the next chosen by a seeded generator
+//! among the runnable ones; whose clock is virtual and jumps to the next
+//! timer when nothing is runnable; and whose blocking-pool jobs run
+//! inline, at a seeded point, like any other task. The same seed gives the
+//! same sequence of turns, which the trace hash summarises.
+//!
+//! Owns: the runnable set, the generator, the virtual clock's advance,
+//! and the trace. Must not touch: what a task is (it only calls
+//! `Task::run`), or the layers above (they add their own events with
+//! [`Simulation::record`] and draw from [`Simulation::random`]).
+//!
+//! Invariants:
+//! * Only the driving thread runs tasks; while one runs,
+//!   [`on_worker_thread`](crate::on_worker_thread) is true (a handler
+//!   that would block is refused as on a worker).
+//! * The runnable set is kept in task-id order, so the choice depends on
+//!   the seed and on which tasks are runnable, not on the order in which
+//!   they became runnable.
+//! * Time moves only in [`Simulation::step`] (to the next timer, when
+//!   nothing is runnable) and [`Simulation::run_for`] (to its end).
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::scheduler::TaskRef;
+use crate::task::Task;
+use crate::time::{ManualClock, Timers};
+
+thread_local! {
+    /// Set while a simulated task runs on this thread.
+    static IN_TURN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a simulated task is running on this thread.
+pub(crate) fn in_sim_turn() -> bool {
+    IN_TURN.with(Cell::get)
+}
+
+/// The seed to use: `WEFT_SEED` when set (to reproduce a reported run),
+/// else `default`.
+///
+/// ```
+/// let seed = weft_runtime::seed_from_env(7);
+/// assert!(std::env::var("WEFT_SEED").is_ok() || seed == 7);
+/// ```
+pub fn seed_from_env(default: u64) -> u64 {
+    std::env::var("WEFT_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// A seed whose run broke the scenario's invariants
+/// ([`check_seeds`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("seed {seed} failed (run {run} of the check): {error}; reproduce it with WEFT_SEED={seed}")]
+pub struct SeedFailure {
+    /// The seed.
+    pub seed: u64,
+    /// Which run of the check it was (1 for the first).
+    pub run: u64,
+    /// What the scenario reported, or its panic's message.
+    pub error: String,
+}
+
+/// Runs `scenario` once per seed, in order, and stops at the first that
+/// returns an error or panics, reporting its seed. With `WEFT_SEED` set,
+/// runs only that seed (to reproduce a failure). Returns how many seeds
+/// ran.
+///
+/// ```
+/// let ran = weft_runtime::check_seeds(0..20, |seed| {
+///     if seed == 13 { Err("unlucky".into()) } else { Ok(()) }
+/// });
+/// if std::env::var("WEFT_SEED").is_err() {
+///     let failure = ran.unwrap_err();
+///     assert_eq!((failure.seed, failure.run), (13, 14));
+/// }
+/// ```
+pub fn check_seeds(
+    seeds: impl IntoIterator<Item = u64>,
+    mut scenario: impl FnMut(u64) -> Result<(), String>,
+) -> Result<u64, SeedFailure> {
+    let only = std::env::var("WEFT_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let seeds: Box<dyn Iterator<Item = u64>> = match only {
+        Some(seed) => Box::new(std::iter::once(seed)),
+        None => Box::new(seeds.into_iter()),
+    };
+    let mut run = 0;
+    for seed in seeds {
+        run += 1;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(seed)));
+        let error = match outcome {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(panic) => panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()),
+        };
+        return Err(SeedFailure { seed, run, error });
+    }
+    Ok(run)
+}
+
+/// SplitMix64: small, fast, and good enough to choose among tasks.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// FNV-1a over the trace's events.
+#[derive(Debug)]
+struct Trace {
+    hash: u64,
+    events: u64,
+    /// Task ids as first seen (ids are process-wide; their order of
+    /// first appearance is what a run determines).
+    seen: HashMap<u64, u64>,
+}
+
+impl Trace {
+    fn mix(&mut self, word: u64) {
+        for b in word.to_le_bytes() {
+            self.hash ^= u64::from(b);
+            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+pub(crate) struct SimCore {
+    seed: u64,
+    rng: Mutex<Rng>,
+    /// Runnable tasks, sorted by id.
+    ready: Mutex<Vec<(u64, TaskRef)>>,
+    clock: ManualClock,
+    timers: std::sync::OnceLock<std::sync::Weak<Timers>>,
+    trace: Mutex<Trace>,
+    turns: AtomicU64,
+    /// Ids for blocking jobs (above every actor id).
+    next_job: AtomicU64,
+    /// Told of each turn's task before it runs (`None` after).
+    turn_hook: Mutex<Option<TurnHook>>,
+}
+
+type TurnHook = Arc<dyn Fn(Option<u64>) + Send + Sync>;
+
+impl SimCore {
+    pub(crate) fn new(seed: u64, clock: ManualClock) -> Arc<SimCore> {
+        Arc::new(SimCore {
+            seed,
+            rng: Mutex::new(Rng(seed)),
+            ready: Mutex::new(Vec::new()),
+            clock,
+            timers: std::sync::OnceLock::new(),
+            trace: Mutex::new(Trace {
+                hash: 0xcbf2_9ce4_8422_2325,
+                events: 0,
+                seen: HashMap::new(),
+            }),
+            turns: AtomicU64::new(0),
+            next_job: AtomicU64::new(1 << 62),
+            turn_hook: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn attach(&self, timers: &Arc<Timers>) {
+        let _ = self.timers.set(Arc::downgrade(timers));
+    }
+
+    /// Makes `task` runnable.
+    pub(crate) fn schedule(&self, task: TaskRef) {
+        let id = task.id();
+        let mut ready = self.ready.lock();
+        let at = ready.partition_point(|(other, _)| *other < id);
+        ready.insert(at, (id, task));
+    }
+
+    /// A blocking-pool job, run as a task at a seeded point.
+    pub(crate) fn spawn_job(&self, job: Box<dyn FnOnce() + Send>) {
+        let id = self.next_job.fetch_add(1, Ordering::Relaxed);
+        self.schedule(Arc::new(Job {
+            id,
+            job: Mutex::new(Some(job)),
+        }));
+    }
+
+    fn random(&self) -> u64 {
+        self.rng.lock().next()
+    }
+
+    fn record(&self, kind: u64, word: u64) {
+        let now = self.clock.now().as_nanos() as u64;
+        let mut t = self.trace.lock();
+        t.events += 1;
+        t.mix(kind);
+        t.mix(now);
+        t.mix(word);
+    }
+
+    /// Runs one runnable task, if any.
+    fn run_one(&self) -> bool {
+        let task = {
+            let mut ready = self.ready.lock();
+            if ready.is_empty() {
+                return false;
+            }
+            let at = (self.rng.lock().next() % ready.len() as u64) as usize;
+            ready.remove(at).1
+        };
+        let id = task.id();
+        let normal = {
+            let mut t = self.trace.lock();
+            let n = t.seen.len() as u64;
+            *t.seen.entry(id).or_insert(n)
+        };
+        self.record(1, normal);
+        self.turns.fetch_add(1, Ordering::Relaxed);
+        let hook = self.turn_hook.lock().clone();
+        if let Some(hook) = &hook {
+            hook(Some(id));
+        }
+        IN_TURN.with(|c| c.set(true));
+        task.run();
+        IN_TURN.with(|c| c.set(false));
+        if let Some(hook) = &hook {
+            hook(None);
+        }
+        true
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        self.timers.get()?.upgrade()?.next_deadline()
+    }
+}
+
+/// A blocking-pool job in a simulation.
+struct Job {
+    id: u64,
+    job: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Task for Job {
+    fn run(self: Arc<Self>) {
+        if let Some(job) = self.job.lock().take() {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                tracing::error!("a blocking job panicked in the simulation");
+            }
+        }
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// What one [`Simulation::step`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Ran one task's turn.
+    Ran,
+    /// Nothing was runnable: virtual time jumped to the next timer (now
+    /// this), which fired.
+    Advanced(Duration),
+    /// Nothing was runnable and no timer is pending.
+    Idle,
+}
+
+/// The driver of a simulated runtime ([`Builder::simulation`]): runs its
+/// tasks on the calling thread, chosen by the seed, and moves its virtual
+/// clock. Cheap to clone; every clone drives the same simulation (from
+/// one thread at a time).
+///
+/// [`Builder::simulation`]: crate::Builder::simulation
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use weft_runtime::Runtime;
+///
+/// let rt = Runtime::builder().simulation(42).build().unwrap();
+/// let sim = rt.handle().simulation().unwrap();
+/// let fired = Arc::new(AtomicBool::new(false));
+/// let f = fired.clone();
+/// rt.handle().call_later(Duration::from_secs(3600), move || f.store(true, Ordering::SeqCst));
+/// sim.run_for(Duration::from_secs(3601)); // an hour passes at once
+/// assert!(fired.load(Ordering::SeqCst));
+/// assert_eq!(sim.now(), Duration::from_secs(3601));
+/// ```
+#[derive(Clone)]
+pub struct Simulation {
+    pub(crate) core: Arc<SimCore>,
+}
+
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation")
+            .field("seed", &self.core.seed)
+            .field("now", &self.now())
+            .field("turns", &self.turns())
+            .finish()
+    }
+}
+
+impl Simulation {
+    /// The seed this simulation was built with.
+    pub fn seed(&self) -> u64 {
+        self.core.seed
+    }
+
+    /// Virtual time since the simulation started.
+    pub fn now(&self) -> Duration {
+        self.core.clock.now()
+    }
+
+    /// Runs one runnable task (chosen by the seed); when none is, moves
+    /// virtual time to the next timer and fires it.
+    pub fn step(&self) -> Step {
+        if self.core.run_one() {
+            return Step::Ran;
+        }
+        match self.core.next_deadline() {
+            Some(at) => {
+                let now = self.now();
+                self.core.record(2, at.as_nanos() as u64);
+                self.core.clock.advance(at.saturating_sub(now));
+                Step::Advanced(self.now())
+            }
+            None => Step::Idle,
+        }
+    }
+
+    /// Runs runnable tasks until none is, without moving time; how many
+    /// turns ran.
+    pub fn run_ready(&self) -> u64 {
+        let mut n = 0;
+        while self.core.run_one() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Runs the simulation for `d` of virtual time: tasks, then timers as
+    /// they come due, until the next event would be later than `d` from
+    /// now; the clock then stands at exactly that point.
+    pub fn run_for(&self, d: Duration) {
+        let end = self.now().saturating_add(d);
+        loop {
+            if self.core.run_one() {
+                continue;
+            }
+            match self.core.next_deadline() {
+                Some(at) if at <= end => {
+                    let now = self.now();
+                    self.core.record(2, at.as_nanos() as u64);
+                    self.core.clock.advance(at.saturating_sub(now));
+                }
+                _ => break,
+            }
+        }
+        let now = self.now();
+        if end > now {
+            self.core.clock.advance(end - now);
+            self.run_ready();
+        }
+    }
+
+    /// Runs until `done` holds (checked after each step) or `limit` of
+    /// virtual time has passed; whether it held. Stops early, false, if
+    /// nothing is left to run and no timer is pending.
+    pub fn run_until(&self, limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let end = self.now().saturating_add(limit);
+        loop {
+            if done() {
+                return true;
+            }
+            if self.core.run_one() {
+                continue;
+            }
+            match self.core.next_deadline() {
+                Some(at) if at <= end => {
+                    let now = self.now();
+                    self.core.record(2, at.as_nanos() as u64);
+                    self.core.clock.advance(at.saturating_sub(now));
+                }
+                _ => return done(),
+            }
+        }
+    }
+
+    /// The next number from the simulation's generator (for the layers
+    /// above: latencies, losses, injected faults).
+    pub fn random(&self) -> u64 {
+        self.core.random()
+    }
+
+    /// True with probability `p` (drawn from the generator).
+    pub fn chance(&self, p: f64) -> bool {
+        ((self.core.random() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    /// A duration drawn uniformly from `low..=high`.
+    pub fn between(&self, low: Duration, high: Duration) -> Duration {
+        if high <= low {
+            return low;
+        }
+        let span = (high - low).as_nanos() as u64;
+        low + Duration::from_nanos(self.core.random() % (span + 1))
+    }
+
+    /// Adds an event of the layers above (a delivery, a fault) to the
+    /// trace: `kind` names what happened, `word` its detail.
+    pub fn record(&self, kind: u64, word: u64) {
+        self.core.record(kind.wrapping_add(16), word);
+    }
+
+    /// A hash of everything that happened so far (every turn, by task
+    /// and virtual time, every jump of the clock, and what the layers
+    /// above recorded): the same seed and program give the same hash.
+    pub fn trace_hash(&self) -> u64 {
+        self.core.trace.lock().hash
+    }
+
+    /// How many events the trace holds.
+    pub fn trace_len(&self) -> u64 {
+        self.core.trace.lock().events
+    }
+
+    /// Turns run so far.
+    pub fn turns(&self) -> u64 {
+        self.core.turns.load(Ordering::Relaxed)
+    }
+
+    /// Installs `hook`, told the id of each task before its turn runs
+    /// and `None` after it (the simulated network uses it to know which
+    /// host a turn runs on). Replaces an earlier hook.
+    pub fn on_turn(&self, hook: impl Fn(Option<u64>) + Send + Sync + 'static) {
+        *self.core.turn_hook.lock() = Some(Arc::new(hook));
+    }
+
+    /// Tasks runnable now.
+    pub fn runnable(&self) -> usize {
+        self.core.ready.lock().len()
+    }
+
+    /// Drops every runnable task without running it (at shutdown, to
+    /// break the cycles runtime -> task -> handle).
+    pub(crate) fn clear(&self) {
+        let old = std::mem::take(&mut *self.core.ready.lock());
+        drop(old);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_is_the_published_sequence() {
+        // The first outputs for seed 0 (as in the reference code).
+        let mut r = Rng(0);
+        assert_eq!(r.next(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next(), 0x6E78_9E6A_A1B9_65F4);
+    }
+}
