@@ -123,6 +123,44 @@ fn a_bad_address_argument_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad address"));
 }
 
+/// `sim_chat` as its doc says: the seed, an hour of virtual time, a
+/// trace that the same seed repeats (`WEFT_SEED` too) and another seed
+/// changes, every line in order.
+#[test]
+fn sim_chat_repeats_its_trace_for_a_seed() {
+    let run = |seed: Option<&str>, env: Option<&str>| {
+        let mut cmd = Command::new(example_path("sim_chat"));
+        cmd.env_remove("WEFT_SEED");
+        if let Some(seed) = seed {
+            cmd.arg(seed);
+        }
+        if let Some(env) = env {
+            cmd.env("WEFT_SEED", env);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let trace = text
+            .lines()
+            .find_map(|l| l.strip_prefix("trace "))
+            .expect("a trace line")
+            .to_string();
+        (text, trace)
+    };
+    let (text, a) = run(Some("5"), None);
+    assert!(text.starts_with("seed 5\nvirtual 3600\n"), "{text}");
+    assert!(text.contains("in order: yes"), "{text}");
+    let (_, again) = run(None, Some("5"));
+    assert_eq!(a, again, "WEFT_SEED=5 replays seed 5");
+    let (_, other) = run(Some("6"), None);
+    assert_ne!(a, other);
+    let out = Command::new(example_path("sim_chat"))
+        .arg("x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
 /// Reads one HTTP response (head and `Content-Length` body).
 fn read_response(s: &mut TcpStream) -> (String, String) {
     let mut head = Vec::new();
