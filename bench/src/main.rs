@@ -22,6 +22,7 @@ mod mem;
 mod net;
 mod procs;
 mod ractor_w;
+mod sim;
 mod tls;
 mod tokio_w;
 mod udp;
@@ -164,6 +165,8 @@ fn run_child(job: &str, system: &str) -> bool {
         net::run(job, system)
     } else if dist::JOBS.contains(&job) {
         dist::run(job, system)
+    } else if sim::JOBS.contains(&job) {
+        sim::run(job, system)
     } else {
         run_actor_child(job, system)
     };
@@ -295,6 +298,7 @@ fn main() {
     let all: &[&str] = match group.as_str() {
         "net" => &net::SYSTEMS,
         "dist" => &dist::SYSTEMS,
+        "sim" => &sim::SYSTEMS,
         _ => &SYSTEMS,
     };
     let mut systems: Vec<String> = all.iter().map(|s| s.to_string()).collect();
@@ -320,8 +324,11 @@ fn main() {
         "actors" => &ACTOR_JOBS,
         "net" => &net::JOBS,
         "dist" => &dist::JOBS,
+        "sim" => &sim::JOBS,
         _ => {
-            eprintln!("unknown group `{group}`: this harness has `actors`, `net` and `dist`");
+            eprintln!(
+                "unknown group `{group}`: this harness has `actors`, `net`, `dist` and `sim`"
+            );
             std::process::exit(2);
         }
     };

@@ -178,7 +178,7 @@ impl SimNet {
             }
         });
         let weak = Arc::downgrade(&net);
-        sim.on_turn(move |task| {
+        let _ = sim.on_turn(move |task| {
             let host = match (task, weak.upgrade()) {
                 (Some(id), Some(net)) => net.state.lock().placed.get(&ActorId(id)).copied(),
                 _ => None,

@@ -22,6 +22,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,58 +127,83 @@ impl Rng {
     }
 }
 
-/// FNV-1a over the trace's events.
+/// The trace: a running hash of its events, word by word.
 #[derive(Debug)]
 struct Trace {
     hash: u64,
     events: u64,
     /// Task ids as first seen (ids are process-wide; their order of
     /// first appearance is what a run determines).
-    seen: HashMap<u64, u64>,
+    seen: HashMap<u64, u64, BuildHasherDefault<IdHasher>>,
 }
 
 impl Trace {
     fn mix(&mut self, word: u64) {
-        for b in word.to_le_bytes() {
-            self.hash ^= u64::from(b);
-            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
+        // One multiply-xorshift round per word (FNV's prime, then a
+        // fold of the high bits): order-sensitive and cheap.
+        self.hash = (self.hash ^ word).wrapping_mul(0x0100_0000_01b3);
+        self.hash ^= self.hash >> 29;
+    }
+}
+
+/// Hashes a task id for the `seen` map (ids are already well spread).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
         }
     }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// What one lock guards: the runnable set, the generator, the trace.
+struct State {
+    rng: Rng,
+    /// Runnable tasks, sorted by id.
+    ready: Vec<(u64, TaskRef)>,
+    trace: Trace,
 }
 
 pub(crate) struct SimCore {
     seed: u64,
-    rng: Mutex<Rng>,
-    /// Runnable tasks, sorted by id.
-    ready: Mutex<Vec<(u64, TaskRef)>>,
+    state: Mutex<State>,
     clock: ManualClock,
     timers: std::sync::OnceLock<std::sync::Weak<Timers>>,
-    trace: Mutex<Trace>,
     turns: AtomicU64,
     /// Ids for blocking jobs (above every actor id).
     next_job: AtomicU64,
     /// Told of each turn's task before it runs (`None` after).
-    turn_hook: Mutex<Option<TurnHook>>,
+    turn_hook: std::sync::OnceLock<TurnHook>,
 }
 
-type TurnHook = Arc<dyn Fn(Option<u64>) + Send + Sync>;
+type TurnHook = Box<dyn Fn(Option<u64>) + Send + Sync>;
 
 impl SimCore {
     pub(crate) fn new(seed: u64, clock: ManualClock) -> Arc<SimCore> {
         Arc::new(SimCore {
             seed,
-            rng: Mutex::new(Rng(seed)),
-            ready: Mutex::new(Vec::new()),
+            state: Mutex::new(State {
+                rng: Rng(seed),
+                ready: Vec::new(),
+                trace: Trace {
+                    hash: 0xcbf2_9ce4_8422_2325,
+                    events: 0,
+                    seen: HashMap::default(),
+                },
+            }),
             clock,
             timers: std::sync::OnceLock::new(),
-            trace: Mutex::new(Trace {
-                hash: 0xcbf2_9ce4_8422_2325,
-                events: 0,
-                seen: HashMap::new(),
-            }),
             turns: AtomicU64::new(0),
             next_job: AtomicU64::new(1 << 62),
-            turn_hook: Mutex::new(None),
+            turn_hook: std::sync::OnceLock::new(),
         })
     }
 
@@ -188,9 +214,9 @@ impl SimCore {
     /// Makes `task` runnable.
     pub(crate) fn schedule(&self, task: TaskRef) {
         let id = task.id();
-        let mut ready = self.ready.lock();
-        let at = ready.partition_point(|(other, _)| *other < id);
-        ready.insert(at, (id, task));
+        let mut st = self.state.lock();
+        let at = st.ready.partition_point(|(other, _)| *other < id);
+        st.ready.insert(at, (id, task));
     }
 
     /// A blocking-pool job, run as a task at a seeded point.
@@ -203,12 +229,16 @@ impl SimCore {
     }
 
     fn random(&self) -> u64 {
-        self.rng.lock().next()
+        self.state.lock().rng.next()
     }
 
     fn record(&self, kind: u64, word: u64) {
         let now = self.clock.now().as_nanos() as u64;
-        let mut t = self.trace.lock();
+        let mut st = self.state.lock();
+        Self::record_in(&mut st.trace, kind, now, word);
+    }
+
+    fn record_in(t: &mut Trace, kind: u64, now: u64, word: u64) {
         t.events += 1;
         t.mix(kind);
         t.mix(now);
@@ -217,30 +247,28 @@ impl SimCore {
 
     /// Runs one runnable task, if any.
     fn run_one(&self) -> bool {
-        let task = {
-            let mut ready = self.ready.lock();
-            if ready.is_empty() {
+        let now = self.clock.now().as_nanos() as u64;
+        let (id, task) = {
+            let mut st = self.state.lock();
+            if st.ready.is_empty() {
                 return false;
             }
-            let at = (self.rng.lock().next() % ready.len() as u64) as usize;
-            ready.remove(at).1
+            let at = (st.rng.next() % st.ready.len() as u64) as usize;
+            let (id, task) = st.ready.remove(at);
+            let n = st.trace.seen.len() as u64;
+            let normal = *st.trace.seen.entry(id).or_insert(n);
+            Self::record_in(&mut st.trace, 1, now, normal);
+            (id, task)
         };
-        let id = task.id();
-        let normal = {
-            let mut t = self.trace.lock();
-            let n = t.seen.len() as u64;
-            *t.seen.entry(id).or_insert(n)
-        };
-        self.record(1, normal);
         self.turns.fetch_add(1, Ordering::Relaxed);
-        let hook = self.turn_hook.lock().clone();
-        if let Some(hook) = &hook {
+        let hook = self.turn_hook.get();
+        if let Some(hook) = hook {
             hook(Some(id));
         }
         IN_TURN.with(|c| c.set(true));
         task.run();
         IN_TURN.with(|c| c.set(false));
-        if let Some(hook) = &hook {
+        if let Some(hook) = hook {
             hook(None);
         }
         true
@@ -436,12 +464,12 @@ impl Simulation {
     /// and virtual time, every jump of the clock, and what the layers
     /// above recorded): the same seed and program give the same hash.
     pub fn trace_hash(&self) -> u64 {
-        self.core.trace.lock().hash
+        self.core.state.lock().trace.hash
     }
 
     /// How many events the trace holds.
     pub fn trace_len(&self) -> u64 {
-        self.core.trace.lock().events
+        self.core.state.lock().trace.events
     }
 
     /// Turns run so far.
@@ -451,20 +479,21 @@ impl Simulation {
 
     /// Installs `hook`, told the id of each task before its turn runs
     /// and `None` after it (the simulated network uses it to know which
-    /// host a turn runs on). Replaces an earlier hook.
-    pub fn on_turn(&self, hook: impl Fn(Option<u64>) + Send + Sync + 'static) {
-        *self.core.turn_hook.lock() = Some(Arc::new(hook));
+    /// host a turn runs on). One hook per simulation: false if one was
+    /// installed already.
+    pub fn on_turn(&self, hook: impl Fn(Option<u64>) + Send + Sync + 'static) -> bool {
+        self.core.turn_hook.set(Box::new(hook)).is_ok()
     }
 
     /// Tasks runnable now.
     pub fn runnable(&self) -> usize {
-        self.core.ready.lock().len()
+        self.core.state.lock().ready.len()
     }
 
     /// Drops every runnable task without running it (at shutdown, to
     /// break the cycles runtime -> task -> handle).
     pub(crate) fn clear(&self) {
-        let old = std::mem::take(&mut *self.core.ready.lock());
+        let old = std::mem::take(&mut self.core.state.lock().ready);
         drop(old);
     }
 }
