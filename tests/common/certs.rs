@@ -54,6 +54,16 @@ impl Ca {
     }
 
     fn leaf_with(&self, names: &[&str], usage: ExtendedKeyUsagePurpose, expired: bool) -> Leaf {
+        self.leaf_keyed(names, usage, expired, KeyPair::generate().unwrap())
+    }
+
+    fn leaf_keyed(
+        &self,
+        names: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+        expired: bool,
+        key: KeyPair,
+    ) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).unwrap();
         params.distinguished_name = dn(&names[0]);
@@ -63,7 +73,6 @@ impl Ca {
             params.not_before = rcgen::date_time_ymd(2001, 1, 1);
             params.not_after = rcgen::date_time_ymd(2002, 1, 1);
         }
-        let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         Leaf {
             chain: vec![cert.der().clone(), self.der()],
@@ -76,6 +85,14 @@ impl Ca {
     /// A server certificate for these names (DNS names or IPs).
     pub fn server(&self, names: &[&str]) -> Leaf {
         self.leaf_with(names, ExtendedKeyUsagePurpose::ServerAuth, false)
+    }
+
+    /// A server certificate with an Ed25519 key: its handshake
+    /// signatures always have the same length (ECDSA's vary by a byte or
+    /// two), which a simulation's trace of byte counts relies on.
+    pub fn ed25519_server(&self, names: &[&str]) -> Leaf {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        self.leaf_keyed(names, ExtendedKeyUsagePurpose::ServerAuth, false, key)
     }
 
     pub fn expired_server(&self, names: &[&str]) -> Leaf {
