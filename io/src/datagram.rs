@@ -503,6 +503,8 @@ impl<M> std::fmt::Debug for DgramMsg<M> {
 /// Everything of a datagram socket but its protocol.
 struct Core {
     fd: Option<OwnedFd>,
+    /// A socket of the simulated network instead of `fd`.
+    sim: Option<Arc<crate::sim::SimUdp>>,
     token: Option<IoToken>,
     unix: bool,
     local: Address,
@@ -561,6 +563,13 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
     /// Sends `data` to `to` (an address of this socket's family).
     pub fn send_to(&mut self, data: &[u8], to: &Address) -> Result<(), DatagramError> {
         let addr = self.sockaddr(to)?;
+        if let Some(sim) = &self.core.sim {
+            let result = match addr.as_socket() {
+                Some(a) => sim.send_to(data, a),
+                None => Err(io::ErrorKind::InvalidInput.into()),
+            };
+            return self.core.sent(result, data.len(), Some(to));
+        }
         let fd = self.core.fd.as_ref().ok_or(DatagramError::Closed)?;
         let result = SockRef::from(fd).send_to(data, &addr);
         let outcome = self.core.sent(result, data.len(), Some(to));
@@ -570,8 +579,11 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
 
     /// Sends `data` to the connected peer.
     pub fn send(&mut self, data: &[u8]) -> Result<(), DatagramError> {
-        if self.core.peer.is_none() {
+        let Some(peer) = self.core.peer.clone() else {
             return Err(DatagramError::NotConnected);
+        };
+        if self.core.sim.is_some() {
+            return self.send_to(data, &peer);
         }
         let fd = self.core.fd.as_ref().ok_or(DatagramError::Closed)?;
         let result = SockRef::from(fd).send(data);
@@ -614,6 +626,15 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
             }
         }
         let part = &part[..addrs.len()];
+        if self.core.sim.is_some() {
+            // Simulated: one by one.
+            for (k, (data, to)) in part.iter().enumerate() {
+                if let Err(e) = self.send_to(data, to) {
+                    return if k == 0 { Err(e) } else { Ok(k) };
+                }
+            }
+            return Ok(part.len());
+        }
         let fd = self.core.fd.as_ref().ok_or(DatagramError::Closed)?;
         let mut iovs: Vec<nix::libc::iovec> = part
             .iter()
@@ -691,6 +712,13 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
             return Err(DatagramError::TooBig { len: data.len() });
         }
         let addr = self.sockaddr(to)?;
+        if self.core.sim.is_some() {
+            // Simulated: the segments as the receiver sees them.
+            for chunk in data.chunks(segment) {
+                self.send_to(chunk, to)?;
+            }
+            return Ok(());
+        }
         let fd = self.core.fd.as_ref().ok_or(DatagramError::Closed)?;
         let rc = send_segmented(fd.as_raw_fd(), data, segment as u16, &addr);
         let result = match rc {
@@ -749,6 +777,10 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
                 ))
             }
         };
+        if self.core.sim.is_some() {
+            self.core.peer = Some(to.clone());
+            return Ok(());
+        }
         let fd = self.core.fd.as_ref().ok_or(io::ErrorKind::NotConnected)?;
         SockRef::from(fd).connect(&addr)?;
         self.core.peer = Some(to.clone());
@@ -758,6 +790,10 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
     /// Disconnects (a connected socket goes back to sending anywhere and
     /// receiving from anyone).
     pub fn disconnect(&mut self) -> io::Result<()> {
+        if self.core.sim.is_some() {
+            self.core.peer = None;
+            return Ok(());
+        }
         let fd = self.core.fd.as_ref().ok_or(io::ErrorKind::NotConnected)?;
         // An address of family AF_UNSPEC dissolves the association.
         // SAFETY: an all-zero sockaddr with family AF_UNSPEC, its size.
@@ -901,6 +937,12 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
     }
 
     fn socket(&self) -> io::Result<SockRef<'_>> {
+        if self.core.sim.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "socket options (multicast, broadcast) on a simulated socket",
+            ));
+        }
         match &self.core.fd {
             Some(fd) if !self.core.unix => Ok(SockRef::from(fd)),
             Some(_) => Err(io::Error::new(
@@ -972,6 +1014,11 @@ impl<'c, P: DatagramProtocol> Dgram<'_, 'c, P> {
 
 impl Core {
     /// The outcome of a send, counted; a refusal makes `send_ready` owed.
+    /// Whether the socket is open (a descriptor, or a simulated socket).
+    fn is_open(&self) -> bool {
+        self.fd.is_some() || self.sim.is_some()
+    }
+
     fn sent(
         &mut self,
         result: io::Result<usize>,
@@ -1140,12 +1187,12 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
 
     /// One turn of receiving, then `read_done` if anything came.
     fn read_some(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        let delivered = if self.core.opts.batched(self.core.unix) {
+        let delivered = if self.core.opts.batched(self.core.unix) && self.core.sim.is_none() {
             self.read_batched(ctx)?
         } else {
             self.read_each(ctx)?
         };
-        if delivered > 0 && !self.core.closing && self.core.fd.is_some() {
+        if delivered > 0 && !self.core.closing && self.core.is_open() {
             self.protocol
                 .read_done(&mut Self::dgram(&mut self.core, ctx))?;
         }
@@ -1168,16 +1215,27 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
             if self.core.closing {
                 break Ok(());
             }
-            let Some(fd) = self.core.fd.as_ref() else {
-                break Ok(());
-            };
-            let got = if self.core.opts.dest_addr {
-                recv_with_dest(fd.as_raw_fd(), &mut buf[..size]).map(|(len, from, dest)| {
-                    self.core.dest = dest;
-                    (len, from)
-                })
+            let got = if let Some(sim) = &self.core.sim {
+                match sim.recv(&mut buf[..size]) {
+                    Ok((len, from)) => {
+                        if self.core.opts.dest_addr {
+                            self.core.dest = Some(sim.local_addr().ip());
+                        }
+                        Ok((len, socket2::SockAddr::from(from)))
+                    }
+                    Err(_) => Err(nix::errno::Errno::EAGAIN),
+                }
+            } else if let Some(fd) = self.core.fd.as_ref() {
+                if self.core.opts.dest_addr {
+                    recv_with_dest(fd.as_raw_fd(), &mut buf[..size]).map(|(len, from, dest)| {
+                        self.core.dest = dest;
+                        (len, from)
+                    })
+                } else {
+                    recv_from(fd.as_raw_fd(), &mut buf[..size])
+                }
             } else {
-                recv_from(fd.as_raw_fd(), &mut buf[..size])
+                break Ok(());
             };
             match got {
                 Ok((len, from)) => {
@@ -1213,7 +1271,7 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
 
     /// After a callback: close if asked.
     fn settle(&mut self, ctx: &mut Ctx<'_, Self>) {
-        if self.core.closing && self.core.fd.is_some() {
+        if self.core.closing && self.core.is_open() {
             self.release(ctx);
             self.protocol.closed(&mut Self::dgram(&mut self.core, ctx));
             ctx.stop();
@@ -1226,6 +1284,9 @@ impl<P: DatagramProtocol> DatagramSocket<P> {
             let _ = ctx.deregister_io(&mut SourceFd(&raw), token);
         }
         self.core.fd = None;
+        if let Some(sim) = self.core.sim.take() {
+            sim.close();
+        }
         if let Some(file) = self.core.file.take() {
             file.remove();
         }
@@ -1245,6 +1306,12 @@ impl<P: DatagramProtocol> Actor for DatagramSocket<P> {
     type Msg = DgramMsg<P::Msg>;
 
     fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if let Some(sim) = &self.core.sim {
+            sim.attach(ctx.ready_sink(|r| DgramMsg(Event::Io(r))));
+            self.protocol.bound(&mut Self::dgram(&mut self.core, ctx))?;
+            self.settle(ctx);
+            return Ok(());
+        }
         let raw = self
             .core
             .fd
@@ -1263,7 +1330,7 @@ impl<P: DatagramProtocol> Actor for DatagramSocket<P> {
     }
 
     fn handle(&mut self, msg: Self::Msg, ctx: &mut Ctx<'_, Self>) -> ActorResult {
-        if self.core.fd.is_none() {
+        if !self.core.is_open() {
             return Ok(());
         }
         match msg.0 {
@@ -1299,7 +1366,7 @@ impl<P: DatagramProtocol> Actor for DatagramSocket<P> {
     }
 
     fn stopped(&mut self, _reason: &ExitReason, ctx: &mut Ctx<'_, Self>) {
-        if self.core.fd.is_some() {
+        if self.core.is_open() {
             self.release(ctx);
             self.protocol.closed(&mut Self::dgram(&mut self.core, ctx));
         }
@@ -1663,6 +1730,68 @@ fn to_address(addr: &socket2::SockAddr) -> Option<Address> {
     None
 }
 
+/// Spawns the actor for a socket of the simulated network.
+fn spawn_sim_socket<P: DatagramProtocol>(
+    handle: &Handle,
+    sim: Arc<crate::sim::SimUdp>,
+    options: DatagramOptions,
+    protocol: P,
+) -> io::Result<DatagramRef<P>> {
+    let local = Address::Inet(sim.local_addr());
+    let (fd, unix, peer, file) = (None, false, None, None);
+    spawn_actor(
+        handle,
+        (fd, Some(sim)),
+        unix,
+        local,
+        peer,
+        file,
+        options,
+        protocol,
+    )
+}
+
+/// Spawns the actor of a socket (a descriptor, or a simulated socket).
+#[allow(clippy::too_many_arguments)]
+fn spawn_actor<P: DatagramProtocol>(
+    handle: &Handle,
+    (fd, sim): (Option<OwnedFd>, Option<Arc<crate::sim::SimUdp>>),
+    unix: bool,
+    local: Address,
+    peer: Option<Address>,
+    file: Option<SocketFile>,
+    options: DatagramOptions,
+    protocol: P,
+) -> io::Result<DatagramRef<P>> {
+    let stats = Arc::new(DatagramStats::default());
+    let capacity = options.capacity;
+    let actor = DatagramSocket {
+        protocol,
+        core: Core {
+            fd,
+            sim,
+            token: None,
+            unix,
+            local: local.clone(),
+            peer,
+            opts: options,
+            stats: stats.clone(),
+            owed_ready: false,
+            dest: None,
+            batch: None,
+            retry_armed: false,
+            retry_delay: RETRY,
+            readable: false,
+            closing: false,
+            file,
+        },
+    };
+    let addr = handle
+        .spawn_with(actor, weft_actors::SpawnOptions::new().capacity(capacity))
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(DatagramRef { addr, local, stats })
+}
+
 /// Spawns the actor for a bound (or adopted) socket.
 pub(crate) fn spawn_socket<P: DatagramProtocol>(
     handle: &Handle,
@@ -1691,32 +1820,16 @@ pub(crate) fn spawn_socket<P: DatagramProtocol>(
             )
         })?)
     };
-    let stats = Arc::new(DatagramStats::default());
-    let capacity = options.capacity;
-    let actor = DatagramSocket {
+    spawn_actor(
+        handle,
+        (Some(fd), None),
+        unix,
+        local,
+        peer,
+        file,
+        options,
         protocol,
-        core: Core {
-            fd: Some(fd),
-            token: None,
-            unix,
-            local: local.clone(),
-            peer,
-            opts: options,
-            stats: stats.clone(),
-            owed_ready: false,
-            dest: None,
-            batch: None,
-            retry_armed: false,
-            retry_delay: RETRY,
-            readable: false,
-            closing: false,
-            file,
-        },
-    };
-    let addr = handle
-        .spawn_with(actor, weft_actors::SpawnOptions::new().capacity(capacity))
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    Ok(DatagramRef { addr, local, stats })
+    )
 }
 
 /// Binds a UNIX datagram socket to `addr` (a path, an abstract name, or
@@ -1851,6 +1964,10 @@ pub fn listen_udp<P: DatagramProtocol>(
         addr: Address::Inet(addr),
         source,
     };
+    if let Some(net) = crate::sim::net_of(handle) {
+        let sim = net.bind_udp(addr).map_err(bind_err)?;
+        return spawn_sim_socket(handle, sim, options, protocol).map_err(bind_err);
+    }
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, None).map_err(bind_err)?;
     options.apply_udp(&sock, addr.is_ipv6()).map_err(bind_err)?;
     sock.bind(&addr.into()).map_err(bind_err)?;

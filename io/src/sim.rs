@@ -106,6 +106,10 @@ struct NetState {
     hosts: Vec<HostState>,
     /// Listening ports (a port whose listener is gone refuses).
     ports: HashMap<SocketAddr, Weak<SimPort>>,
+    /// Bound datagram sockets.
+    udp: HashMap<SocketAddr, Weak<SimUdp>>,
+    /// The chance that a datagram is lost.
+    loss: f64,
     /// Host pairs (lower index first) that cannot reach each other.
     partitions: Vec<(usize, usize)>,
     streams: Vec<Weak<Stream>>,
@@ -156,6 +160,8 @@ impl SimNet {
             state: Mutex::new(NetState {
                 hosts: Vec::new(),
                 ports: HashMap::new(),
+                udp: HashMap::new(),
+                loss: 0.0,
                 partitions: Vec::new(),
                 streams: Vec::new(),
                 placed: HashMap::new(),
@@ -191,6 +197,7 @@ impl SimNet {
             if let Some(net) = weak.upgrade() {
                 let mut st = net.state.lock();
                 st.ports.clear();
+                st.udp.clear();
                 st.streams.clear();
                 for h in &mut st.hosts {
                     h.boot = None;
@@ -245,6 +252,13 @@ impl SimNet {
     /// Every link carries at most `bytes_per_second` (`None`: no limit).
     pub fn set_bandwidth(&self, bytes_per_second: Option<u64>) {
         self.net.state.lock().bandwidth = bytes_per_second.filter(|b| *b > 0);
+    }
+
+    /// Each datagram is lost with probability `p` (UDP only: streams
+    /// never lose data). Datagrams also reorder, as each draws its own
+    /// transit time.
+    pub fn set_loss(&self, p: f64) {
+        self.net.state.lock().loss = p.clamp(0.0, 1.0);
     }
 
     /// Injects faults with probability `p` at each chance: short writes
@@ -349,6 +363,7 @@ impl Host {
                 st.placed.remove(id);
             }
             let ip = st.hosts[self.id].ip;
+            st.udp.retain(|addr, _| addr.ip() != ip);
             let closing: Vec<Arc<SimPort>> = st
                 .ports
                 .iter()
@@ -447,15 +462,18 @@ impl Net {
         d
     }
 
-    /// Binds a listening port for the current host (`addr`'s IP, or the
-    /// current host's for an unspecified one; port 0 picks one).
-    pub(crate) fn bind(self: &Arc<Self>, addr: SocketAddr) -> io::Result<Arc<SimPort>> {
-        let mut st = self.state.lock();
-        let current = CURRENT.with(Cell::get);
+    /// The host and local address a bind to `addr` gets: `addr`'s IP's
+    /// host, or the current host's for an unspecified one; port 0 picks
+    /// a free one (`taken` says which are not).
+    fn local_for(
+        st: &mut NetState,
+        addr: SocketAddr,
+        taken: impl Fn(&NetState, &SocketAddr) -> bool,
+    ) -> io::Result<(usize, SocketAddr)> {
         let host = if addr.ip().is_unspecified() {
-            current
+            CURRENT.with(Cell::get)
         } else {
-            Self::host_of_ip(&st, addr.ip())
+            Self::host_of_ip(st, addr.ip())
         };
         let Some(host) = host else {
             return Err(io::Error::new(
@@ -473,21 +491,30 @@ impl Net {
             ));
         }
         let ip = st.hosts[host].ip;
-        let port = if addr.port() == 0 {
+        let local = if addr.port() == 0 {
             loop {
                 st.next_port = st.next_port.checked_add(1).unwrap_or(40_000);
                 let candidate = SocketAddr::new(ip, st.next_port);
-                if st.ports.get(&candidate).and_then(Weak::upgrade).is_none() {
-                    break st.next_port;
+                if !taken(st, &candidate) {
+                    break candidate;
                 }
             }
         } else {
-            addr.port()
+            SocketAddr::new(ip, addr.port())
         };
-        let local = SocketAddr::new(ip, port);
-        if st.ports.get(&local).and_then(Weak::upgrade).is_some() {
+        if taken(st, &local) {
             return Err(io::ErrorKind::AddrInUse.into());
         }
+        Ok((host, local))
+    }
+
+    /// Binds a listening port for the current host (`addr`'s IP, or the
+    /// current host's for an unspecified one; port 0 picks one).
+    pub(crate) fn bind(self: &Arc<Self>, addr: SocketAddr) -> io::Result<Arc<SimPort>> {
+        let mut st = self.state.lock();
+        let (_, local) = Self::local_for(&mut st, addr, |st, a| {
+            st.ports.get(a).and_then(Weak::upgrade).is_some()
+        })?;
         let sim_port = Arc::new(SimPort {
             net: Arc::downgrade(self),
             local,
@@ -495,6 +522,24 @@ impl Net {
         });
         st.ports.insert(local, Arc::downgrade(&sim_port));
         Ok(sim_port)
+    }
+
+    /// Binds a datagram socket for the current host (as [`bind`]).
+    ///
+    /// [`bind`]: Self::bind
+    pub(crate) fn bind_udp(self: &Arc<Self>, addr: SocketAddr) -> io::Result<Arc<SimUdp>> {
+        let mut st = self.state.lock();
+        let (host, local) = Self::local_for(&mut st, addr, |st, a| {
+            st.udp.get(a).and_then(Weak::upgrade).is_some()
+        })?;
+        let sock = Arc::new(SimUdp {
+            net: Arc::downgrade(self),
+            local,
+            host,
+            state: Mutex::new(UdpState::default()),
+        });
+        st.udp.insert(local, Arc::downgrade(&sock));
+        Ok(sock)
     }
 
     /// Starts a connection from the current host to `to`: the end comes
@@ -1029,5 +1074,139 @@ impl Drop for SimEnd {
     /// socket of an exited process, in order.
     fn drop(&mut self) {
         self.close_inner(false);
+    }
+}
+
+/// The most a simulated datagram socket keeps unread; more is dropped,
+/// as a full receive buffer drops.
+const UDP_QUEUE: usize = 256;
+/// The largest UDP payload.
+const UDP_MAX: usize = 65_507;
+
+/// A datagram socket of the simulated network.
+pub(crate) struct SimUdp {
+    net: Weak<Net>,
+    local: SocketAddr,
+    host: usize,
+    state: Mutex<UdpState>,
+}
+
+#[derive(Default)]
+struct UdpState {
+    queue: VecDeque<(Vec<u8>, SocketAddr)>,
+    sink: Option<Arc<dyn ReadySink>>,
+    closed: bool,
+}
+
+impl SimUdp {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Reports readiness to `sink` (writable at once; readable when
+    /// datagrams wait).
+    pub(crate) fn attach(&self, sink: Arc<dyn ReadySink>) {
+        let ready = {
+            let mut st = self.state.lock();
+            st.sink = Some(sink.clone());
+            if st.queue.is_empty() {
+                Readiness::WRITE
+            } else {
+                Readiness::WRITE.union(Readiness::READ)
+            }
+        };
+        sink.ready(ready);
+    }
+
+    /// Sends one datagram: it arrives after its own transit time (so
+    /// datagrams may reorder), or is lost (the loss rate, a partition, a
+    /// full or missing receiver), silently as UDP loses.
+    pub(crate) fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+        if data.len() > UDP_MAX {
+            return Err(io::Error::from_raw_os_error(nix::libc::EMSGSIZE));
+        }
+        if self.state.lock().closed {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        let Some(net) = self.net.upgrade() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let (lost, transit) = {
+            let st = net.state.lock();
+            let lost = st.loss > 0.0 && net.sim.chance(st.loss);
+            (lost, net.transit(&st, data.len()))
+        };
+        if lost {
+            net.sim.record(13, data.len() as u64);
+            return Ok(data.len());
+        }
+        let (from, from_host, payload) = (self.local, self.host, data.to_vec());
+        let weak = Arc::downgrade(&net);
+        net.handle.call_later(transit, move || {
+            if let Some(net) = weak.upgrade() {
+                net.datagram_arrives(from, from_host, to, payload);
+            }
+        });
+        Ok(data.len())
+    }
+
+    /// The next datagram waiting, with its sender.
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let mut st = self.state.lock();
+        let Some((data, from)) = st.queue.pop_front() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        // The whole length, as MSG_TRUNC reports it.
+        Ok((data.len(), from))
+    }
+
+    /// Closes the socket: it receives nothing more.
+    pub(crate) fn close(&self) {
+        let mut st = self.state.lock();
+        st.closed = true;
+        st.sink = None;
+        st.queue.clear();
+        drop(st);
+        if let Some(net) = self.net.upgrade() {
+            net.state
+                .lock()
+                .udp
+                .retain(|_, s| !std::ptr::eq(s.as_ptr(), self));
+        }
+    }
+}
+
+impl Net {
+    fn datagram_arrives(&self, from: SocketAddr, from_host: usize, to: SocketAddr, data: Vec<u8>) {
+        let target = {
+            let st = self.state.lock();
+            let to_host = Self::host_of_ip(&st, to.ip());
+            if Self::cut(&st, Some(from_host), to_host) || !to_host.is_some_and(|h| st.hosts[h].up)
+            {
+                None
+            } else {
+                st.udp.get(&to).and_then(Weak::upgrade)
+            }
+        };
+        let Some(sock) = target else {
+            self.sim.record(14, data.len() as u64);
+            return;
+        };
+        let len = data.len() as u64;
+        let sink = {
+            let mut st = sock.state.lock();
+            if st.closed || st.queue.len() >= UDP_QUEUE {
+                None
+            } else {
+                st.queue.push_back((data, from));
+                st.sink.clone()
+            }
+        };
+        self.sim.record(15, len);
+        if let Some(sink) = sink {
+            sink.ready(Readiness::READ);
+        }
     }
 }
