@@ -392,6 +392,7 @@ fn injected_faults_lose_no_data() {
         let (rt, sim, net) = world(seed);
         set_handle(&rt);
         net.set_faults(0.2);
+        sim.set_slow_turns(0.05, Duration::from_millis(50));
         net.set_latency(Duration::from_micros(100), Duration::from_millis(20));
         net.set_bandwidth(Some(1 << 20));
         let server = net.host("server");
@@ -409,6 +410,12 @@ fn injected_faults_lose_no_data() {
                 "{} of {} bytes came back intact",
                 seen.lock().data.len(),
                 payload.len()
+            ));
+        }
+        if net.faults_injected() == 0 {
+            return Err(format!(
+                "only {} faults were injected",
+                net.faults_injected()
             ));
         }
         Ok(())
@@ -591,4 +598,39 @@ fn datagrams_are_lost_and_reordered_by_the_seed_and_stopped_by_a_partition() {
     );
     let (cut_off, _) = udp_scenario(31, true);
     assert!(cut_off.is_empty(), "nothing crosses a partition");
+}
+
+/// Answers with its argument doubled.
+struct Doubler;
+
+impl Actor for Doubler {
+    type Msg = (u64, ReplyTo<u64>);
+    fn handle(&mut self, (n, reply): Self::Msg, _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        reply.send(n * 2);
+        Ok(())
+    }
+}
+
+/// Waiting for an answer from a plain thread runs the simulation; a
+/// handler may not block (as on a worker); a blocking job runs inline.
+#[test]
+fn waiting_on_a_simulated_actor_runs_the_simulation() {
+    let (rt, sim, _net) = world(2);
+    let doubler = rt.handle().spawn(Doubler);
+    assert_eq!(
+        doubler.ask_wait(|r| (21, r), Duration::from_secs(1)),
+        Ok(42)
+    );
+    let pending = doubler.ask(|r| (4, r)).unwrap();
+    assert_eq!(pending.wait(Duration::from_secs(1)), Ok(8));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    rt.handle()
+        .spawn_blocking(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "a job waits for its turn");
+    sim.run_ready();
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
 }

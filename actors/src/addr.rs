@@ -186,7 +186,7 @@ impl<A: Actor> Addr<A> {
         let slot = Slot::new();
         let reply = ReplyTo::new(slot.clone());
         match self.cell.push_with(reply, make) {
-            Ok(()) => Ok(Pending::new(slot)),
+            Ok(()) => Ok(Pending::of(slot, &self.cell.handle)),
             Err(SendError::Stopped(_)) => Err(AskError::Stopped),
             Err(_) => Err(AskError::Full),
         }
@@ -213,6 +213,13 @@ impl<A: Actor> Addr<A> {
                 Err((SendError::Full(r), m)) => (reply, make) = (r, m),
                 Err(_) => return Err(AskError::Stopped),
             }
+            if let Some(sim) = self.cell.handle.simulation() {
+                // Simulated: room comes only by running it.
+                if sim.run_ready() == 0 {
+                    return Err(AskError::Full);
+                }
+                continue;
+            }
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
             let now = Instant::now();
             if now >= deadline {
@@ -228,7 +235,7 @@ impl<A: Actor> Addr<A> {
         let left = deadline.map_or(timeout, |d: Instant| {
             d.saturating_duration_since(Instant::now())
         });
-        Pending::new(slot).wait(left)
+        Pending::of(slot, &self.cell.handle).wait(left)
     }
 
     /// Asks the actor to stop after the messages already queued

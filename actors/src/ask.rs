@@ -173,6 +173,8 @@ impl<R> Drop for ReplyTo<R> {
 #[must_use = "the reply is lost unless the `Pending` is waited on or given to `on_reply`"]
 pub struct Pending<R> {
     slot: Arc<Slot<R>>,
+    /// The simulation the answer comes from, if any: `wait` runs it.
+    sim: Option<weft_runtime::Simulation>,
 }
 
 /// A fresh one-shot reply slot: the `ReplyTo` goes to whoever answers
@@ -197,15 +199,33 @@ const SPINS: u32 = 200;
 
 impl<R> Pending<R> {
     pub(crate) fn new(slot: Arc<Slot<R>>) -> Self {
-        Pending { slot }
+        Pending { slot, sim: None }
+    }
+
+    /// A pending answer from an actor of `handle`'s runtime: in a
+    /// simulation, `wait` runs the simulation until it comes.
+    pub(crate) fn of(slot: Arc<Slot<R>>, handle: &weft_runtime::Handle) -> Self {
+        Pending {
+            slot,
+            sim: handle.simulation(),
+        }
     }
 
     /// Blocks this (non-worker) thread until the reply, an error, or
-    /// `timeout` (Twisted's `blockingCallFromThread`).
+    /// `timeout` (Twisted's `blockingCallFromThread`). Asked of an actor
+    /// of a simulation, it runs the simulation on this thread until the
+    /// reply comes or `timeout` of virtual time has passed.
     pub fn wait(self, timeout: Duration) -> Result<R, AskError> {
         if weft_runtime::on_worker_thread() {
             return Err(AskError::WouldBlockWorker);
         }
+        let timeout = match &self.sim {
+            Some(sim) => {
+                sim.run_until(timeout, || self.slot.ready.load(Ordering::Acquire));
+                Duration::ZERO
+            }
+            None => timeout,
+        };
         for _ in 0..SPINS {
             if self.slot.ready.load(Ordering::Acquire) {
                 break;

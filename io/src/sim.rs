@@ -100,6 +100,8 @@ pub(crate) struct Net {
     handle: Handle,
     sim: Simulation,
     state: Mutex<NetState>,
+    /// Faults injected so far.
+    faults: std::sync::atomic::AtomicU64,
 }
 
 struct NetState {
@@ -157,6 +159,7 @@ impl SimNet {
         let net = Arc::new(Net {
             handle: handle.clone(),
             sim: sim.clone(),
+            faults: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(NetState {
                 hosts: Vec::new(),
                 ports: HashMap::new(),
@@ -267,6 +270,12 @@ impl SimNet {
     /// them off.
     pub fn set_faults(&self, p: f64) {
         self.net.state.lock().faults = p.clamp(0.0, 1.0);
+    }
+
+    /// How many faults were injected so far (see
+    /// [`set_faults`](Self::set_faults)).
+    pub fn faults_injected(&self) -> u64 {
+        self.net.faults.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Cuts `a` off from `b` (both ways): nothing sent between them
@@ -448,8 +457,14 @@ impl Net {
         }
     }
 
+    /// Whether to inject a fault now (counted when it is).
     fn chance(&self, st: &NetState) -> bool {
-        st.faults > 0.0 && self.sim.chance(st.faults)
+        let hit = st.faults > 0.0 && self.sim.chance(st.faults);
+        if hit {
+            self.faults
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        hit
     }
 
     /// When a segment of `len` bytes sent now arrives.

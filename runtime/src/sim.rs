@@ -167,6 +167,8 @@ impl Hasher for IdHasher {
 /// What one lock guards: the runnable set, the generator, the trace.
 struct State {
     rng: Rng,
+    /// Slow turns: the chance of one, and the most it takes.
+    slow: (f64, Duration),
     /// Runnable tasks, sorted by id.
     ready: Vec<(u64, TaskRef)>,
     trace: Trace,
@@ -192,6 +194,7 @@ impl SimCore {
             seed,
             state: Mutex::new(State {
                 rng: Rng(seed),
+                slow: (0.0, Duration::ZERO),
                 ready: Vec::new(),
                 trace: Trace {
                     hash: 0xcbf2_9ce4_8422_2325,
@@ -271,7 +274,26 @@ impl SimCore {
         if let Some(hook) = hook {
             hook(None);
         }
+        self.maybe_slow();
         true
+    }
+
+    /// An injected slow turn: the clock moves on while the turn "ran"
+    /// (timers due meanwhile fire).
+    fn maybe_slow(&self) {
+        let took = {
+            let mut st = self.state.lock();
+            let (p, max) = st.slow;
+            if p <= 0.0 || ((st.rng.next() >> 11) as f64 / (1u64 << 53) as f64) >= p {
+                return;
+            }
+            let nanos = max.as_nanos() as u64;
+            let took = Duration::from_nanos(st.rng.next() % nanos.max(1) + 1);
+            let now = self.clock.now().as_nanos() as u64;
+            Self::record_in(&mut st.trace, 3, now, took.as_nanos() as u64);
+            took
+        };
+        self.clock.advance(took);
     }
 
     fn next_deadline(&self) -> Option<Duration> {
@@ -443,6 +465,14 @@ impl Simulation {
     /// True with probability `p` (drawn from the generator).
     pub fn chance(&self, p: f64) -> bool {
         ((self.core.random() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    /// Injects slow turns: after each turn, with probability `p`, the
+    /// virtual clock moves on by up to `max` as if the turn had taken
+    /// that long (timers due meanwhile fire, so timeouts race the work).
+    /// `p` 0 (the default) turns it off.
+    pub fn set_slow_turns(&self, p: f64, max: Duration) {
+        self.core.state.lock().slow = (p.clamp(0.0, 1.0), max);
     }
 
     /// A duration drawn uniformly from `low..=high`.
