@@ -634,3 +634,43 @@ fn waiting_on_a_simulated_actor_runs_the_simulation() {
     sim.run_ready();
     assert_eq!(ran.load(Ordering::SeqCst), 1);
 }
+
+/// UNIX stream sockets are per host: a client on the same host reaches
+/// the path, one on another host is refused; the connection actor is
+/// the same as over TCP.
+#[test]
+fn unix_sockets_are_simulated_per_host() {
+    let (rt, sim, net) = world(17);
+    let server = net.host("server");
+    let handle = rt.handle().clone();
+    server.boot(move |_| {
+        weft::io::listen_unix(&handle, "/run/echo.sock", ListenOptions::new(), || Echo)
+            .expect("binds");
+    });
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let protocol = Client {
+        greeting: b"local".to_vec(),
+        seen: seen.clone(),
+    };
+    server.enter(|| {
+        weft::io::connect_unix(
+            rt.handle(),
+            "/run/echo.sock",
+            ConnectOptions::new(),
+            protocol,
+        )
+    });
+    sim.run_until(Duration::from_secs(5), || seen.lock().data.len() == 5);
+    assert_eq!(seen.lock().data, b"local");
+    let elsewhere = net
+        .host("laptop")
+        .enter(|| {
+            weft::io::connect_unix(rt.handle(), "/run/echo.sock", ConnectOptions::new(), Echo)
+        })
+        .wait(Duration::from_secs(5))
+        .unwrap_err();
+    assert!(
+        matches!(elsewhere, weft::ConnectError::Refused(_)),
+        "{elsewhere:?}"
+    );
+}

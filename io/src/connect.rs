@@ -826,6 +826,12 @@ impl<P: Protocol> Connection<P> {
         let Some(addr) = state.unix.clone() else {
             return;
         };
+        if let Some(net) = crate::sim::net_of(ctx.runtime()) {
+            let end = net.connect_unix(&addr);
+            end.attach(ctx.ready_sink(|r| ConnMsg(Event::Io(r))));
+            self.core.io = Transport::Sim(end);
+            return;
+        }
         match crate::unix::start_connect(&addr) {
             Ok(stream) => {
                 let mut io = Transport::Unix(Box::new(UnixIo::new(stream)));

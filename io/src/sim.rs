@@ -6,8 +6,10 @@
 //! boot function runs again).
 //!
 //! Programs run unchanged: once a [`SimNet`] is installed, `listen_tcp`,
-//! `listen_tls`, `connect_tcp` and `connect_tls` on that runtime bind and
-//! connect on the simulated network, through the same listener and
+//! `listen_tls`, `connect_tcp`, `connect_tls`, `listen_udp`,
+//! `listen_unix` and `connect_unix` (a UNIX path is per host) on that
+//! runtime bind and connect on the simulated network, through the same
+//! listener and
 //! connection actors (supervised handlers, limits, idle timeouts, drain,
 //! TLS) as over the OS's sockets. Host names resolve through the
 //! simulator. Which host a call acts for is the host of the actor making
@@ -32,6 +34,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use weft_actors::{ActorId, ExitReason};
 use weft_runtime::{Handle, Phase, Readiness, ReadySink, Simulation};
+
+use crate::addr::{Address, UnixAddr};
 
 /// How many bytes may be in flight toward, or unread at, one end of a
 /// stream (the receive window).
@@ -110,6 +114,8 @@ struct NetState {
     ports: HashMap<SocketAddr, Weak<SimPort>>,
     /// Bound datagram sockets.
     udp: HashMap<SocketAddr, Weak<SimUdp>>,
+    /// Listening UNIX sockets, by host and address.
+    unix_ports: HashMap<(usize, UnixAddr), Weak<SimPort>>,
     /// The chance that a datagram is lost.
     loss: f64,
     /// Host pairs (lower index first) that cannot reach each other.
@@ -164,6 +170,7 @@ impl SimNet {
                 hosts: Vec::new(),
                 ports: HashMap::new(),
                 udp: HashMap::new(),
+                unix_ports: HashMap::new(),
                 loss: 0.0,
                 partitions: Vec::new(),
                 streams: Vec::new(),
@@ -201,6 +208,7 @@ impl SimNet {
                 let mut st = net.state.lock();
                 st.ports.clear();
                 st.udp.clear();
+                st.unix_ports.clear();
                 st.streams.clear();
                 for h in &mut st.hosts {
                     h.boot = None;
@@ -373,13 +381,22 @@ impl Host {
             }
             let ip = st.hosts[self.id].ip;
             st.udp.retain(|addr, _| addr.ip() != ip);
+            let me = self.id;
             let closing: Vec<Arc<SimPort>> = st
                 .ports
                 .iter()
                 .filter(|(addr, _)| addr.ip() == ip)
-                .filter_map(|(_, p)| p.upgrade())
+                .map(|(_, p)| p)
+                .chain(
+                    st.unix_ports
+                        .iter()
+                        .filter(|((h, _), _)| *h == me)
+                        .map(|(_, p)| p),
+                )
+                .filter_map(Weak::upgrade)
                 .collect();
             st.ports.retain(|addr, _| addr.ip() != ip);
+            st.unix_ports.retain(|(h, _), _| *h != me);
             for port in closing {
                 port.state.lock().closed = true;
             }
@@ -532,11 +549,39 @@ impl Net {
         })?;
         let sim_port = Arc::new(SimPort {
             net: Arc::downgrade(self),
-            local,
+            local: Address::Inet(local),
             state: Mutex::new(PortState::default()),
         });
         st.ports.insert(local, Arc::downgrade(&sim_port));
         Ok(sim_port)
+    }
+
+    /// Binds a listening UNIX socket at `addr` on the current host.
+    pub(crate) fn bind_unix(self: &Arc<Self>, addr: &UnixAddr) -> io::Result<Arc<SimPort>> {
+        let Some(host) = CURRENT.with(Cell::get) else {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "a simulated UNIX socket belongs to a host: bind it in a host's code",
+            ));
+        };
+        if *addr == UnixAddr::Unnamed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a listening socket needs a name",
+            ));
+        }
+        let mut st = self.state.lock();
+        let key = (host, addr.clone());
+        if st.unix_ports.get(&key).and_then(Weak::upgrade).is_some() {
+            return Err(io::ErrorKind::AddrInUse.into());
+        }
+        let port = Arc::new(SimPort {
+            net: Arc::downgrade(self),
+            local: Address::Unix(addr.clone()),
+            state: Mutex::new(PortState::default()),
+        });
+        st.unix_ports.insert(key, Arc::downgrade(&port));
+        Ok(port)
     }
 
     /// Binds a datagram socket for the current host (as [`bind`]).
@@ -562,19 +607,37 @@ impl Net {
     /// handshake completes, or reports `ECONNREFUSED`; across a
     /// partition nothing comes (the connect times out).
     pub(crate) fn connect(self: &Arc<Self>, to: SocketAddr) -> SimEnd {
+        let mut st = self.state.lock();
+        let from = CURRENT.with(Cell::get);
+        let from_ip = from.map_or(IpAddr::V4(Ipv4Addr::new(10, 255, 255, 254)), |h| {
+            st.hosts[h].ip
+        });
+        st.next_port = st.next_port.checked_add(1).unwrap_or(40_000);
+        let local = SocketAddr::new(from_ip, st.next_port);
+        let to_host = Self::host_of_ip(&st, to.ip());
+        drop(st);
+        self.open_stream([from, to_host], [Address::Inet(local), Address::Inet(to)])
+    }
+
+    /// Starts a connection from the current host to the UNIX socket
+    /// `to` on the same host (as [`connect`](Self::connect)).
+    pub(crate) fn connect_unix(self: &Arc<Self>, to: &UnixAddr) -> SimEnd {
+        let host = CURRENT.with(Cell::get);
+        self.open_stream(
+            [host, host],
+            [Address::Unix(UnixAddr::Unnamed), Address::Unix(to.clone())],
+        )
+    }
+
+    /// A new stream from `addrs[0]` to `addrs[1]`, its first segment on
+    /// the way.
+    fn open_stream(self: &Arc<Self>, hosts: [Option<usize>; 2], addrs: [Address; 2]) -> SimEnd {
         let (stream, syn_at) = {
             let mut st = self.state.lock();
-            let from = CURRENT.with(Cell::get);
-            let from_ip = from.map_or(IpAddr::V4(Ipv4Addr::new(10, 255, 255, 254)), |h| {
-                st.hosts[h].ip
-            });
-            st.next_port = st.next_port.checked_add(1).unwrap_or(40_000);
-            let local = SocketAddr::new(from_ip, st.next_port);
-            let to_host = Self::host_of_ip(&st, to.ip());
             let stream = Arc::new(Stream {
                 net: Arc::downgrade(self),
-                hosts: [from, to_host],
-                addrs: [local, to],
+                hosts,
+                addrs,
                 st: Mutex::new(StreamState::default()),
             });
             st.streams.retain(|s| s.strong_count() > 0);
@@ -595,12 +658,16 @@ impl Net {
     /// A connect's first segment reached `stream`'s far end: accepted,
     /// refused, or lost.
     fn syn_arrives(self: &Arc<Self>, stream: &Arc<Stream>) {
-        let to = stream.addrs[1];
         let (port, reachable, up) = {
             let st = self.state.lock();
             let reachable = !Self::cut(&st, stream.hosts[0], stream.hosts[1]);
             let up = stream.hosts[1].is_some_and(|h| st.hosts[h].up);
-            (st.ports.get(&to).and_then(Weak::upgrade), reachable, up)
+            let port = match (&stream.addrs[1], stream.hosts[1]) {
+                (Address::Inet(to), _) => st.ports.get(to),
+                (Address::Unix(path), Some(host)) => st.unix_ports.get(&(host, path.clone())),
+                (Address::Unix(_), None) => None,
+            };
+            (port.and_then(Weak::upgrade), reachable, up)
         };
         if !reachable || !up {
             self.sim.record(6, 0);
@@ -640,7 +707,7 @@ impl Net {
 /// A listening port: the accept queue of a simulated listener.
 pub(crate) struct SimPort {
     net: Weak<Net>,
-    local: SocketAddr,
+    local: Address,
     state: Mutex<PortState>,
 }
 
@@ -652,8 +719,8 @@ struct PortState {
 }
 
 impl SimPort {
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local
+    pub(crate) fn local_addr(&self) -> Address {
+        self.local.clone()
     }
 
     /// Reports readiness to `sink` from now on (and what is pending).
@@ -709,10 +776,9 @@ impl SimPort {
             std::mem::take(&mut st.queue)
         };
         if let Some(net) = self.net.upgrade() {
-            net.state
-                .lock()
-                .ports
-                .retain(|_, p| !std::ptr::eq(p.as_ptr(), self));
+            let mut st = net.state.lock();
+            st.ports.retain(|_, p| !std::ptr::eq(p.as_ptr(), self));
+            st.unix_ports.retain(|_, p| !std::ptr::eq(p.as_ptr(), self));
         }
         for end in queued {
             end.close(true);
@@ -755,7 +821,7 @@ struct StreamState {
 struct Stream {
     net: Weak<Net>,
     hosts: [Option<usize>; 2],
-    addrs: [SocketAddr; 2],
+    addrs: [Address; 2],
     st: Mutex<StreamState>,
 }
 
@@ -1070,17 +1136,17 @@ impl SimEnd {
         }
     }
 
-    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn peer_addr(&self) -> io::Result<Address> {
         let st = self.stream.st.lock();
         if st.side[self.side].established {
-            Ok(self.stream.addrs[1 - self.side])
+            Ok(self.stream.addrs[1 - self.side].clone())
         } else {
             Err(io::ErrorKind::NotConnected.into())
         }
     }
 
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.stream.addrs[self.side]
+    pub(crate) fn local_addr(&self) -> Address {
+        self.stream.addrs[self.side].clone()
     }
 }
 

@@ -199,7 +199,7 @@ impl Transport {
                 .peer_addr()
                 .map(|a| Address::Unix(UnixAddr::from_std(&a))),
             Transport::Memory(m) => Ok(Address::Inet(m.peer_addr())),
-            Transport::Sim(m) => m.peer_addr().map(Address::Inet),
+            Transport::Sim(m) => m.peer_addr(),
             Transport::Closed => Err(not_connected()),
         }
     }
@@ -212,7 +212,7 @@ impl Transport {
                 .local_addr()
                 .map(|a| Address::Unix(UnixAddr::from_std(&a))),
             Transport::Memory(m) => Ok(Address::Inet(m.local_addr())),
-            Transport::Sim(m) => Ok(Address::Inet(m.local_addr())),
+            Transport::Sim(m) => Ok(m.local_addr()),
             Transport::Closed => Err(not_connected()),
         }
     }

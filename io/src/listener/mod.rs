@@ -494,7 +494,7 @@ impl<P: Protocol> Actor for Listener<P> {
                 let local = Address::Unix(UnixAddr::from_std(&s.local_addr()?));
                 (local, ListenSock::Unix(UnixListener::from_std(s)))
             }
-            Bound::Sim(port) => (Address::Inet(port.local_addr()), ListenSock::Sim(port)),
+            Bound::Sim(port) => (port.local_addr(), ListenSock::Sim(port)),
         };
         match &mut sock {
             ListenSock::Sim(port) => port.attach(ctx.ready_sink(ListenerMsg::Io)),
@@ -750,7 +750,10 @@ fn listen<P: Protocol>(
     if let Some(net) = crate::sim::net_of(handle) {
         // Simulated: a port of the simulated network, one listener.
         let port = net.bind(addr).map_err(bind_err(addr))?;
-        let local = port.local_addr();
+        let local = match port.local_addr() {
+            Address::Inet(local) => local,
+            Address::Unix(_) => addr,
+        };
         return Ok(spawn_bound(
             handle,
             Address::Inet(local),

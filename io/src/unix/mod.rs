@@ -210,15 +210,22 @@ pub fn listen_unix<P: Protocol>(
     factory: impl Fn() -> P + Send + Sync + 'static,
 ) -> Result<Listening<P, UnixAddr>, ListenError> {
     let addr = addr.into();
-    let (sock, file) = bind_listener(&addr, &options).map_err(|source| ListenError::Bind {
+    let bind_err = |source| ListenError::Bind {
         addr: Address::Unix(addr.clone()),
         source,
-    })?;
+    };
+    let bound = match crate::sim::net_of(handle) {
+        Some(net) => Bound::Sim(net.bind_unix(&addr).map_err(bind_err)?),
+        None => {
+            let (sock, file) = bind_listener(&addr, &options).map_err(bind_err)?;
+            Bound::Unix(sock, file)
+        }
+    };
     Ok(spawn_bound(
         handle,
         Address::Unix(addr.clone()),
         addr,
-        vec![Bound::Unix(sock, file)],
+        vec![bound],
         options,
         None,
         Arc::new(factory),
