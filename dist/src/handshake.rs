@@ -319,8 +319,22 @@ impl Connecting {
     }
 
     /// Feeds the peer's bytes (consumed as messages complete); what to
-    /// send goes to `out`.
+    /// send goes to `out`. Told `alive` (the peer still holds a
+    /// connection to a node of our name), it answers `true`: replace it
+    /// (see [`feed_with`](Self::feed_with)).
     pub fn feed(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<Progress, AuthError> {
+        self.feed_with(input, out, || true)
+    }
+
+    /// As [`feed`](Self::feed); `replace` answers `alive`: true when we
+    /// hold no connection to the peer (its one is from an earlier life of
+    /// ours), false when we do (this attempt is then dropped).
+    pub fn feed_with(
+        &mut self,
+        input: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        mut replace: impl FnMut() -> bool,
+    ) -> Result<Progress, AuthError> {
         loop {
             let Some(msg) = take_message(input) else {
                 return Ok(Progress::More);
@@ -329,11 +343,16 @@ impl Connecting {
                 Dial::Status => match msg.as_slice() {
                     b"sok" | b"sok_simultaneous" => self.step = Dial::Challenge,
                     // It holds a connection to a node of our name: an
-                    // earlier life of ours (we dial only when we hold
-                    // none), so it replaces that one.
-                    b"salive" => {
+                    // earlier life of ours unless we hold one too.
+                    b"salive" if replace() => {
                         frame(out, b"strue");
                         self.step = Dial::Challenge;
+                    }
+                    b"salive" => {
+                        frame(out, b"sfalse");
+                        return Err(AuthError::Simultaneous {
+                            peer: String::new(),
+                        });
                     }
                     b"snok" => {
                         return Err(AuthError::Simultaneous {
@@ -521,7 +540,10 @@ mod tests {
     }
 
     /// Runs both sides, the accepting one answering `status`.
-    fn dial_with(status: Status) -> (Result<Progress, AuthError>, Result<Progress, AuthError>) {
+    fn dial_with(
+        status: Status,
+        replace: bool,
+    ) -> (Result<Progress, AuthError>, Result<Progress, AuthError>) {
         let mut acc = Accepting::new("b@h", "k", 2, 4242);
         let (mut con, mut to_acc) = Connecting::start("a@h", "k", 1, 99);
         let mut to_con = Vec::new();
@@ -532,7 +554,7 @@ mod tests {
                 a = acc.feed_with(&mut to_acc, &mut to_con, |_| status);
             }
             if c == Ok(Progress::More) {
-                c = con.feed(&mut to_con, &mut to_acc);
+                c = con.feed_with(&mut to_con, &mut to_acc, || replace);
             }
         }
         (c, a)
@@ -552,11 +574,16 @@ mod tests {
         // ok_simultaneous and alive (answered true) complete on both
         // sides; nok refuses both.
         for status in [Status::OkSimultaneous, Status::Alive] {
-            let (c, a) = dial_with(status);
+            let (c, a) = dial_with(status, true);
             assert!(matches!(c, Ok(Progress::Done { .. })), "{status:?}: {c:?}");
             assert!(matches!(a, Ok(Progress::Done { .. })), "{status:?}: {a:?}");
         }
-        let (c, a) = dial_with(Status::Nok);
+        let (c, a) = dial_with(Status::Nok, true);
+        assert!(matches!(c, Err(AuthError::Simultaneous { .. })), "{c:?}");
+        assert_eq!(a, Err(AuthError::Simultaneous { peer: "a@h".into() }));
+        // Alive, but the dialer holds a live connection of its own: both
+        // drop this attempt.
+        let (c, a) = dial_with(Status::Alive, false);
         assert!(matches!(c, Err(AuthError::Simultaneous { .. })), "{c:?}");
         assert_eq!(a, Err(AuthError::Simultaneous { peer: "a@h".into() }));
     }

@@ -1090,8 +1090,11 @@ pub enum Out {
 }
 
 enum State {
-    /// Accepted; `took_over` names the node whose dial by us gave way to
-    /// this connection (`ok_simultaneous`), once the handshake said so.
+    /// Accepted; `took_over` names the node whose pending entry this
+    /// connection owns once the handshake answered its name (`ok`: a new
+    /// entry, so sends to it wait for this handshake; `ok_simultaneous`:
+    /// our own dial's, which gave way): if the handshake fails, the entry
+    /// goes with it.
     Handshake {
         accepting: Accepting,
         took_over: Option<String>,
@@ -1157,7 +1160,8 @@ impl DistConn {
                 accepting,
                 took_over,
             } => accepting.feed_with(&mut self.input, &mut out, |peer| {
-                let (connected, dialing) = match shared.connections.lock().get(peer) {
+                let mut conns = shared.connections.lock();
+                let (connected, dialing) = match conns.get(peer) {
                     Some(p) => (
                         matches!(p.link, PeerLink::Up(_)),
                         matches!(p.link, PeerLink::Dialing(_)),
@@ -1165,12 +1169,31 @@ impl DistConn {
                     None => (false, false),
                 };
                 let status = status_for(&shared.name, peer, connected, dialing);
-                if status == Status::OkSimultaneous {
-                    *took_over = Some(peer.to_string());
+                match status {
+                    // From now on the node counts as being connected to:
+                    // what is sent to it waits for this handshake, and no
+                    // dial of ours races it.
+                    Status::Ok => {
+                        conns.insert(peer.to_string(), Peer::dialing(Vec::new()));
+                        *took_over = Some(peer.to_string());
+                    }
+                    Status::OkSimultaneous => *took_over = Some(peer.to_string()),
+                    Status::Nok | Status::Alive => {}
                 }
                 status
             }),
-            State::Dial(dial, _) => dial.feed(&mut self.input, &mut out),
+            State::Dial(dial, node) => dial.feed_with(&mut self.input, &mut out, || {
+                // Replace its connection only if we hold none: a live one
+                // of ours (made while this dial was on its way) stays.
+                !matches!(
+                    shared
+                        .connections
+                        .lock()
+                        .get(node.as_str())
+                        .map(|p| &p.link),
+                    Some(PeerLink::Up(_))
+                )
+            }),
             _ => return Ok(()),
         };
         if matches!(progress, Ok(Progress::Done { .. })) {
