@@ -72,7 +72,12 @@ impl Protocol for Client {
     }
 }
 
-fn client(host: &Host, target: &str, greeting: &[u8]) -> (ConnRef<Client>, Arc<Mutex<Seen>>) {
+fn client(
+    handle: &Handle,
+    host: &Host,
+    target: &str,
+    greeting: &[u8],
+) -> (ConnRef<Client>, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let protocol = Client {
         greeting: greeting.to_vec(),
@@ -80,7 +85,7 @@ fn client(host: &Host, target: &str, greeting: &[u8]) -> (ConnRef<Client>, Arc<M
     };
     let connecting = host.enter(|| {
         connect_tcp(
-            &host_handle(host),
+            handle,
             target,
             ConnectOptions::new().timeout(Duration::from_secs(5)),
             protocol,
@@ -89,24 +94,11 @@ fn client(host: &Host, target: &str, greeting: &[u8]) -> (ConnRef<Client>, Arc<M
     (connecting.conn(), seen)
 }
 
-thread_local! {
-    static HANDLE: std::cell::RefCell<Option<Handle>> = const { std::cell::RefCell::new(None) };
-}
-
-fn host_handle(_host: &Host) -> Handle {
-    HANDLE.with(|h| h.borrow().clone().expect("set by the scenario"))
-}
-
-fn set_handle(rt: &Runtime) {
-    HANDLE.with(|h| *h.borrow_mut() = Some(rt.handle().clone()));
-}
-
 /// An echo server on `server:7000` and three clients on another host,
 /// each sending numbered lines: everything comes back, in order. The
 /// trace hash of the run.
 fn echo_scenario(seed: u64) -> Result<u64, String> {
     let (rt, sim, net) = world(seed);
-    set_handle(&rt);
     let server = net.host("server");
     let handle = rt.handle().clone();
     server.boot(move |h| {
@@ -118,7 +110,7 @@ fn echo_scenario(seed: u64) -> Result<u64, String> {
         let lines: Vec<u8> = (0..50)
             .flat_map(|i| format!("client {c} line {i}\n").into_bytes())
             .collect();
-        let (_conn, seen) = client(&clients, "server:7000", &lines);
+        let (_conn, seen) = client(rt.handle(), &clients, "server:7000", &lines);
         all.push((lines, seen));
     }
     let done = sim.run_until(Duration::from_secs(60), || {
@@ -149,7 +141,6 @@ fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
 #[test]
 fn an_hour_of_virtual_time_with_idle_timeouts_and_intervals() {
     let (rt, sim, net) = world(3);
-    set_handle(&rt);
     let server = net.host("server");
     let handle = rt.handle().clone();
     server.boot(move |h| {
@@ -164,7 +155,7 @@ fn an_hour_of_virtual_time_with_idle_timeouts_and_intervals() {
         .call_every(Duration::from_secs(1), MissedTicks::Burst, move || {
             t.fetch_add(1, Ordering::Relaxed);
         });
-    let (_conn, seen) = client(&net.host("laptop"), "server:80", b"hi");
+    let (_conn, seen) = client(rt.handle(), &net.host("laptop"), "server:80", b"hi");
     sim.run_for(Duration::from_secs(3600));
     assert_eq!(sim.now(), Duration::from_secs(3600));
     assert_eq!(ticks.load(Ordering::Relaxed), 3600);
@@ -178,14 +169,13 @@ fn an_hour_of_virtual_time_with_idle_timeouts_and_intervals() {
 fn a_partition_stops_delivery_and_healing_resumes_it() {
     check_seeds(0..8, |seed| {
         let (rt, sim, net) = world(seed);
-        set_handle(&rt);
         let server = net.host("server");
         let handle = rt.handle().clone();
         server.boot(move |h| {
             listen_tcp(&handle, h.addr(7), ListenOptions::new(), || Echo).expect("binds");
         });
         let laptop = net.host("laptop");
-        let (conn, seen) = client(&laptop, "server:7", b"before ");
+        let (conn, seen) = client(rt.handle(), &laptop, "server:7", b"before ");
         sim.run_until(Duration::from_secs(5), || seen.lock().data.len() == 7);
         if seen.lock().data != b"before " {
             return Err("no echo before the partition".into());
@@ -212,14 +202,13 @@ fn a_partition_stops_delivery_and_healing_resumes_it() {
 #[test]
 fn a_crashed_host_loses_its_actors_its_peers_see_resets_and_it_restarts() {
     let (rt, sim, net) = world(11);
-    set_handle(&rt);
     let server = net.host("server");
     let handle = rt.handle().clone();
     server.boot(move |h| {
         listen_tcp(&handle, h.addr(9), ListenOptions::new(), || Echo).expect("binds");
     });
     let laptop = net.host("laptop");
-    let (_conn, seen) = client(&laptop, "server:9", b"x");
+    let (_conn, seen) = client(rt.handle(), &laptop, "server:9", b"x");
     sim.run_until(Duration::from_secs(5), || seen.lock().data == b"x");
     assert!(
         server.actors() > 0,
@@ -246,7 +235,7 @@ fn a_crashed_host_loses_its_actors_its_peers_see_resets_and_it_restarts() {
 
     // Back up: its boot function listens again.
     server.restart();
-    let (_conn, seen) = client(&laptop, "server:9", b"again");
+    let (_conn, seen) = client(rt.handle(), &laptop, "server:9", b"again");
     sim.run_until(Duration::from_secs(5), || seen.lock().data == b"again");
     assert_eq!(seen.lock().data, b"again");
 }
@@ -254,7 +243,6 @@ fn a_crashed_host_loses_its_actors_its_peers_see_resets_and_it_restarts() {
 #[test]
 fn refused_and_unresolvable_connects_are_errors() {
     let (rt, _sim, net) = world(5);
-    set_handle(&rt);
     net.host("server");
     let laptop = net.host("laptop");
     let refused = laptop
@@ -344,7 +332,6 @@ impl Protocol for Registrar {
 /// (wrongly) expects their lines in that order. The trace hash.
 fn ordering_scenario(seed: u64) -> Result<u64, String> {
     let (rt, sim, net) = world(seed);
-    set_handle(&rt);
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
     let server = net.host("server");
     let (handle, g) = (rt.handle().clone(), got.clone());
@@ -356,8 +343,8 @@ fn ordering_scenario(seed: u64) -> Result<u64, String> {
         .unwrap();
     });
     let (a, b) = (net.host("a"), net.host("b"));
-    client(&a, "server:1", b"first");
-    client(&b, "server:1", b"second");
+    client(rt.handle(), &a, "server:1", b"first");
+    client(rt.handle(), &b, "server:1", b"second");
     sim.run_until(Duration::from_secs(5), || got.lock().len() == 2);
     let trace = sim.trace_hash();
     let got = got.lock().clone();
@@ -390,7 +377,6 @@ fn an_injected_ordering_bug_is_found_by_a_seed_and_replayed_from_it() {
 fn injected_faults_lose_no_data() {
     check_seeds(0..10, |seed| {
         let (rt, sim, net) = world(seed);
-        set_handle(&rt);
         net.set_faults(0.2);
         sim.set_slow_turns(0.05, Duration::from_millis(50));
         net.set_latency(Duration::from_micros(100), Duration::from_millis(20));
@@ -401,7 +387,7 @@ fn injected_faults_lose_no_data() {
             listen_tcp(&handle, h.addr(7), ListenOptions::new(), || Echo).expect("binds");
         });
         let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let (_conn, seen) = client(&net.host("laptop"), "server:7", &payload);
+        let (_conn, seen) = client(rt.handle(), &net.host("laptop"), "server:7", &payload);
         sim.run_until(Duration::from_secs(120), || {
             seen.lock().data.len() >= payload.len()
         });
@@ -673,4 +659,46 @@ fn unix_sockets_are_simulated_per_host() {
         matches!(elsewhere, weft::ConnectError::Refused(_)),
         "{elsewhere:?}"
     );
+}
+
+/// A reset between two hosts ends their connections on both sides with
+/// `PeerReset`; a new connection works.
+#[test]
+fn a_reset_between_hosts_ends_both_sides() {
+    let (rt, sim, net) = world(23);
+    let server = net.host("server");
+    let closed: Arc<Mutex<Vec<CloseReason>>> = Arc::default();
+    let (handle, c) = (rt.handle().clone(), closed.clone());
+    server.boot(move |h| {
+        let c = c.clone();
+        listen_tcp(&handle, h.addr(7), ListenOptions::new(), move || {
+            Watcher(c.clone())
+        })
+        .unwrap();
+    });
+    let laptop = net.host("laptop");
+    let (_conn, seen) = client(rt.handle(), &laptop, "server:7", b"");
+    sim.run_until(Duration::from_secs(5), || seen.lock().connected);
+    net.reset(&server, &laptop);
+    sim.run_until(Duration::from_secs(5), || {
+        seen.lock().closed.is_some() && !closed.lock().is_empty()
+    });
+    assert_eq!(seen.lock().closed, Some(CloseReason::PeerReset));
+    assert_eq!(*closed.lock(), [CloseReason::PeerReset]);
+    let (_conn, again) = client(rt.handle(), &laptop, "server:7", b"");
+    sim.run_until(Duration::from_secs(5), || again.lock().connected);
+    assert!(again.lock().connected);
+}
+
+/// Records how its connection ended.
+struct Watcher(Arc<Mutex<Vec<CloseReason>>>);
+
+impl Protocol for Watcher {
+    type Msg = ();
+    fn data(&mut self, _conn: &mut Conn<'_, '_, Self>, _data: &[u8]) -> ActorResult {
+        Ok(())
+    }
+    fn closed(&mut self, _conn: &mut Conn<'_, '_, Self>, reason: &CloseReason) {
+        self.0.lock().push(reason.clone());
+    }
 }

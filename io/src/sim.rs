@@ -311,6 +311,28 @@ impl SimNet {
         self.net.redeliver();
     }
 
+    /// Resets every stream between `a` and `b` (both ends see
+    /// `ECONNRESET`, as after a middlebox's RST); new connections go on
+    /// working.
+    pub fn reset(&self, a: &Host, b: &Host) {
+        let streams: Vec<Arc<Stream>> = {
+            let mut st = self.net.state.lock();
+            st.streams.retain(|s| s.strong_count() > 0);
+            st.streams.iter().filter_map(Weak::upgrade).collect()
+        };
+        self.net.sim.record(4, (a.id as u64) << 32 | b.id as u64);
+        let pair = |x: Option<usize>, y: Option<usize>| {
+            (x == Some(a.id) && y == Some(b.id)) || (x == Some(b.id) && y == Some(a.id))
+        };
+        for s in streams {
+            if pair(s.hosts[0], s.hosts[1]) {
+                for side in 0..2 {
+                    s.transmit(side, Seg::Rst);
+                }
+            }
+        }
+    }
+
     /// Ends every partition.
     pub fn heal_all(&self) {
         self.net.state.lock().partitions.clear();
