@@ -702,3 +702,54 @@ impl Protocol for Watcher {
         self.0.lock().push(reason.clone());
     }
 }
+
+/// Spawns `n` actors that stop at once.
+struct Spawner(usize);
+
+/// Stops as soon as it starts.
+struct Brief;
+
+impl Actor for Brief {
+    type Msg = ();
+    fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        ctx.stop();
+        Ok(())
+    }
+    fn handle(&mut self, _: (), _ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        Ok(())
+    }
+}
+
+impl Actor for Spawner {
+    type Msg = ();
+    fn started(&mut self, ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        ctx.send_self(());
+        Ok(())
+    }
+    fn handle(&mut self, _: (), ctx: &mut Ctx<'_, Self>) -> ActorResult {
+        if self.0 > 0 {
+            self.0 -= 1;
+            ctx.spawn(Brief);
+            ctx.send_self(());
+        }
+        Ok(())
+    }
+}
+
+/// Thousands of short-lived actors on a host: each belongs to it while
+/// it lives and is forgotten after (the host's count is of the living).
+#[test]
+fn a_host_forgets_its_exited_actors() {
+    let (rt, sim, net) = world(29);
+    let host = net.host("busy");
+    let handle = rt.handle().clone();
+    host.boot(move |_| {
+        handle.spawn(Spawner(5000));
+    });
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(host.actors(), 1, "only the spawner lives");
+    host.crash();
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(host.actors(), 0);
+    assert_eq!(weft::actors::live_actors(rt.handle()), 0);
+}

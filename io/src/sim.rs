@@ -122,6 +122,12 @@ struct NetState {
     partitions: Vec<(usize, usize)>,
     streams: Vec<Weak<Stream>>,
     placed: HashMap<ActorId, usize>,
+    /// Spawned on a host that is down: killed after the current turn.
+    doomed: Vec<ActorId>,
+    /// Killed by a crash; their placements go once they have exited.
+    crashed: Vec<ActorId>,
+    /// When a host's list of actors is next pruned of the exited.
+    prune_at: usize,
     latency: (Duration, Duration),
     /// Bytes per second on every link (`None`: no limit).
     bandwidth: Option<u64>,
@@ -175,6 +181,9 @@ impl SimNet {
                 partitions: Vec::new(),
                 streams: Vec::new(),
                 placed: HashMap::new(),
+                doomed: Vec::new(),
+                crashed: Vec::new(),
+                prune_at: 0,
                 latency: (Duration::from_millis(1), Duration::from_millis(5)),
                 bandwidth: None,
                 faults: 0.0,
@@ -188,16 +197,20 @@ impl SimNet {
         let weak = Arc::downgrade(&net);
         weft_actors::on_spawn(handle, move |id| {
             if let (Some(host), Some(net)) = (CURRENT.with(Cell::get), weak.upgrade()) {
-                let mut st = net.state.lock();
-                st.placed.insert(id, host);
-                st.hosts[host].actors.push(id);
+                net.place(id, host);
             }
         });
         let weak = Arc::downgrade(&net);
         let _ = sim.on_turn(move |task| {
-            let host = match (task, weak.upgrade()) {
-                (Some(id), Some(net)) => net.state.lock().placed.get(&ActorId(id)).copied(),
-                _ => None,
+            let Some(net) = weak.upgrade() else {
+                return;
+            };
+            let host = match task {
+                Some(id) => net.state.lock().placed.get(&ActorId(id)).copied(),
+                None => {
+                    net.kill_doomed();
+                    None
+                }
             };
             CURRENT.with(|c| c.set(host));
         });
@@ -397,10 +410,11 @@ impl Host {
             }
             h.up = false;
             h.life += 1;
+            // Placements stay: a turn one of them still runs (before its
+            // kill is handled) acts for the dead host, and what it spawns
+            // is doomed too.
             let actors = std::mem::take(&mut h.actors);
-            for id in &actors {
-                st.placed.remove(id);
-            }
+            st.crashed.extend(actors.iter().copied());
             let ip = st.hosts[self.id].ip;
             st.udp.retain(|addr, _| addr.ip() != ip);
             let me = self.id;
@@ -466,6 +480,54 @@ impl Host {
 }
 
 impl Net {
+    /// Places a new actor on `host` (or dooms it, if the host is down).
+    fn place(&self, id: ActorId, host: usize) {
+        let mut st = self.state.lock();
+        st.placed.insert(id, host);
+        if !st.hosts[host].up {
+            st.doomed.push(id);
+            return;
+        }
+        st.hosts[host].actors.push(id);
+        // Forget the exited now and then (each live actor is kept).
+        if st.hosts[host].actors.len() >= st.prune_at.max(1024) {
+            let ids = std::mem::take(&mut st.hosts[host].actors);
+            let crashed = std::mem::take(&mut st.crashed);
+            drop(st);
+            let live = self.forget_exited(ids);
+            let still_dying = self.forget_exited(crashed);
+            let mut st = self.state.lock();
+            st.prune_at = live.len() * 2;
+            st.hosts[host].actors.extend(live);
+            st.crashed.extend(still_dying);
+        }
+    }
+
+    /// Drops the placements of the actors of `ids` that have exited;
+    /// the live ones.
+    fn forget_exited(&self, ids: Vec<ActorId>) -> Vec<ActorId> {
+        let (live, dead): (Vec<ActorId>, Vec<ActorId>) = ids
+            .into_iter()
+            .partition(|id| weft_actors::actor_by_id(&self.handle, *id).is_some());
+        let mut st = self.state.lock();
+        for id in &dead {
+            st.placed.remove(id);
+        }
+        live
+    }
+
+    /// Kills what was spawned on a crashed host (after the turn that
+    /// spawned it).
+    fn kill_doomed(&self) {
+        let doomed = std::mem::take(&mut self.state.lock().doomed);
+        for id in doomed {
+            self.state.lock().placed.remove(&id);
+            if let Some(actor) = weft_actors::actor_by_id(&self.handle, id) {
+                actor.kill(ExitReason::Killed);
+            }
+        }
+    }
+
     fn lookup(&self, name: &str) -> Option<IpAddr> {
         let st = self.state.lock();
         st.hosts.iter().find(|h| h.name == name).map(|h| h.ip)
