@@ -385,16 +385,25 @@ impl Simulation {
     /// virtual time to the next timer and fires it.
     pub fn step(&self) -> Step {
         if self.core.run_one() {
-            return Step::Ran;
+            Step::Ran
+        } else if self.jump(Duration::MAX) {
+            Step::Advanced(self.now())
+        } else {
+            Step::Idle
         }
+    }
+
+    /// Moves the clock to the next timer's deadline, firing what is
+    /// due, if that is no later than `end`; whether it did.
+    fn jump(&self, end: Duration) -> bool {
         match self.core.next_deadline() {
-            Some(at) => {
+            Some(at) if at <= end => {
                 let now = self.now();
                 self.core.record(2, at.as_nanos() as u64);
                 self.core.clock.advance(at.saturating_sub(now));
-                Step::Advanced(self.now())
+                true
             }
-            None => Step::Idle,
+            _ => false,
         }
     }
 
@@ -413,19 +422,7 @@ impl Simulation {
     /// now; the clock then stands at exactly that point.
     pub fn run_for(&self, d: Duration) {
         let end = self.now().saturating_add(d);
-        loop {
-            if self.core.run_one() {
-                continue;
-            }
-            match self.core.next_deadline() {
-                Some(at) if at <= end => {
-                    let now = self.now();
-                    self.core.record(2, at.as_nanos() as u64);
-                    self.core.clock.advance(at.saturating_sub(now));
-                }
-                _ => break,
-            }
-        }
+        while self.core.run_one() || self.jump(end) {}
         let now = self.now();
         if end > now {
             self.core.clock.advance(end - now);
@@ -442,16 +439,8 @@ impl Simulation {
             if done() {
                 return true;
             }
-            if self.core.run_one() {
-                continue;
-            }
-            match self.core.next_deadline() {
-                Some(at) if at <= end => {
-                    let now = self.now();
-                    self.core.record(2, at.as_nanos() as u64);
-                    self.core.clock.advance(at.saturating_sub(now));
-                }
-                _ => return done(),
+            if !self.core.run_one() && !self.jump(end) {
+                return done();
             }
         }
     }
