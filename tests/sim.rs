@@ -4,6 +4,7 @@
 //! fixed set of seeds; a failing one names its seed, and `WEFT_SEED=<n>`
 //! runs only that one.
 
+#[cfg(feature = "tls")]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -409,6 +410,7 @@ fn injected_faults_lose_no_data() {
     .unwrap();
 }
 
+#[cfg(feature = "tls")]
 /// A TLS echo over the simulated network, with a client that trusts the
 /// server's CA and one that does not; the trace of the whole run.
 fn tls_scenario(
@@ -474,6 +476,7 @@ fn tls_scenario(
     (sim.trace_hash(), echoed, refused)
 }
 
+#[cfg(feature = "tls")]
 #[test]
 fn tls_runs_over_the_simulated_stream() {
     let ca = common::certs::ca("sim CA");
