@@ -756,3 +756,23 @@ fn a_host_forgets_its_exited_actors() {
     assert_eq!(host.actors(), 0);
     assert_eq!(weft::actors::live_actors(rt.handle()), 0);
 }
+
+/// `Runtime::run` on a simulation runs it until a shutdown is asked
+/// for (here by a timer an hour of virtual time away), or until nothing
+/// is left to happen.
+#[test]
+fn run_drives_a_simulation_until_shutdown_or_idle() {
+    let rt = Runtime::builder().simulation(4).build().unwrap();
+    let sim = rt.handle().simulation().unwrap();
+    let handle = rt.handle().clone();
+    rt.handle()
+        .call_later(Duration::from_secs(3600), move || handle.shutdown());
+    rt.run().unwrap();
+    assert_eq!(sim.now(), Duration::from_secs(3600));
+
+    // Nothing scheduled at all: `run` returns instead of waiting forever.
+    let idle = Runtime::builder().simulation(5).build().unwrap();
+    let doubler = idle.handle().spawn(Doubler);
+    idle.run().unwrap();
+    assert!(doubler.is_stopped(), "shutdown stopped the actors");
+}
