@@ -59,7 +59,10 @@ pub use weft_runtime::{
 /// to run a scenario over many seeds.
 pub mod sim {
     pub use weft_io::sim::{Host, SimNet, SimNetError};
-    pub use weft_runtime::{check_seeds, seed_from_env, SeedFailure, Simulation, Step};
+    pub use weft_runtime::{
+        check_determinism, check_seeds, seed_from_env, Nondeterminism, SeedFailure, Simulation,
+        Step, TraceEvent,
+    };
 }
 
 /// What most weft programs import.

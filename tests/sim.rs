@@ -776,3 +776,40 @@ fn run_drives_a_simulation_until_shutdown_or_idle() {
     idle.run().unwrap();
     assert!(doubler.is_stopped(), "shutdown stopped the actors");
 }
+
+/// The echo scenario depends on its seed alone; a program that reads
+/// randomness from outside the simulation is caught, with the first
+/// event where its two runs part.
+#[test]
+fn check_determinism_finds_where_two_runs_of_a_seed_part() {
+    use std::hash::{BuildHasher, Hasher};
+    use weft::sim::check_determinism;
+    check_determinism(0..5, |seed| {
+        let (rt, sim, net) = world(seed);
+        sim.keep_trace();
+        let server = net.host("server");
+        let handle = rt.handle().clone();
+        server.boot(move |h| {
+            listen_tcp(&handle, h.addr(7), ListenOptions::new(), || Echo).unwrap();
+        });
+        let (_c, seen) = client(rt.handle(), &net.host("laptop"), "server:7", b"abc");
+        sim.run_until(Duration::from_secs(5), || seen.lock().data.len() == 3);
+        sim.trace_events()
+    })
+    .expect("the echo depends on the seed alone");
+
+    let found = check_determinism(0..1, |seed| {
+        let (rt, sim, _net) = world(seed);
+        sim.keep_trace();
+        // A delay from the OS's randomness: outside the simulation.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(1);
+        let ms = 1 + h.finish() % 1_000_000;
+        rt.handle().call_later(Duration::from_millis(ms), || {});
+        sim.run_for(Duration::from_secs(2000));
+        sim.trace_events()
+    })
+    .expect_err("the two runs wait different times");
+    assert_eq!((found.seed, found.index), (0, 0), "{found}");
+    assert_eq!(found.first.map(|e| e.kind), Some(2), "a jump of the clock");
+}

@@ -48,7 +48,10 @@ pub use reactor::{IoToken, Readiness, ReadySink};
 pub use runtime::{Handle, Runtime};
 pub use scheduler::on_worker_thread;
 pub use signal::SignalSubscription;
-pub use sim::{check_seeds, seed_from_env, SeedFailure, Simulation, Step};
+pub use sim::{
+    check_determinism, check_seeds, seed_from_env, Nondeterminism, SeedFailure, Simulation, Step,
+    TraceEvent,
+};
 pub use task::Task;
 pub use time::{Clock, ManualClock, MissedTicks, TimerKey, TICK};
 pub use watchdog::SlowTurn;

@@ -113,6 +113,81 @@ pub fn check_seeds(
     Ok(run)
 }
 
+/// One event of a simulation's trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceEvent {
+    /// What happened: 1 a turn (`word`: the task, numbered by its first
+    /// turn), 2 a jump of the clock (`word`: the deadline in ns), 3 an
+    /// injected slow turn (`word`: its length in ns); 16 and up, events
+    /// of the layers above (`Simulation::record`'s `kind` + 16).
+    pub kind: u64,
+    /// When, on the virtual clock.
+    pub at: Duration,
+    /// Its detail.
+    pub word: u64,
+}
+
+/// Two runs of one seed that did not do the same
+/// ([`check_determinism`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "seed {seed} ran differently twice: the traces part at event {index} ({first:?} then {second:?}); something outside the simulation decides (a clock read, a thread, a hash map's order, OS randomness)"
+)]
+pub struct Nondeterminism {
+    /// The seed.
+    pub seed: u64,
+    /// The first event that differs.
+    pub index: usize,
+    /// That event in the first run (`None`: the run had ended).
+    pub first: Option<TraceEvent>,
+    /// And in the second.
+    pub second: Option<TraceEvent>,
+}
+
+/// Runs `scenario` twice for each seed (it builds its simulation, keeps
+/// its trace with [`Simulation::keep_trace`] and returns
+/// [`Simulation::trace_events`]) and reports the first seed whose two
+/// runs differ, with the first event where they part: the check that a
+/// program's behaviour depends on the seed alone.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_runtime::{check_determinism, Runtime};
+///
+/// let checked = check_determinism(0..3, |seed| {
+///     let rt = Runtime::builder().simulation(seed).build().unwrap();
+///     let sim = rt.handle().simulation().unwrap();
+///     sim.keep_trace();
+///     rt.handle().call_later(Duration::from_secs(1), || {});
+///     sim.run_for(Duration::from_secs(2));
+///     sim.trace_events()
+/// });
+/// assert!(checked.is_ok());
+/// ```
+pub fn check_determinism(
+    seeds: impl IntoIterator<Item = u64>,
+    mut scenario: impl FnMut(u64) -> Vec<TraceEvent>,
+) -> Result<(), Nondeterminism> {
+    for seed in seeds {
+        let a = scenario(seed);
+        let b = scenario(seed);
+        if a != b {
+            let index = a
+                .iter()
+                .zip(&b)
+                .position(|(x, y)| x != y)
+                .unwrap_or(a.len().min(b.len()));
+            return Err(Nondeterminism {
+                seed,
+                index,
+                first: a.get(index).copied(),
+                second: b.get(index).copied(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// SplitMix64: small, fast, and good enough to choose among tasks.
 #[derive(Debug)]
 struct Rng(u64);
@@ -127,11 +202,14 @@ impl Rng {
     }
 }
 
-/// The trace: a running hash of its events, word by word.
+/// The trace: a running hash of its events, word by word, and (when
+/// asked for) the events themselves.
 #[derive(Debug)]
 struct Trace {
     hash: u64,
     events: u64,
+    /// Kept only after `Simulation::keep_trace`.
+    log: Option<Vec<TraceEvent>>,
     /// Task ids as first seen (ids are process-wide; their order of
     /// first appearance is what a run determines).
     seen: HashMap<u64, u64, BuildHasherDefault<IdHasher>>,
@@ -199,6 +277,7 @@ impl SimCore {
                 trace: Trace {
                     hash: 0xcbf2_9ce4_8422_2325,
                     events: 0,
+                    log: None,
                     seen: HashMap::default(),
                 },
             }),
@@ -242,6 +321,13 @@ impl SimCore {
     }
 
     fn record_in(t: &mut Trace, kind: u64, now: u64, word: u64) {
+        if let Some(log) = &mut t.log {
+            log.push(TraceEvent {
+                kind,
+                at: Duration::from_nanos(now),
+                word,
+            });
+        }
         t.events += 1;
         t.mix(kind);
         t.mix(now);
@@ -489,6 +575,21 @@ impl Simulation {
     /// How many events the trace holds.
     pub fn trace_len(&self) -> u64 {
         self.core.state.lock().trace.events
+    }
+
+    /// Keeps every trace event from now on (not only the hash), for
+    /// [`trace_events`](Self::trace_events): to find where two runs of
+    /// one seed part ways ([`check_determinism`] does).
+    pub fn keep_trace(&self) {
+        let mut st = self.core.state.lock();
+        if st.trace.log.is_none() {
+            st.trace.log = Some(Vec::new());
+        }
+    }
+
+    /// The events kept since [`keep_trace`](Self::keep_trace).
+    pub fn trace_events(&self) -> Vec<TraceEvent> {
+        self.core.state.lock().trace.log.clone().unwrap_or_default()
     }
 
     /// Turns run so far.
