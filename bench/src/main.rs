@@ -8,8 +8,10 @@
 //! Every (workload, system, run) executes in a fresh child process (this
 //! binary re-executed with `--child`), so one system's threads, allocator
 //! state or leaked memory never disturb the next measurement, and memory
-//! figures are the child's own peak RSS growth. The parent prints one JSON
-//! line per cell as soon as its runs are done
+//! figures are the child's own peak RSS growth. Runs interleave the
+//! systems (run 1 of each, then run 2, ...), so the machine's drift weighs
+//! on all alike. The parent prints one JSON line per cell as soon as its
+//! workload's runs are done
 //! (`{"group":..,"workload":..,"system":..,"median":..,"unit":..,"runs":..}`,
 //! so a cut-off run still yields what it measured), then a table
 //! (workloads down, systems across, weft/peer ratios).
@@ -354,11 +356,18 @@ fn main() {
     let mut notes: BTreeMap<(String, String), String> = BTreeMap::new();
     let group_start = Instant::now();
     for job in &jobs {
-        for system in &systems {
-            let cell_start = Instant::now();
-            let mut emitted: Vec<String> = Vec::new();
-            for run in 0..runs {
-                eprint!("\r{job:>14} {system:<10} run {}/{runs}   ", run + 1);
+        // Runs interleave the systems (run 1 of each, then run 2 of
+        // each, ...): the machine drifts by a factor of three over
+        // minutes, and a drift must weigh on every system alike.
+        let job_start = Instant::now();
+        let mut emitted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut failed: Vec<String> = Vec::new();
+        for run in 0..runs {
+            for system in &systems {
+                if failed.contains(system) {
+                    continue;
+                }
+                eprint!("\r{job:>14} run {}/{runs} {system:<10}   ", run + 1);
                 // Let the machine settle: a peer that just freed gigabytes
                 // (ractor's spawn peaks near 8 GB) keeps the kernel busy.
                 std::thread::sleep(Duration::from_millis(500));
@@ -368,8 +377,9 @@ fn main() {
                             if !order.contains(&workload) {
                                 order.push(workload.clone());
                             }
-                            if !emitted.contains(&workload) {
-                                emitted.push(workload.clone());
+                            let seen = emitted.entry(system.clone()).or_default();
+                            if !seen.contains(&workload) {
+                                seen.push(workload.clone());
                             }
                             table
                                 .entry(workload)
@@ -385,13 +395,15 @@ fn main() {
                     }
                     Err(e) => {
                         notes.insert((job.to_string(), system.clone()), e);
-                        break;
+                        failed.push(system.clone());
                     }
                 }
             }
-            // Each cell's JSON line as soon as it is known, so a run that
-            // is cut off still leaves its results.
-            for workload in &emitted {
+        }
+        // Each cell's JSON line as soon as its job is done, so a run that
+        // is cut off still leaves what it measured.
+        for system in &systems {
+            for workload in emitted.get(system).into_iter().flatten() {
                 if let Some(cell) = table.get_mut(workload).and_then(|r| r.get_mut(system)) {
                     let m = median(&mut cell.values);
                     println!(
@@ -401,13 +413,13 @@ fn main() {
                     );
                 }
             }
-            let _ = std::io::Write::flush(&mut std::io::stdout());
-            eprintln!(
-                "\r{job:>14} {system:<10} {:.1} s (group so far {:.0} s)",
-                cell_start.elapsed().as_secs_f64(),
-                group_start.elapsed().as_secs_f64()
-            );
         }
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        eprintln!(
+            "\r{job:>14} {:.1} s (group so far {:.0} s)              ",
+            job_start.elapsed().as_secs_f64(),
+            group_start.elapsed().as_secs_f64()
+        );
     }
     eprintln!();
     println!();
