@@ -398,23 +398,25 @@ fn main() {
                         failed.push(system.clone());
                     }
                 }
-            }
-        }
-        // Each cell's JSON line as soon as its job is done, so a run that
-        // is cut off still leaves what it measured.
-        for system in &systems {
-            for workload in emitted.get(system).into_iter().flatten() {
-                if let Some(cell) = table.get_mut(workload).and_then(|r| r.get_mut(system)) {
-                    let m = median(&mut cell.values);
-                    println!(
-                        "{{\"group\":\"{group}\",\"workload\":\"{workload}\",\"system\":\"{system}\",\"median\":{m:.1},\"unit\":\"{}\",\"runs\":{}}}",
-                        cell.unit,
-                        cell.values.len()
-                    );
+                // A cell is done after its last run (or a failed one): its
+                // JSON line at once, so a run that is cut off still leaves
+                // it.
+                if run + 1 == runs || failed.last() == Some(system) {
+                    for workload in emitted.get(system).into_iter().flatten() {
+                        if let Some(cell) = table.get_mut(workload).and_then(|r| r.get_mut(system))
+                        {
+                            let m = median(&mut cell.values);
+                            println!(
+                                "{{\"group\":\"{group}\",\"workload\":\"{workload}\",\"system\":\"{system}\",\"median\":{m:.1},\"unit\":\"{}\",\"runs\":{}}}",
+                                cell.unit,
+                                cell.values.len()
+                            );
+                        }
+                    }
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
                 }
             }
         }
-        let _ = std::io::Write::flush(&mut std::io::stdout());
         eprintln!(
             "\r{job:>14} {:.1} s (group so far {:.0} s)              ",
             job_start.elapsed().as_secs_f64(),
