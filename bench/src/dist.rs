@@ -277,18 +277,7 @@ fn weft_rr(epmd: u16, secs: u64) -> Option<u64> {
     let inbox = rt.handle().spawn(asker);
     a.set_inbox(inbox.recipient());
     a.send_named("echo", &to, first).ok()?;
-    let start = Instant::now();
-    while count.load(Ordering::Relaxed) == 0 {
-        if start.elapsed() > Duration::from_secs(10) {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let before = count.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs(secs));
-    let n = count.load(Ordering::Relaxed) - before;
-    drop(a);
-    Some(n)
+    measure(&count, secs)
 }
 
 /// The pipelined sender: a window of messages out, 1,000 more for each
