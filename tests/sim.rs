@@ -810,6 +810,10 @@ fn check_determinism_finds_where_two_runs_of_a_seed_part() {
         sim.trace_events()
     })
     .expect_err("the two runs wait different times");
-    assert_eq!((found.seed, found.index), (0, 0), "{found}");
-    assert_eq!(found.first.map(|e| e.kind), Some(2), "a jump of the clock");
+    // The runs part at a jump of the clock, once the wheel has cascaded
+    // down to where the two timers differ (a few jumps at most).
+    assert_eq!(found.seed, 0);
+    assert!(found.index < 8, "{found}");
+    assert_eq!(found.first.map(|e| e.kind), Some(2), "{found}");
+    assert_ne!(found.first, found.second);
 }
