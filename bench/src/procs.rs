@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use weft::io::process::{spawn_process, Proc, ProcessProtocol, ProcessSpec, ProcessStatus};
 use weft::prelude::*;
 
+use tokio::io::AsyncReadExt;
+
 use crate::emit;
 use crate::net::secs;
 
@@ -102,7 +104,20 @@ fn tokio_spawn(dur: Duration) {
                             .stderr(Stdio::piped())
                             .spawn()
                             .expect("true starts");
-                        child.wait().await.expect("true ends");
+                        // Ended as weft's `ended` and Twisted's
+                        // `processEnded` mean it: reaped, and its output
+                        // read to the end.
+                        drop(child.stdin.take());
+                        let mut out = child.stdout.take().expect("piped");
+                        let mut err = child.stderr.take().expect("piped");
+                        let (mut a, mut b) = (Vec::new(), Vec::new());
+                        let (o, e, w) = tokio::join!(
+                            out.read_to_end(&mut a),
+                            err.read_to_end(&mut b),
+                            child.wait()
+                        );
+                        o.and(e).expect("output read");
+                        w.expect("true ends");
                         count.fetch_add(1, Ordering::Relaxed);
                     }
                 })
