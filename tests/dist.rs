@@ -473,7 +473,6 @@ fn sending_connects_on_first_use_and_unnamed_actors_have_pids() {
                      R = erlang:monitor(process, Pid), Pid ! {answer, 42}, Pid ! fail, \
                      receive {'DOWN', R, process, Pid, Why} -> io:format(\"~p~n\", [Why]) \
                      after 5000 -> io:format(\"timeout~n\") end, \
-                     timer:sleep(200), \
                      R2 = erlang:monitor(process, Pid), \
                      receive {'DOWN', R2, process, Pid, Why2} -> io:format(\"~p~n\", [Why2]) \
                      after 5000 -> io:format(\"timeout~n\") end \
@@ -738,7 +737,7 @@ fn links_cross_nodes_both_ways() {
                  link(Doomed), link(Held), \
                  Spawn = fun(P, Why) -> spawn(fun() -> link(P), receive go -> exit(Why) end end) end, \
                  V = Spawn(Victim, boom), S = Spawn(Survivor, normal), \
-                 timer:sleep(200), V ! go, S ! go, Doomed ! fail, \
+                 V ! go, S ! go, Doomed ! fail, \
                  receive {'EXIT', Doomed, R} -> io:format(\"~p~n\", [R]) \
                  after 5000 -> io:format(\"timeout~n\") end, \
                  receive stop -> halt() after 10000 -> halt() end.",

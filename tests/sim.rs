@@ -4,13 +4,13 @@
 //! fixed set of seeds; a failing one names its seed, and `WEFT_SEED=<n>`
 //! runs only that one.
 
-#[cfg(feature = "tls")]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Echo;
 use parking_lot::Mutex;
 use weft::prelude::*;
 use weft::sim::{check_seeds, Host, SimNet, Simulation};
@@ -23,17 +23,6 @@ fn world(seed: u64) -> (Runtime, Simulation, SimNet) {
     let sim = rt.handle().simulation().unwrap();
     let net = SimNet::install(rt.handle()).unwrap();
     (rt, sim, net)
-}
-
-/// Writes back what it reads.
-struct Echo;
-
-impl Protocol for Echo {
-    type Msg = ();
-    fn data(&mut self, conn: &mut Conn<'_, '_, Self>, data: &[u8]) -> ActorResult {
-        conn.write(data)?;
-        Ok(())
-    }
 }
 
 /// What a client saw.
